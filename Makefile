@@ -1,0 +1,53 @@
+# supportmem: `make run` serves the demo on http://127.0.0.1:8000; `make test` runs lint, types and tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test install lint typecheck pytest chromium clean-data
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[local,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian's Chromium for browser tests (never `playwright install`: it downloads a browser).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	$(PY) manage.py collectstatic --noinput -v 0
+	@if [ -n "$$REDIS_URL" ]; then \
+		echo "REDIS_URL set: starting a Celery worker and beat"; \
+		$(VENV)/bin/celery -A support_agent worker --beat -l info --concurrency 2 & \
+	fi; \
+	echo "supportmem on http://$(HOST):$(PORT)/  (admin /admin/, API docs /api/docs/, widget /widget/demo/)"; \
+	exec $(VENV)/bin/gunicorn support_agent.wsgi:application --bind $(HOST):$(PORT) \
+		--worker-class gthread --workers 2 --threads 8 --timeout 120 --access-logfile -
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy .
+
+pytest: install chromium
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+clean-data:
+	rm -rf .data

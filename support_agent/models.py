@@ -1,0 +1,75 @@
+"""Agent runs and their steps: the full trace of what the agent saw, said and did."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from tickets.models import Customer, Organization, Ticket, TicketMessage
+
+
+class AgentRun(models.Model):
+    class Trigger(models.TextChoices):
+        MESSAGE = "message", "Customer message"
+        CONSOLIDATION = "consolidation", "Solved-ticket consolidation"
+        MANUAL = "manual", "Manual (agent_chat)"
+        API = "api", "API"
+        WIDGET = "widget", "Chat widget"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    class StopReason(models.TextChoices):
+        END_TURN = "end_turn", "Model ended its turn"
+        STEP_LIMIT = "step_limit", "Step limit reached"
+        LLM_ERROR = "llm_error", "Model call failed"
+        ERROR = "error", "Internal error"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="agent_runs")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="agent_runs")
+    ticket = models.ForeignKey(Ticket, on_delete=models.SET_NULL, null=True, blank=True, related_name="agent_runs")
+    trigger = models.CharField(max_length=32, choices=Trigger.choices)
+    trigger_message = models.ForeignKey(
+        TicketMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    stop_reason = models.CharField(max_length=32, choices=StopReason.choices, blank=True)
+    error = models.TextField(blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    reply = models.TextField(blank=True)
+    reply_message = models.ForeignKey(TicketMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    step_count = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.trigger}, {self.status})"
+
+
+class AgentStep(models.Model):
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    request_messages = models.JSONField(default=list)
+    response = models.JSONField(default=dict)
+    tool_calls = models.JSONField(default=list)
+    tool_results = models.JSONField(default=list)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    context_tokens = models.PositiveIntegerField(default=0, help_text="Our own count of the compiled prompt.")
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="step_index_unique_per_run")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} step {self.index}"

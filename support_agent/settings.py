@@ -1,0 +1,165 @@
+"""Django settings for supportmem, read from the environment (see README, "Configuration")."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from support_agent.env import env_bool, env_int, env_list, env_str, parse_database_url, persistent_secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Under pytest, with no DATABASE_URL: a throwaway PostgreSQL and data folder per test run, deleted at exit,
+# so test runs never touch the `make run` cluster and never collide with each other.
+TESTING = "pytest" in sys.modules
+if TESTING and not os.environ.get("SUPPORTMEM_DATA_DIR"):
+    os.environ["SUPPORTMEM_DATA_DIR"] = tempfile.mkdtemp(prefix="supportmem-test-")
+    atexit.register(shutil.rmtree, os.environ["SUPPORTMEM_DATA_DIR"], ignore_errors=True)
+DATA_DIR = Path(env_str("SUPPORTMEM_DATA_DIR", str(BASE_DIR / ".data"))).resolve()
+
+DEBUG = env_bool("DEBUG", False)
+# Unset SECRET_KEY: one is generated once and kept in the data folder, so sessions survive restarts.
+SECRET_KEY = env_str("SECRET_KEY") or persistent_secret_key(DATA_DIR / "secret_key")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "corsheaders",
+    "simple_history",
+    "tickets",
+    "memory",
+    "support_agent",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+]
+
+ROOT_URLCONF = "support_agent.urls"
+WSGI_APPLICATION = "support_agent.wsgi.application"
+ASGI_APPLICATION = "support_agent.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL, or the embedded PostgreSQL with pgvector under SUPPORTMEM_DATA_DIR.
+_database_url = env_str("DATABASE_URL")
+if not _database_url:
+    from support_agent.embedded_pg import embedded_database_url
+
+    _database_url = embedded_database_url(DATA_DIR, cleanup_mode="delete" if TESTING else "stop")
+    os.environ["DATABASE_URL"] = _database_url  # child processes (autoreloader, workers) reuse it
+DATABASES = {"default": parse_database_url(_database_url)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in development and tests
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# Celery: Redis when REDIS_URL is set; otherwise tasks run in-process (eagerly).
+REDIS_URL = env_str("REDIS_URL")
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or None
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+
+# The agent's language model: OpenAI or any OpenAI-compatible server; the offline model otherwise.
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+SUPPORTMEM_MODEL = env_str("SUPPORTMEM_MODEL", "gpt-4o-mini")
+SUPPORTMEM_CONTEXT_WINDOW = env_int("SUPPORTMEM_CONTEXT_WINDOW", 16000)
+SUPPORTMEM_LLM_TIMEOUT = env_int("SUPPORTMEM_LLM_TIMEOUT", 60)
+SUPPORTMEM_LLM_MAX_RETRIES = env_int("SUPPORTMEM_LLM_MAX_RETRIES", 4)
+
+# Embeddings: "local" (all-MiniLM-L6-v2 shipped in a package) or "openai" (text-embedding-3-small, 384 dims).
+SUPPORTMEM_EMBEDDINGS = env_str("SUPPORTMEM_EMBEDDINGS", "local")
+if SUPPORTMEM_EMBEDDINGS not in {"local", "openai"}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("SUPPORTMEM_EMBEDDINGS must be 'local' or 'openai'")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "supportmem API",
+    "DESCRIPTION": "Customer-support memory: customers, tickets, memory blocks, archival search, agent turns.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+CORS_ALLOW_ALL_ORIGINS = False
+CORS_URLS_REGEX = r"^/api/widget/.*$"
+
+LOGIN_URL = "/admin/login/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,137 @@
+"""Admin for customers and tickets. Every list and page is scoped to the staff member's organisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from tickets.models import (
+    ApiKey,
+    Customer,
+    CustomerIdentity,
+    Integration,
+    Organization,
+    StaffMembership,
+    Ticket,
+    TicketMessage,
+)
+
+
+def staff_organization_id(request: HttpRequest) -> int | None:
+    """The organisation a staff user works for; None for superusers (who see every organisation)."""
+    user = request.user
+    if getattr(user, "is_superuser", False):
+        return None
+    membership = getattr(user, "membership", None)
+    return membership.organization_id if membership is not None else -1  # -1: no organisation, sees nothing
+
+
+class OrgScopedAdmin(admin.ModelAdmin):
+    """Limits every queryset (lists, change pages, foreign-key choices) to the staff member's organisation."""
+
+    org_field = "organization"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        org_id = staff_organization_id(request)
+        if org_id is None:
+            return queryset
+        return queryset.filter(**{f"{self.org_field}_id": org_id})
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        org_id = staff_organization_id(request)
+        related = db_field.related_model
+        if org_id is not None:
+            if related is Organization:
+                kwargs["queryset"] = Organization.objects.filter(pk=org_id)
+            elif any(f.name == "organization" for f in related._meta.get_fields()):
+                kwargs["queryset"] = related._default_manager.filter(organization_id=org_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrgScopedAdmin):
+    org_field = "id"
+    list_display = ["name", "slug", "step_limit", "memory_edits_need_approval", "created_at"]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["widget_publishable_key", "created_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        org_id = staff_organization_id(request)
+        return queryset if org_id is None else queryset.filter(pk=org_id)
+
+
+@admin.register(StaffMembership)
+class StaffMembershipAdmin(OrgScopedAdmin):
+    list_display = ["user", "organization"]
+    list_select_related = ["user", "organization"]
+    raw_id_fields = ["user"]
+
+
+class CustomerIdentityInline(admin.TabularInline):
+    model = CustomerIdentity
+    extra = 0
+    fields = ["source", "external_id", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(Customer)
+class CustomerAdmin(OrgScopedAdmin):
+    list_display = ["name", "email", "organization", "created_at"]
+    list_select_related = ["organization"]
+    search_fields = ["name", "email", "identities__external_id"]
+    inlines = [CustomerIdentityInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        for instance in formset.save(commit=False):
+            if isinstance(instance, CustomerIdentity):
+                instance.organization_id = instance.customer.organization_id
+            instance.save()
+        for obj in formset.deleted_objects:
+            obj.delete()
+
+
+@admin.register(Integration)
+class IntegrationAdmin(OrgScopedAdmin):
+    list_display = ["__str__", "kind", "organization", "reply_mode", "is_active"]
+    list_filter = ["kind", "is_active"]
+    readonly_fields = ["webhook_token", "created_at"]
+
+
+class TicketMessageInline(admin.TabularInline):
+    model = TicketMessage
+    extra = 0
+    fields = ["created_at", "author_role", "author_name", "body", "is_public"]
+    readonly_fields = ["created_at", "author_role", "author_name", "body", "is_public"]
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(Ticket)
+class TicketAdmin(OrgScopedAdmin):
+    list_display = ["__str__", "customer", "status", "priority", "channel", "updated_at"]
+    list_filter = ["status", "priority", "channel"]
+    list_select_related = ["customer"]
+    search_fields = ["subject", "external_id", "customer__name", "customer__email"]
+    raw_id_fields = ["customer", "integration"]
+    inlines = [TicketMessageInline]
+
+
+@admin.register(TicketMessage)
+class TicketMessageAdmin(OrgScopedAdmin):
+    list_display = ["__str__", "customer", "ticket", "author_role", "created_at"]
+    list_filter = ["author_role", "is_public"]
+    list_select_related = ["customer", "ticket"]
+    search_fields = ["body", "customer__email"]
+    raw_id_fields = ["customer", "ticket"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(OrgScopedAdmin):
+    list_display = ["prefix", "name", "organization", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]

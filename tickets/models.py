@@ -1,0 +1,249 @@
+"""Who and what was said: organisations (tenants), customers, helpdesk integrations, tickets, messages."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from django.db.models import Q
+
+
+def _new_publishable_key() -> str:
+    return "pk_" + secrets.token_urlsafe(18)
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Organization(models.Model):
+    """The tenant. Every other row belongs to exactly one organisation."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    step_limit = models.PositiveSmallIntegerField(
+        default=10, help_text="Most steps one agent run may take before it is stopped."
+    )
+    memory_edits_need_approval = models.BooleanField(
+        default=False, help_text="Agent edits to memory wait in the review queue until staff approve them."
+    )
+    context_window_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Overrides the model's context window (tokens) for this organisation."
+    )
+    widget_publishable_key = models.CharField(max_length=64, unique=True, default=_new_publishable_key)
+    widget_secret = models.CharField(
+        max_length=128, default=_new_secret, help_text="Signs user_hash = HMAC-SHA256(secret, user_id)."
+    )
+    widget_allowed_origins = ArrayField(models.CharField(max_length=255), default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StaffMembership(models.Model):
+    """Ties a staff user to the one organisation whose data they may see."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization}"
+
+
+class Customer(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="customers")
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["organization", "email"])]
+
+    def __str__(self) -> str:
+        return self.name or self.email or f"customer {self.pk}"
+
+
+class CustomerIdentity(models.Model):
+    """One external id of a customer: a helpdesk user id, a widget user id, an email address."""
+
+    class Source(models.TextChoices):
+        ZENDESK = "zendesk", "Zendesk"
+        INTERCOM = "intercom", "Intercom"
+        HELPSCOUT = "helpscout", "Help Scout"
+        FRONT = "front", "Front"
+        FRESHDESK = "freshdesk", "Freshdesk"
+        STANDARD = "standard", "Standard Webhooks"
+        WIDGET = "widget", "Chat widget"
+        API = "api", "API"
+        EMAIL = "email", "Email"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    source = models.CharField(max_length=32, choices=Source.choices)
+    external_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "source", "external_id"], name="identity_unique_per_source")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+
+class Integration(models.Model):
+    """A helpdesk connected to an organisation: where webhooks come from and where replies go."""
+
+    class Kind(models.TextChoices):
+        ZENDESK = "zendesk", "Zendesk"
+        INTERCOM = "intercom", "Intercom"
+        HELPSCOUT = "helpscout", "Help Scout"
+        FRONT = "front", "Front"
+        FRESHDESK = "freshdesk", "Freshdesk"
+        STANDARD = "standard", "Standard Webhooks"
+
+    class ReplyMode(models.TextChoices):
+        NOTE = "note", "Internal note"
+        PUBLIC = "public", "Public reply"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="integrations")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    name = models.CharField(max_length=200, blank=True)
+    webhook_token = models.CharField(max_length=64, unique=True, default=_new_secret)
+    signing_secret = models.CharField(max_length=255, blank=True)
+    outbound_base_url = models.URLField(blank=True)
+    outbound_credentials = models.JSONField(default=dict, blank=True)
+    reply_mode = models.CharField(max_length=16, choices=ReplyMode.choices, default=ReplyMode.NOTE)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "kind"], name="integration_one_per_kind")]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.get_kind_display()} ({self.organization.slug})"
+
+
+class Ticket(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        OPEN = "open", "Open"
+        PENDING = "pending", "Pending"
+        ON_HOLD = "on_hold", "On hold"
+        SOLVED = "solved", "Solved"
+        CLOSED = "closed", "Closed"
+
+    class Priority(models.TextChoices):
+        LOW = "low", "Low"
+        NORMAL = "normal", "Normal"
+        HIGH = "high", "High"
+        URGENT = "urgent", "Urgent"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        CHAT = "chat", "Chat"
+        WIDGET = "widget", "Chat widget"
+        PHONE = "phone", "Phone"
+        WEB = "web", "Web form"
+        API = "api", "API"
+        SOCIAL = "social", "Social"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="tickets")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="tickets")
+    integration = models.ForeignKey(
+        Integration, on_delete=models.SET_NULL, null=True, blank=True, related_name="tickets"
+    )
+    external_id = models.CharField(max_length=255, blank=True)
+    subject = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.NORMAL)
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.EMAIL)
+    tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    solved_at = models.DateTimeField(null=True, blank=True)
+    # The helpdesk's own "updated at" of the last event applied: older events never move the ticket back.
+    source_updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "external_id"],
+                condition=Q(integration__isnull=False) & ~Q(external_id=""),
+                name="ticket_external_id_unique_per_integration",
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "customer", "status"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.subject}"
+
+
+class TicketMessage(models.Model):
+    """One message in recall memory: from a helpdesk, the widget, the API, or the agent."""
+
+    class Role(models.TextChoices):
+        CUSTOMER = "customer", "Customer"
+        STAFF = "staff", "Staff"
+        AGENT = "agent", "Agent"
+        SYSTEM = "system", "System"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="messages")
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, null=True, blank=True, related_name="messages")
+    author_role = models.CharField(max_length=16, choices=Role.choices)
+    author_name = models.CharField(max_length=200, blank=True)
+    body = models.TextField()
+    is_public = models.BooleanField(default=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("body", config="english"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticket", "external_id"],
+                condition=~Q(external_id=""),
+                name="message_external_id_unique_per_ticket",
+            )
+        ]
+        indexes = [
+            GinIndex(fields=["search_vector"], name="message_search_gin"),
+            models.Index(fields=["customer", "created_at"], name="message_customer_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.author_role}: {self.body[:60]}"
+
+
+class ApiKey(models.Model):
+    """A server API key. Only a hash is stored; the key itself is shown once, at creation."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(max_length=16, db_index=True)
+    key_hash = models.CharField(max_length=128, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.organization.slug})"

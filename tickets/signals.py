@@ -1,0 +1,13 @@
+"""Events the tickets layer announces. Higher layers (memory, the agent) subscribe; tickets imports neither.
+
+Both are sent after the transaction that caused them commits.
+"""
+
+from django.dispatch import Signal
+
+# kwargs: message_id, author_role
+message_ingested = Signal()
+# kwargs: ticket_id
+ticket_solved = Signal()
+# kwargs: organization_id, customer_ids, persona, policies, blocks ({customer_id: {label: value}})
+demo_seeded = Signal()

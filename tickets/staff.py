@@ -1,0 +1,35 @@
+"""Staff roles as Django groups: support staff view and correct memory; reviewers also approve agent edits."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+
+SUPPORT_STAFF_GROUP = "Support staff"
+MEMORY_REVIEWERS_GROUP = "Memory reviewers"
+
+_STAFF_APPS = ["tickets", "memory", "support_agent"]
+# Rows staff read but never change by hand: traces, raw history, organisations' keys.
+_READ_ONLY_MODELS = {"agentrun", "agentstep", "historicalmemoryblock", "apikey", "organization", "staffmembership"}
+
+
+def ensure_staff_groups() -> tuple[Group, Group]:
+    staff, _ = Group.objects.get_or_create(name=SUPPORT_STAFF_GROUP)
+    reviewers, _ = Group.objects.get_or_create(name=MEMORY_REVIEWERS_GROUP)
+    permissions = Permission.objects.filter(content_type__app_label__in=_STAFF_APPS)
+    staff_permissions = [
+        p
+        for p in permissions
+        if p.content_type.model not in _READ_ONLY_MODELS or p.codename.startswith("view_")
+        if p.content_type.model != "pendingmemoryedit" or p.codename.startswith("view_")
+    ]
+    staff.permissions.set(staff_permissions)
+    reviewer_permissions = staff_permissions + [p for p in permissions if p.content_type.model == "pendingmemoryedit"]
+    reviewers.permissions.set(reviewer_permissions)
+    return staff, reviewers
+
+
+def grant_staff_permissions(user: AbstractBaseUser, *, reviewer: bool = False) -> None:
+    staff, reviewers = ensure_staff_groups()
+    user.groups.add(staff)  # type: ignore[attr-defined]
+    if reviewer:
+        user.groups.add(reviewers)  # type: ignore[attr-defined]
