@@ -73,3 +73,15 @@ class AgentStep(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} step {self.index}"
+
+
+class CustomerMemory(Customer):
+    """A customer seen as staff review them: identities, memory, tickets, passages and agent runs on one page.
+
+    A proxy of tickets.Customer so that the admin page that joins every layer lives in the top layer.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "customer memory"
+        verbose_name_plural = "customer memory"

@@ -138,11 +138,15 @@ def message_ingest(
     external_id: str = "",
     created_at: datetime | None = None,
     announce: bool = True,
+    trigger_agent: bool = True,
 ) -> tuple[TicketMessage, bool]:
     """Store one message in recall memory. Idempotent on (ticket, external_id).
 
     Returns the message and whether it was new. New messages are announced after
-    commit (``message_ingested``) so that memory can embed them and the agent can answer.
+    commit (``message_ingested``) so that memory can embed them and, for a customer
+    message with ``trigger_agent``, the agent can answer. Callers that run the agent
+    themselves (the widget, agent_chat) pass ``trigger_agent=False``; ``announce=False``
+    stays silent altogether (bulk loads, which then embed in batches).
     """
     if external_id and ticket is not None:
         existing = TicketMessage.objects.filter(ticket=ticket, external_id=external_id).first()
@@ -169,6 +173,8 @@ def message_ingest(
         Ticket.objects.filter(pk=ticket.pk).update(updated_at=message.created_at)
     if announce:
         transaction.on_commit(
-            lambda: message_ingested.send(sender=TicketMessage, message_id=message.pk, author_role=author_role)
+            lambda: message_ingested.send(
+                sender=TicketMessage, message_id=message.pk, author_role=author_role, trigger_agent=trigger_agent
+            )
         )
     return message, True
