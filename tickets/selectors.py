@@ -46,3 +46,8 @@ def ticket_list(*, customer: Customer, status: str | None = None) -> QuerySet[Ti
 
 def message_list(*, customer: Customer) -> QuerySet[TicketMessage]:
     return TicketMessage.objects.filter(customer=customer).order_by("created_at", "id")
+
+
+def customer_list(*, organization: Organization) -> QuerySet[Customer]:
+    """Every customer of the organisation (the API's list endpoint filters this further)."""
+    return Customer.objects.filter(organization=organization).order_by("id")
