@@ -37,7 +37,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
-    "corsheaders",
     "simple_history",
     "tickets",
     "memory",
@@ -47,7 +46,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -118,6 +116,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Helpdesk webhooks (tickets/intake.py, tickets/outbound.py): the sweeper re-dispatches events stuck
+# unprocessed (and replies due a retry); an event failing this many times is marked dead.
+SUPPORTMEM_WEBHOOK_SWEEP_SECONDS = env_int("SUPPORTMEM_WEBHOOK_SWEEP_SECONDS", 30)
+SUPPORTMEM_WEBHOOK_STUCK_SECONDS = env_int("SUPPORTMEM_WEBHOOK_STUCK_SECONDS", 60)
+SUPPORTMEM_WEBHOOK_MAX_ATTEMPTS = env_int("SUPPORTMEM_WEBHOOK_MAX_ATTEMPTS", 5)
+SUPPORTMEM_OUTBOUND_MAX_ATTEMPTS = env_int("SUPPORTMEM_OUTBOUND_MAX_ATTEMPTS", 6)
+SUPPORTMEM_OUTBOUND_RETRY_BASE_SECONDS = env_int("SUPPORTMEM_OUTBOUND_RETRY_BASE_SECONDS", 30)
+CELERY_BEAT_SCHEDULE = {
+    "webhooks-sweep": {"task": "tickets.webhooks_sweep", "schedule": float(SUPPORTMEM_WEBHOOK_SWEEP_SECONDS)},
+}
 
 # The agent's language model: OpenAI or any OpenAI-compatible server; the offline model otherwise.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
@@ -142,16 +150,35 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "support_agent.exceptions.api_exception_handler",
+    # Throttle rates ("N/second|minute|hour|day"); an empty value turns that throttle off (benchmarks do).
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": env_str("SUPPORTMEM_THROTTLE_API_KEY", "6000/minute") or None,
+        "widget_customer": env_str("SUPPORTMEM_THROTTLE_WIDGET_CUSTOMER", "30/minute") or None,
+        "widget_ip": env_str("SUPPORTMEM_THROTTLE_WIDGET_IP", "120/minute") or None,
+    },
+    # Proxies in front of the app that append to X-Forwarded-For; 0 trusts only the socket's address.
+    "NUM_PROXIES": env_int("SUPPORTMEM_NUM_PROXIES", 0),
+}
+# Throttle counters: shared through Redis when there is one; per process otherwise.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "supportmem API",
     "DESCRIPTION": "Customer-support memory: customers, tickets, memory blocks, archival search, agent turns.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "tickets.models.Ticket.Status",
+        "AgentRunStatusEnum": "support_agent.models.AgentRun.Status",
+    },
 }
 
-CORS_ALLOW_ALL_ORIGINS = False
-CORS_URLS_REGEX = r"^/api/widget/.*$"
+# CORS: the widget API answers it itself, per organisation (its widget_allowed_origins), in support_agent/api.py;
+# nothing else is meant for browsers on other origins.
 
 LOGIN_URL = "/admin/login/"
 
