@@ -1,41 +1,426 @@
-"""Admin for agent runs and their steps (the trace)."""
+"""Admin for the top layer: the customer memory page (every layer on one screen) and agent run traces."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
 
-from support_agent.models import AgentRun, AgentStep
-from tickets.admin import OrgScopedAdmin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Max, Model, Prefetch, Q, QuerySet
+from django.db.models.functions import Length
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from memory.admin import (
+    PassageTextForm,
+    ScopedObjectAdmin,
+    block_badges,
+    block_last_change,
+    change_author_html,
+    customer_page_url,
+    passage_badges,
+    prompting_message_html,
+    run_step_url,
+)
+from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMemoryEdit
+from memory.selectors import blocks_for_customer, passage_search, passages_for
+from memory.services import MemoryEditError, Provenance, blocks_ensure, passage_insert
+from support_agent.models import AgentRun, AgentStep, CustomerMemory
+from tickets.models import TicketMessage
+from tickets.selectors import ticket_list
+
+admin.site.site_header = "supportmem · staff"
+admin.site.site_title = "supportmem staff"
+admin.site.index_title = "What the agent remembers"
+
+RUN_STATUS_BADGE = {"completed": "ok", "failed": "over", "running": "pending", "queued": "system"}
 
 
-class AgentStepInline(admin.StackedInline):
-    model = AgentStep
-    extra = 0
-    can_delete = False
-    readonly_fields = [
-        "index",
-        "latency_ms",
-        "prompt_tokens",
-        "completion_tokens",
-        "context_tokens",
-        "response",
-        "tool_calls",
-        "tool_results",
-    ]
-    exclude = ["request_messages"]
+def status_badge(run: AgentRun) -> SafeString:
+    return format_html(
+        '<span class="sm-badge sm-badge-{}">{}</span>', RUN_STATUS_BADGE.get(run.status, "system"), run.status
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The customer page
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockPanel:
+    block: MemoryBlock
+    badges: SafeString
+    author: SafeString
+    last_change: Any
+    percent: int
+
+
+def block_panel(block: MemoryBlock, pending: int) -> BlockPanel:
+    last = block_last_change(block)
+    return BlockPanel(
+        block=block,
+        badges=block_badges(block, pending=pending),
+        author=change_author_html(last) if last else format_html("{}", ""),
+        last_change=last,
+        percent=min(100, round(100 * block.chars_current / block.char_limit)) if block.char_limit else 100,
+    )
+
+
+@dataclass
+class PassageRow:
+    passage: ArchivalPassage
+    badges: SafeString
+    author: SafeString
+
+
+@admin.register(CustomerMemory)
+class CustomerMemoryAdmin(ScopedObjectAdmin):
+    """Find a customer by name, email or any external id; open everything the agent knows about them."""
+
+    list_display = ["name_link", "email", "identity_badges", "memory_badges", "ticket_count", "last_run"]
+    search_fields = ["name", "email", "identities__external_id"]
+    search_help_text = "Search by name, email or any external id (helpdesk, widget, API)."
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # customers arrive through helpdesks, the widget and the API (tickets admin for by hand)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        over_limit = Q(memory_blocks__char_limit__lt=Length("memory_blocks__value"))
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("identities")
+            .annotate(
+                n_tickets=Count("tickets", distinct=True),
+                n_over=Count("memory_blocks", filter=over_limit, distinct=True),
+                n_pending=Count(
+                    "memory_blocks__pending_edits",
+                    filter=Q(memory_blocks__pending_edits__status=PendingMemoryEdit.Status.PENDING),
+                    distinct=True,
+                ),
+                last_run_at=Max("agent_runs__created_at"),
+            )
+        )
+
+    @admin.display(description="customer", ordering="name")
+    def name_link(self, customer: CustomerMemory) -> SafeString:
+        return format_html('<a href="{}"><strong>{}</strong></a>', customer_page_url(customer.pk), customer)
+
+    @admin.display(description="identities")
+    def identity_badges(self, customer: CustomerMemory) -> SafeString:
+        return format_html_join(
+            " ",
+            '<span class="sm-badge sm-badge-id">{}:{}</span>',
+            ((i.source, i.external_id) for i in customer.identities.all()),
+        )
+
+    @admin.display(description="memory")
+    def memory_badges(self, customer: Any) -> SafeString:
+        badges = []
+        if customer.n_pending:
+            badges.append(("pending", f"{customer.n_pending} pending"))
+        if customer.n_over:
+            badges.append(("over", f"{customer.n_over} over limit"))
+        return format_html_join(" ", '<span class="sm-badge sm-badge-{}">{}</span>', badges)
+
+    @admin.display(description="tickets", ordering="n_tickets")
+    def ticket_count(self, customer: Any) -> int:
+        return int(customer.n_tickets)
+
+    @admin.display(description="last agent run", ordering="last_run_at")
+    def last_run(self, customer: Any) -> Any:
+        return customer.last_run_at or "—"
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/passages/add/",
+                wrap(self.add_passage_view),
+                name="support_agent_customermemory_add_passage",
+            ),
+            path(
+                "<path:object_id>/blocks/ensure/",
+                wrap(self.ensure_blocks_view),
+                name="support_agent_customermemory_ensure_blocks",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        customer = self.scoped_object(request, object_id)
+        context = self.page_context(
+            request,
+            str(customer),
+            customer=customer,
+            **self._memory_context(customer),
+            **self._passage_context(request, customer),
+            tickets=ticket_list(customer=customer).prefetch_related(
+                Prefetch("messages", queryset=TicketMessage.objects.order_by("created_at", "id"))
+            ),
+            runs=self._runs(customer),
+            can_edit_memory=request.user.has_perm("memory.change_memoryblock"),
+            can_add_passage=request.user.has_perm("memory.add_archivalpassage"),
+            passage_form=PassageTextForm(),
+        )
+        return TemplateResponse(request, "admin/support_agent/customermemory/customer.html", context)
+
+    def _memory_context(self, customer: Any) -> dict[str, Any]:
+        blocks = blocks_for_customer(customer=customer)
+        pending = PendingMemoryEdit.objects.filter(
+            block__in=blocks, status=PendingMemoryEdit.Status.PENDING
+        ).select_related("block")
+        counts: dict[int, int] = {}
+        for edit in pending:
+            counts[edit.block_id] = counts.get(edit.block_id, 0) + 1
+        panels = [block_panel(block, counts.get(block.pk, 0)) for block in blocks]
+        return {
+            "customer_blocks": [p for p in panels if p.block.customer_id is not None],
+            "org_blocks": [p for p in panels if p.block.customer_id is None],
+            "pending_count": len([e for e in pending if e.customer_id == customer.pk]),
+        }
+
+    def _passage_context(self, request: HttpRequest, customer: Any) -> dict[str, Any]:
+        query = request.GET.get("q", "").strip()[:500]
+        if query:
+            found = passage_search(
+                organization=customer.organization,
+                customer=customer,
+                query=query,
+                page_size=25,
+                include_invalidated=request.GET.get("superseded") == "1",
+            )
+            passages = found.results
+        else:
+            passages = list(
+                passages_for(organization=customer.organization, customer=customer, include_invalidated=True)
+                .select_related("superseded_by")
+                .order_by("invalidated_at", "-created_at")[:100]
+            )
+        rows = [PassageRow(p, passage_badges(p), change_author_html(p)) for p in passages]
+        return {"passage_query": query, "passages": rows}
+
+    def _runs(self, customer: Any) -> list[AgentRun]:
+        return list(AgentRun.objects.filter(customer=customer).select_related("ticket").order_by("-created_at")[:25])
+
+    def add_passage_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Staff add a fact to the customer's archival memory through passage_insert."""
+        customer = self.scoped_object(request, object_id)
+        page = customer_page_url(customer.pk) + "#passages"
+        if request.method != "POST":
+            return HttpResponseRedirect(page)
+        if not request.user.has_perm("memory.add_archivalpassage"):
+            raise PermissionDenied
+        form = PassageTextForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "; ".join(str(e) for errors in form.errors.values() for e in errors))
+            return HttpResponseRedirect(page)
+        try:
+            _, created = passage_insert(
+                organization=customer.organization,
+                customer=customer,
+                text=form.cleaned_data["text"],
+                tags=form.tag_list(),
+                provenance=Provenance(source=ChangeSource.STAFF, user=request.user),  # type: ignore[arg-type]
+            )
+        except MemoryEditError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(page)
+        messages.success(request, "Added to archival memory." if created else "That passage was already stored.")
+        return HttpResponseRedirect(page)
+
+    def ensure_blocks_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        customer = self.scoped_object(request, object_id)
+        if request.method == "POST":
+            if not request.user.has_perm("memory.change_memoryblock"):
+                raise PermissionDenied
+            blocks_ensure(customer=customer)
+            messages.success(request, "Created the default memory blocks.")
+        return HttpResponseRedirect(customer_page_url(customer.pk))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Agent runs: the trace
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _call_parts(call: Any) -> tuple[str, Any]:
+    """A tool call's name and arguments, whether stored OpenAI-style (function.name/arguments) or flat."""
+    if not isinstance(call, dict):
+        return "?", call
+    nested = call.get("function")
+    function: dict[str, Any] = nested if isinstance(nested, dict) else call
+    name = str(function.get("name", "?"))
+    arguments = function.get("arguments", function.get("args", {}))
+    if isinstance(arguments, str):
+        # Malformed arguments are shown as the model sent them.
+        with contextlib.suppress(ValueError):
+            arguments = json.loads(arguments)
+    return name, arguments
+
+
+def _response_text(response: Any) -> str:
+    """The assistant's text from a stored response (a chat message, a full completion, or plain text)."""
+    if isinstance(response, str):
+        return response
+    if not isinstance(response, dict):
+        return ""
+    if response.get("choices"):
+        response = response["choices"][0].get("message", {})
+    content = response.get("content")
+    return content if isinstance(content, str) else ""
+
+
+@dataclass
+class StepView:
+    step: AgentStep
+    text: str
+    calls: list[tuple[str, str]]
+    results: list[str]
+    request_json: str
+    response_json: str
+    is_last: bool
+
+
+def step_view(step: AgentStep, *, is_last: bool) -> StepView:
+    calls = [(name, pretty_json(args)) for name, args in map(_call_parts, step.tool_calls or [])]
+    results = [r if isinstance(r, str) else pretty_json(r) for r in (step.tool_results or [])]
+    return StepView(
+        step=step,
+        text=_response_text(step.response),
+        calls=calls,
+        results=results,
+        request_json=pretty_json(step.request_messages),
+        response_json=pretty_json(step.response),
+        is_last=is_last,
+    )
+
+
+def _memory_changes(run: AgentRun) -> list[dict[str, Any]]:
+    """Every memory change this run made or proposed, each linked to its step."""
+    changes: list[dict[str, Any]] = []
+    history = MemoryBlock.history.filter(agent_run_id=run.pk).order_by("history_id")  # type: ignore[attr-defined]
+    for row in history:
+        changes.append(
+            {
+                "kind": "block",
+                "label": row.label,
+                "url": reverse("admin:memory_memoryblock_history", args=[row.id]),
+                "step_url": run_step_url(run.pk, row.agent_step_id),
+                "what": f"version {row.version}: {row.history_change_reason or 'edited'}",
+            }
+        )
+    for edit in PendingMemoryEdit.objects.filter(agent_run_id=run.pk).select_related("block"):
+        changes.append(
+            {
+                "kind": "pending",
+                "label": edit.block.label,
+                "url": reverse("admin:memory_pendingmemoryedit_change", args=[edit.pk]),
+                "step_url": run_step_url(run.pk, edit.agent_step_id),
+                "what": f"{edit.operation} proposed, {edit.get_status_display().lower()}",
+            }
+        )
+    for passage in ArchivalPassage.objects.filter(agent_run_id=run.pk):
+        changes.append(
+            {
+                "kind": "passage",
+                "label": "archival",
+                "url": reverse("admin:memory_archivalpassage_change", args=[passage.pk]),
+                "step_url": run_step_url(run.pk, passage.agent_step_id),
+                "what": str(passage),
+            }
+        )
+    return changes
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(OrgScopedAdmin):
-    list_display = ["__str__", "customer", "trigger", "status", "stop_reason", "step_count", "created_at"]
+class AgentRunAdmin(ScopedObjectAdmin):
+    list_display = ["__str__", "customer_link", "trigger", "status_badge", "stop_reason", "step_count", "created_at"]
     list_filter = ["status", "trigger", "stop_reason"]
     list_select_related = ["customer"]
-    raw_id_fields = ["customer", "ticket", "trigger_message", "reply_message"]
-    inlines = [AgentStepInline]
+    search_fields = ["customer__name", "customer__email", "reply"]
+    date_hierarchy = "created_at"
+
+    # Runs are records of what happened: nobody edits them by hand.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description="customer")
+    def customer_link(self, run: AgentRun) -> SafeString:
+        return format_html('<a href="{}">{}</a>', customer_page_url(run.customer_id), run.customer)
+
+    @admin.display(description="status")
+    def status_badge(self, run: AgentRun) -> SafeString:
+        return status_badge(run)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        run = self.scoped_object(request, object_id)
+        steps = list(run.steps.order_by("index"))
+        duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
+        context = self.page_context(
+            request,
+            f"Agent run #{run.pk}",
+            run=run,
+            status=status_badge(run),
+            offline=run.model_name.startswith("offline"),
+            steps=[step_view(step, is_last=i == len(steps) - 1) for i, step in enumerate(steps)],
+            duration=duration,
+            trigger_message=prompting_message_html(run.trigger_message_id),
+            changes=_memory_changes(run),
+            customer_url=customer_page_url(run.customer_id),
+        )
+        return TemplateResponse(request, "admin/support_agent/agentrun/trace.html", context)
 
 
 @admin.register(AgentStep)
-class AgentStepAdmin(OrgScopedAdmin):
+class AgentStepAdmin(ScopedObjectAdmin):
+    """Steps are read inside their run's trace; a step's own page sends you there, at the step."""
+
     org_field = "run__organization"
-    list_display = ["__str__", "latency_ms", "prompt_tokens", "completion_tokens", "created_at"]
-    raw_id_fields = ["run"]
+    list_display = ["__str__", "latency_ms", "context_tokens", "prompt_tokens", "completion_tokens", "created_at"]
+    list_select_related = ["run"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return False  # reached from runs, not listed on its own
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        step = self.scoped_object(request, object_id)
+        if not self.has_view_permission(request, step):
+            raise Http404("Not found")
+        return HttpResponseRedirect(run_step_url(step.run_id, step.pk))
