@@ -55,8 +55,9 @@ def _message_and_details(exc: exceptions.APIException) -> tuple[str, Any]:
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         return "The request is invalid; see details.", detail
     details: dict[str, Any] = {}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        details["retry_after"] = int(exc.wait)
+    wait = getattr(exc, "wait", None) if isinstance(exc, exceptions.Throttled) else None
+    if wait is not None:
+        details["retry_after"] = int(wait)
     if hasattr(exc, "current_version"):
         details["current_version"] = exc.current_version
     return str(exc.detail), details
@@ -75,6 +76,6 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if getattr(api_exc, "auth_header", None):
         headers["WWW-Authenticate"] = api_exc.auth_header  # type: ignore[attr-defined]
-    if isinstance(api_exc, exceptions.Throttled) and api_exc.wait is not None:
-        headers["Retry-After"] = str(int(api_exc.wait))
+    if "retry_after" in details:
+        headers["Retry-After"] = str(details["retry_after"])
     return Response(error_body(_code_of(api_exc), message, details), status=api_exc.status_code, headers=headers)

@@ -1,3 +1,9 @@
-from django.urls import URLPattern, URLResolver
+"""The chat widget's pages (included at /widget/). The widget's API is under /api/widget/."""
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from django.urls import URLPattern, URLResolver, path
+
+from support_agent.api import widget_demo
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("demo/", widget_demo, name="widget-demo"),
+]

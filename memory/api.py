@@ -1,0 +1,253 @@
+"""Server API for memory: core memory blocks (read, update with optimistic concurrency) and archival passages."""
+
+from __future__ import annotations
+
+import re
+
+import django_filters
+from django.db.models import QuerySet
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from memory.models import ArchivalPassage, ChangeSource, MemoryBlock
+from memory.selectors import blocks_for_customer, passage_search, passages_for
+from memory.serializers import (
+    MemoryBlockSerializer,
+    MemoryBlockUpdateSerializer,
+    PassageCreateSerializer,
+    PassageSearchQuerySerializer,
+    PassageSearchResultSerializer,
+    PassageSerializer,
+    PassageSupersedeSerializer,
+)
+from memory.services import Provenance, block_set_value, passage_delete, passage_insert, passage_supersede
+from tickets.api import ApiView
+from tickets.auth import ApiClient
+from tickets.models import Customer
+
+_IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description='The block version you read (its ETag, e.g. "3"). A stale version gets 409.',
+)
+_ETAG_VERSION = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+
+
+def _api_provenance(request: Request) -> Provenance:
+    client = request.user
+    assert isinstance(client, ApiClient)
+    return Provenance(source=ChangeSource.API, reason=f"API key {client.api_key.prefix}")
+
+
+def _expected_version(request: Request, body_version: int | None) -> int | None:
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return body_version
+    match = _ETAG_VERSION.match(header)
+    if match is None:
+        raise exceptions.ValidationError({"If-Match": ['Send the version as an ETag, e.g. "3".']})
+    return int(match.group(1))
+
+
+def _block_response(block: MemoryBlock) -> Response:
+    return Response(MemoryBlockSerializer(block).data, headers={"ETag": f'"{block.version}"'})
+
+
+class BlockUpdateMixin:
+    def update_block(self, request: Request, block: MemoryBlock) -> Response:
+        data = MemoryBlockUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        value = data.validated_data["value"]
+        if len(value) > block.char_limit:
+            raise exceptions.ValidationError({"value": [f"At most {block.char_limit} characters for this block."]})
+        expected = _expected_version(request, data.validated_data.get("version"))
+        updated = block_set_value(
+            block=block, value=value, provenance=_api_provenance(request), expected_version=expected
+        )
+        return _block_response(updated)
+
+
+class CustomerBlockListView(ApiView):
+    @extend_schema(
+        summary="A customer's core memory: the organisation's blocks, then the customer's",
+        responses=MemoryBlockSerializer(many=True),
+    )
+    def get(self, request: Request, customer_id: int) -> Response:
+        return Response(MemoryBlockSerializer(blocks_for_customer(customer=self.get_customer()), many=True).data)
+
+
+class CustomerBlockDetailView(BlockUpdateMixin, ApiView):
+    extra_error_codes = [409]
+
+    def get_block(self) -> MemoryBlock:
+        customer = self.get_customer()
+        block = MemoryBlock.objects.filter(
+            organization=self.organization, customer=customer, label=self.kwargs["label"]
+        )
+        return _first_or_404(block)
+
+    @extend_schema(summary="One of the customer's memory blocks (ETag: its version)", responses=MemoryBlockSerializer)
+    def get(self, request: Request, customer_id: int, label: str) -> Response:
+        return _block_response(self.get_block())
+
+    @extend_schema(
+        summary="Replace a customer block's value (optimistic concurrency)",
+        parameters=[_IF_MATCH],
+        request=MemoryBlockUpdateSerializer,
+        responses=MemoryBlockSerializer,
+    )
+    def patch(self, request: Request, customer_id: int, label: str) -> Response:
+        return self.update_block(request, self.get_block())
+
+
+class OrganizationBlockListView(ApiView):
+    @extend_schema(
+        summary="The organisation-wide blocks (persona, policies, …)", responses=MemoryBlockSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        blocks = MemoryBlock.objects.filter(organization=self.organization, customer__isnull=True).order_by("label")
+        return Response(MemoryBlockSerializer(blocks, many=True).data)
+
+
+class OrganizationBlockDetailView(BlockUpdateMixin, ApiView):
+    extra_error_codes = [409]
+
+    def get_block(self) -> MemoryBlock:
+        blocks = MemoryBlock.objects.filter(
+            organization=self.organization, customer__isnull=True, label=self.kwargs["label"]
+        )
+        return _first_or_404(blocks)
+
+    @extend_schema(summary="One organisation-wide block (ETag: its version)", responses=MemoryBlockSerializer)
+    def get(self, request: Request, label: str) -> Response:
+        return _block_response(self.get_block())
+
+    @extend_schema(
+        summary="Replace an organisation block's value (optimistic concurrency)",
+        parameters=[_IF_MATCH],
+        request=MemoryBlockUpdateSerializer,
+        responses=MemoryBlockSerializer,
+    )
+    def patch(self, request: Request, label: str) -> Response:
+        return self.update_block(request, self.get_block())
+
+
+def _first_or_404(rows: QuerySet[MemoryBlock]) -> MemoryBlock:
+    block = rows.first()
+    if block is None:
+        raise Http404("No such memory block")
+    return block
+
+
+class PassageFilter(django_filters.FilterSet):
+    tag = django_filters.CharFilter(field_name="tags", lookup_expr="contains", method="filter_tag")
+
+    class Meta:
+        model = ArchivalPassage
+        fields: list[str] = []
+
+    def filter_tag(self, queryset: QuerySet[ArchivalPassage], name: str, value: str) -> QuerySet[ArchivalPassage]:
+        return queryset.filter(tags__contains=[value.lower()])
+
+
+class PassageViewMixin(ApiView):
+    def passages(self, customer: Customer, *, include_invalidated: bool) -> QuerySet[ArchivalPassage]:
+        return passages_for(organization=self.organization, customer=customer, include_invalidated=include_invalidated)
+
+    def get_passage(self) -> ArchivalPassage:
+        """One door: the passage must belong to this customer of this organisation."""
+        passages = self.passages(self.get_customer(), include_invalidated=True)
+        try:
+            return passages.get(pk=int(self.kwargs["passage_id"]))
+        except (ArchivalPassage.DoesNotExist, ValueError):
+            raise Http404("No such passage") from None
+
+
+class PassageListView(PassageViewMixin):
+    serializer_class = PassageSerializer
+    filterset_class = PassageFilter
+    queryset = ArchivalPassage.objects.none()
+
+    def get_queryset(self) -> QuerySet[ArchivalPassage]:
+        if self.schema_only:
+            return ArchivalPassage.objects.none()
+        include = self.request.query_params.get("include_invalidated", "").lower() in {"1", "true"}
+        return self.passages(self.get_customer(), include_invalidated=include).order_by("-created_at", "-id")
+
+    @extend_schema(
+        summary="A customer's archival passages, newest first",
+        parameters=[OpenApiParameter("include_invalidated", OpenApiTypes.BOOL, description="Superseded ones too.")],
+        responses=PassageSerializer(many=True),
+    )
+    def get(self, request: Request, customer_id: int) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(PassageSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Store a fact in archival memory (identical text is deduplicated: 200)",
+        request=PassageCreateSerializer,
+        responses={200: PassageSerializer, 201: PassageSerializer},
+    )
+    def post(self, request: Request, customer_id: int) -> Response:
+        customer = self.get_customer()
+        data = PassageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        passage, created = passage_insert(
+            organization=self.organization,
+            customer=customer,
+            provenance=_api_provenance(request),
+            **data.validated_data,
+        )
+        return Response(PassageSerializer(passage).data, status=201 if created else 200)
+
+
+class PassageSearchView(ApiView):
+    @extend_schema(
+        summary="Search a customer's archival memory",
+        parameters=[PassageSearchQuerySerializer],
+        responses=PassageSearchResultSerializer,
+    )
+    def get(self, request: Request, customer_id: int) -> Response:
+        customer = self.get_customer()
+        query = PassageSearchQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = dict(query.validated_data)
+        result = passage_search(organization=self.organization, customer=customer, query=params.pop("q"), **params)
+        body = {**result.__dict__, "has_next": result.has_next}
+        return Response(PassageSearchResultSerializer(body).data)
+
+
+class PassageDetailView(PassageViewMixin):
+    @extend_schema(summary="One archival passage (superseded ones included)", responses=PassageSerializer)
+    def get(self, request: Request, customer_id: int, passage_id: int) -> Response:
+        return Response(PassageSerializer(self.get_passage()).data)
+
+    @extend_schema(summary="Delete a passage for good (prefer supersede for facts that changed)", responses={204: None})
+    def delete(self, request: Request, customer_id: int, passage_id: int) -> Response:
+        passage_delete(passage=self.get_passage())
+        return Response(status=204)
+
+
+class PassageSupersedeView(PassageViewMixin):
+    @extend_schema(
+        summary="Replace a fact with a newer one; the old passage stays, invalidated, linked to its successor",
+        request=PassageSupersedeSerializer,
+        responses={201: PassageSerializer},
+    )
+    def post(self, request: Request, customer_id: int, passage_id: int) -> Response:
+        passage = self.get_passage()
+        data = PassageSupersedeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        successor = passage_supersede(
+            passage=passage,
+            new_text=data.validated_data["text"],
+            tags=data.validated_data.get("tags"),
+            provenance=_api_provenance(request),
+        )
+        return Response(PassageSerializer(successor).data, status=201)

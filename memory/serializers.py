@@ -1,0 +1,99 @@
+"""API shapes for core memory blocks and archival passages."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from memory.models import ArchivalPassage, MemoryBlock
+
+MAX_PASSAGE_CHARS = 10_000
+_BIGINT_MAX = 2**63 - 1
+
+
+class MemoryBlockSerializer(serializers.ModelSerializer):
+    scope = serializers.SerializerMethodField()
+    chars_current = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = MemoryBlock
+        fields = [
+            "id",
+            "label",
+            "scope",
+            "description",
+            "value",
+            "chars_current",
+            "char_limit",
+            "read_only",
+            "version",
+            "updated_at",
+        ]
+
+    def get_scope(self, block: MemoryBlock) -> str:
+        return "customer" if block.customer_id else "organization"
+
+
+class MemoryBlockUpdateSerializer(serializers.Serializer):
+    """A whole new value. The version you read goes in If-Match or here; a stale one gets 409."""
+
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_PASSAGE_CHARS)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=_BIGINT_MAX)
+
+
+class PassageSerializer(serializers.ModelSerializer):
+    superseded_by_id = serializers.IntegerField(allow_null=True, read_only=True)
+    source_message_id = serializers.IntegerField(allow_null=True, read_only=True)
+    has_embedding = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ArchivalPassage
+        fields = [
+            "id",
+            "text",
+            "tags",
+            "change_source",
+            "source_message_id",
+            "embedding_model",
+            "has_embedding",
+            "created_at",
+            "invalidated_at",
+            "superseded_by_id",
+        ]
+
+    def get_has_embedding(self, passage: ArchivalPassage) -> bool:
+        return passage.embedding is not None
+
+
+class PassageCreateSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=MAX_PASSAGE_CHARS)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=100), max_length=20, required=False, default=list
+    )
+
+
+class PassageSupersedeSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=MAX_PASSAGE_CHARS, help_text="The fact that replaces this one.")
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        max_length=20,
+        required=False,
+        help_text="Omit to keep the old passage's tags.",
+    )
+
+
+class PassageSearchQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    start = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    end = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    page = serializers.IntegerField(min_value=1, max_value=10_000, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    include_invalidated = serializers.BooleanField(default=False)
+
+
+class PassageSearchResultSerializer(serializers.Serializer):
+    results = PassageSerializer(many=True)
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    total = serializers.IntegerField()
+    has_next = serializers.BooleanField()

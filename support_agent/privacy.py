@@ -1,0 +1,106 @@
+"""A customer's data rights: export everything held about them, or erase all of it.
+
+Erasure relies on Django's cascade for every row that points at the customer (tickets, messages and
+their embeddings, identities, blocks, passages, pending edits, runs and steps, context state, webhook
+events linked to them) and deletes by hand what a cascade cannot reach: the simple_history rows of
+their blocks (history tables carry no foreign-key constraint), passages derived from their messages,
+webhook events whose raw body names them, and admin log entries about them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from django.apps import apps
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
+from django.db.models import Q
+
+from memory.models import ArchivalPassage, MemoryBlock, PendingMemoryEdit
+from support_agent.models import AgentRun, AgentStep, CustomerMemory
+from tickets.models import Customer, Ticket, TicketMessage
+
+# Characters that may sit inside an id or an email address: a match must not continue into them,
+# so erasing "zd-1" never touches an event about "zd-10".
+_NOT_ID_CHAR = "[^A-Za-z0-9_.@+-]"
+
+
+def _webhook_event_model() -> type[models.Model] | None:
+    try:
+        return apps.get_model("tickets", "WebhookEvent")
+    except LookupError:
+        return None
+
+
+def _as_rows(queryset: models.QuerySet[Any], exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    fields = [f.attname for f in queryset.model._meta.concrete_fields if f.name not in exclude]
+    return list(queryset.values(*fields))
+
+
+def _identifiers(customer: Customer) -> list[str]:
+    """The strings that name this customer in third-party payloads: email and external ids."""
+    values = [customer.email, *customer.identities.values_list("external_id", flat=True)]
+    return sorted({value for value in values if value and len(value) >= 3})
+
+
+def _webhook_events_about(customer: Customer) -> models.QuerySet[Any] | None:
+    model = _webhook_event_model()
+    if model is None:
+        return None
+    condition = Q(customer=customer)
+    for value in _identifiers(customer):
+        pattern = f"(^|{_NOT_ID_CHAR}){re.escape(value)}($|{_NOT_ID_CHAR})"
+        condition |= Q(organization_id=customer.organization_id, raw_body__iregex=pattern)
+    return model._default_manager.filter(condition)
+
+
+def customer_export(*, customer: Customer) -> dict[str, Any]:
+    """Everything held about the customer, as JSON-ready rows (embeddings left out: they are numbers)."""
+    block_ids = MemoryBlock.objects.filter(customer=customer).values_list("pk", flat=True)
+    history = MemoryBlock.history.model.objects.filter(customer_id=customer.pk)  # type: ignore[attr-defined]
+    events = _webhook_events_about(customer)
+    return {
+        "customer": _as_rows(Customer.objects.filter(pk=customer.pk))[0],
+        "identities": _as_rows(customer.identities.all()),
+        "tickets": _as_rows(Ticket.objects.filter(customer=customer)),
+        "messages": _as_rows(TicketMessage.objects.filter(customer=customer), exclude=("search_vector",)),
+        "memory_blocks": _as_rows(MemoryBlock.objects.filter(customer=customer)),
+        "memory_block_history": _as_rows(history.order_by("history_date")),
+        "pending_memory_edits": _as_rows(PendingMemoryEdit.objects.filter(block_id__in=block_ids)),
+        "passages": _as_rows(ArchivalPassage.objects.filter(customer=customer), exclude=("embedding", "search_vector")),
+        "agent_runs": _as_rows(AgentRun.objects.filter(customer=customer)),
+        "agent_steps": _as_rows(AgentStep.objects.filter(run__customer=customer)),
+        "webhook_events": _as_rows(events) if events is not None else [],
+    }
+
+
+def customer_erase(*, customer: Customer) -> dict[str, int]:
+    """Delete every row about the customer. Returns how many rows of each kind went, by model label."""
+    counts: Counter[str] = Counter()
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        message_ids = TicketMessage.objects.filter(customer=customer).values_list("pk", flat=True)
+        events = _webhook_events_about(customer)
+        if events is not None:
+            counts.update(_deleted(events.exclude(customer=customer)))
+        counts.update(
+            _deleted(ArchivalPassage.objects.filter(customer__isnull=True, source_message_id__in=message_ids))
+        )
+        history = MemoryBlock.history.model.objects  # type: ignore[attr-defined]
+        counts.update(_deleted(history.filter(customer_id=customer.pk)))
+        counts.update(_deleted(_admin_log_entries(customer)))
+        counts.update(_deleted(Customer.objects.filter(pk=customer.pk)))
+    return {label: count for label, count in sorted(counts.items()) if count}
+
+
+def _deleted(queryset: models.QuerySet[Any]) -> dict[str, int]:
+    _total, per_model = queryset.delete()
+    return {label.lower(): count for label, count in per_model.items()}
+
+
+def _admin_log_entries(customer: Customer) -> models.QuerySet[LogEntry]:
+    content_types = ContentType.objects.get_for_models(Customer, CustomerMemory, for_concrete_models=False)
+    return LogEntry.objects.filter(content_type__in=content_types.values(), object_id=str(customer.pk))
