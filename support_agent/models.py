@@ -75,6 +75,24 @@ class AgentStep(models.Model):
         return f"run {self.run_id} step {self.index}"
 
 
+class AgentContextState(models.Model):
+    """Per customer: the recursive summary of messages moved out of the context window, and where that cut is.
+
+    Messages at or before (evicted_until_at, evicted_until_message_id) are out of context: still in recall
+    memory (searchable), represented in the prompt only through ``summary``.
+    """
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="agent_context")
+    summary = models.TextField(blank=True)
+    evicted_until_at = models.DateTimeField(null=True, blank=True)
+    evicted_until_message_id = models.BigIntegerField(null=True, blank=True)
+    evicted_count = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"context of customer {self.customer_id}"
+
+
 class CustomerMemory(Customer):
     """A customer seen as staff review them: identities, memory, tickets, passages and agent runs on one page.
 

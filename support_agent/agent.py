@@ -1,0 +1,149 @@
+"""The heartbeat loop: the one place a run's steps happen.
+
+Each step: compile the context (evicting into the recursive summary first if it overflows), call the
+model with the tools, record the step, execute the tool calls, then ask the pure ``decide_continuation``
+whether to go on. It continues when a tool asked for a heartbeat or failed (the model sees the error and
+may retry) and stops otherwise, or at the organisation's step limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import F
+
+from support_agent.context import CompiledContext, compile_context, context_evict
+from support_agent.llm import Backend, LLMResponse
+from support_agent.models import AgentRun, AgentStep
+from support_agent.tools import (
+    RunContext,
+    SendMessage,
+    ToolOutcome,
+    send_message,
+    tool_execute,
+    tool_label,
+    tool_schemas,
+)
+from tickets.models import TicketMessage
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Continuation:
+    proceed: bool
+    stop_reason: str | None = None
+
+
+def decide_continuation(*, outcomes: Sequence[ToolOutcome], steps_taken: int, step_limit: int) -> Continuation:
+    """Whether the run takes another step. Pure.
+
+    No tool calls: the model ended its turn. Any failed call: continue, so the model can react to the
+    error. Any call with request_heartbeat: continue. Otherwise end the turn. Continuing past the
+    organisation's step limit is refused with stop reason step_limit.
+    """
+    if not outcomes:
+        return Continuation(False, AgentRun.StopReason.END_TURN)
+    if not any(outcome.heartbeat or not outcome.ok for outcome in outcomes):
+        return Continuation(False, AgentRun.StopReason.END_TURN)
+    if steps_taken >= step_limit:
+        return Continuation(False, AgentRun.StopReason.STEP_LIMIT)
+    return Continuation(True)
+
+
+@dataclass
+class Turn:
+    """What the loop needs to know about the run besides the tools' context."""
+
+    backend: Backend
+    new_event: str | None = None
+    new_event_message: TicketMessage | None = None
+    until: datetime | None = None
+    instructions: str | None = None
+
+
+def run_loop(*, ctx: RunContext, turn: Turn, emit: Emit) -> str:
+    """Run steps until the model stops or the step limit; returns the stop reason. LLMError propagates."""
+    run_messages: list[dict[str, Any]] = []
+    tools = tool_schemas(allow_reply=ctx.allow_reply)
+    step_limit = max(ctx.customer.organization.step_limit, 1)
+    for index in range(step_limit):
+        compiled = _context_for_step(ctx, turn, run_messages, tools)
+        started = time.perf_counter()
+        response = turn.backend.complete(messages=compiled.messages, tools=tools)
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        ctx.step = _step_open(ctx.run, index, compiled, response, latency_ms)
+        outcomes = _execute(ctx, response, index, emit)
+        _step_close(ctx.step, ctx.run, outcomes)
+        run_messages.append(response.as_message())
+        run_messages.extend(outcome.as_message() for outcome in outcomes)
+        decision = decide_continuation(outcomes=outcomes, steps_taken=index + 1, step_limit=step_limit)
+        if not decision.proceed:
+            return decision.stop_reason or AgentRun.StopReason.END_TURN
+    return AgentRun.StopReason.STEP_LIMIT
+
+
+def _context_for_step(
+    ctx: RunContext, turn: Turn, run_messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+) -> CompiledContext:
+    def compile_now() -> CompiledContext:
+        return compile_context(
+            customer=ctx.customer,
+            new_event=turn.new_event,
+            new_event_message=turn.new_event_message,
+            run_messages=run_messages,
+            until=turn.until,
+            tools=tools,
+            instructions=turn.instructions,
+        )
+
+    compiled = compile_now()
+    if compiled.overflow:
+        # At 100% the oldest messages move into the recursive summary; they stay in recall memory.
+        context_evict(customer=ctx.customer, compiled=compiled, run_messages=run_messages, backend=turn.backend)
+        compiled = compile_now()
+    return compiled
+
+
+def _step_open(
+    run: AgentRun, index: int, compiled: CompiledContext, response: LLMResponse, latency_ms: int
+) -> AgentStep:
+    """Store the step before its tools run, so every memory change can point at it."""
+    return AgentStep.objects.create(
+        run=run,
+        index=index,
+        request_messages=compiled.messages,
+        response={**response.raw, "attempts": response.attempts} if response.raw else response.as_message(),
+        tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
+        prompt_tokens=response.prompt_tokens,
+        completion_tokens=response.completion_tokens,
+        context_tokens=compiled.tokens_total,
+        latency_ms=latency_ms,
+    )
+
+
+def _execute(ctx: RunContext, response: LLMResponse, index: int, emit: Emit) -> list[ToolOutcome]:
+    if not response.tool_calls:
+        # A model that answers in plain text instead of calling send_message still gets its answer delivered.
+        if response.content and response.content.strip() and ctx.allow_reply:
+            send_message(SendMessage(message=response.content, request_heartbeat=False), ctx)
+        return []
+    outcomes = []
+    for call in response.tool_calls:
+        emit({"type": "step", "index": index, "tool": call.name, "label": tool_label(call.name, call.arguments)})
+        outcomes.append(tool_execute(call_id=call.id, name=call.name, raw_arguments=call.arguments, ctx=ctx))
+    return outcomes
+
+
+def _step_close(step: AgentStep, run: AgentRun, outcomes: list[ToolOutcome]) -> None:
+    step.tool_results = [outcome.as_record() for outcome in outcomes]
+    step.save(update_fields=["tool_results"])
+    AgentRun.objects.filter(pk=run.pk).update(
+        step_count=F("step_count") + 1,
+        prompt_tokens=F("prompt_tokens") + step.prompt_tokens,
+        completion_tokens=F("completion_tokens") + step.completion_tokens,
+    )

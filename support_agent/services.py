@@ -1,0 +1,179 @@
+"""Agent workflows: one run for a customer (``agent_run``), serialised per customer, and the solved-ticket
+consolidation that archives a ticket summary and updates core memory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from memory.models import ArchivalPassage, ChangeSource
+from memory.selectors import passages_for
+from memory.services import Provenance, blocks_ensure, passage_insert
+from support_agent.agent import Turn, run_loop
+from support_agent.context import CONSOLIDATION_INSTRUCTIONS, SYSTEM_INSTRUCTIONS, event_for_message, when_text
+from support_agent.llm import Backend, LLMError, backend_get
+from support_agent.models import AgentRun
+from support_agent.tools import RunContext
+from tickets.models import Customer, Ticket, TicketMessage
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_TAG = "ticket-summary"
+TICKET_SUMMARY_INSTRUCTION = (
+    "Summarise this solved support ticket for the support team's long-term memory in 2-4 sentences: the "
+    "problem, what was tried, what resolved it, anything to remember about the customer."
+)
+
+
+@contextmanager
+def customer_lock(customer_id: int) -> Iterator[None]:
+    """One run at a time per customer: a PostgreSQL session advisory lock, so a second trigger for the same
+    customer waits (queues) until the first run ends, across processes and machines. A session lock rather
+    than a transaction-scoped one, because a run makes model calls that can take minutes and must not hold a
+    transaction open; the lock dies with the connection if the process does."""
+    key = f"supportmem.agent_run:{customer_id}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+
+
+def _check_scope(customer: Customer, trigger: str, message: TicketMessage | None, ticket: Ticket | None) -> None:
+    if trigger not in AgentRun.Trigger.values:
+        raise ValueError(f"Unknown trigger {trigger!r}; one of {', '.join(AgentRun.Trigger.values)}.")
+    if message is not None and message.customer_id != customer.pk:
+        raise ValueError("The message belongs to another customer.")
+    if ticket is not None and ticket.customer_id != customer.pk:
+        raise ValueError("The ticket belongs to another customer.")
+    if trigger == AgentRun.Trigger.CONSOLIDATION and ticket is None:
+        raise ValueError("A consolidation run needs the solved ticket.")
+
+
+def agent_run(
+    *,
+    customer: Customer,
+    trigger: str,
+    message: TicketMessage | None = None,
+    ticket: Ticket | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    backend: Backend | None = None,
+) -> AgentRun:
+    """Run the agent once for a customer and return the recorded run.
+
+    Waits for any other run of the same customer to finish first. The reply (send_message) is stored as an
+    agent TicketMessage on the run's ticket and on ``run.reply``/``run.reply_message``. A model that cannot be
+    reached fails the run cleanly (status failed, stop reason llm_error); nothing is raised to the caller.
+    """
+    _check_scope(customer, trigger, message, ticket)
+    emit = on_event or (lambda event: None)
+    backend = backend or backend_get()
+    run = AgentRun.objects.create(
+        organization_id=customer.organization_id,
+        customer=customer,
+        ticket=ticket or (message.ticket if message is not None else None),
+        trigger=trigger,
+        trigger_message=message,
+        model_name=backend.name,
+    )
+    with customer_lock(customer.pk):
+        run.status, run.started_at = AgentRun.Status.RUNNING, timezone.now()
+        run.save(update_fields=["status", "started_at"])
+        emit({"type": "run_started", "run_id": run.pk})
+        _run_guarded(run, customer, backend, emit)
+    emit({"type": "run_finished", "run_id": run.pk, "status": run.status, "stop_reason": run.stop_reason})
+    return run
+
+
+def _run_guarded(run: AgentRun, customer: Customer, backend: Backend, emit: Callable[[dict[str, Any]], None]) -> None:
+    try:
+        run.stop_reason = _run_body(run, customer, backend, emit)
+        run.status = AgentRun.Status.COMPLETED
+    except LLMError as exc:
+        run.status, run.stop_reason, run.error = AgentRun.Status.FAILED, AgentRun.StopReason.LLM_ERROR, str(exc)
+    except Exception as exc:
+        # Recorded, not raised: a run is a background job whose trace is its report.
+        logger.exception("agent run %s failed", run.pk)
+        run.status, run.stop_reason, run.error = AgentRun.Status.FAILED, AgentRun.StopReason.ERROR, repr(exc)
+    run.finished_at = timezone.now()
+    # update_fields: the step counters were incremented in the database by the loop.
+    run.save(update_fields=["status", "stop_reason", "error", "finished_at", "reply", "reply_message"])
+
+
+def _run_body(run: AgentRun, customer: Customer, backend: Backend, emit: Callable[[dict[str, Any]], None]) -> str:
+    blocks_ensure(customer=customer)
+
+    def on_reply(message: TicketMessage) -> None:
+        run.reply = f"{run.reply}\n\n{message.body}" if run.reply else message.body
+        run.reply_message = message
+        run.save(update_fields=["reply", "reply_message"])
+        emit({"type": "reply", "text": message.body})
+
+    consolidation = run.trigger == AgentRun.Trigger.CONSOLIDATION
+    ctx = RunContext(customer=customer, run=run, allow_reply=not consolidation, on_reply=on_reply)
+    turn = Turn(backend=backend, until=run.started_at, new_event_message=run.trigger_message)
+    if consolidation:
+        assert run.ticket is not None  # checked by _check_scope
+        passage = ticket_summary_archive(ticket=run.ticket, run=run, backend=backend)
+        turn.new_event = consolidation_event(ticket=run.ticket, summary=passage.text)
+        turn.instructions = f"{SYSTEM_INSTRUCTIONS}\n\n{CONSOLIDATION_INSTRUCTIONS}"
+    elif run.trigger_message is not None:
+        turn.new_event = event_for_message(run.trigger_message)
+    return run_loop(ctx=ctx, turn=turn, emit=emit)
+
+
+def consolidation_event(*, ticket: Ticket, summary: str) -> str:
+    """The new event of a consolidation run. The first line's format is stable: the offline model parses it."""
+    return (
+        f'Ticket #{ticket.pk} "{ticket.subject}" was solved ({when_text(ticket.solved_at or timezone.now())}).\n'
+        f"Its summary is now in archival memory (tag {SUMMARY_TAG}):\n{summary}"
+    )
+
+
+def ticket_summary_text(*, ticket: Ticket) -> str:
+    """A deterministic summary of a ticket from its messages: what the customer reported, what resolved it."""
+    messages = list(ticket.messages.order_by("created_at", "id"))
+    reported = next((m.body for m in messages if m.author_role == TicketMessage.Role.CUSTOMER), "")
+    answers = [m.body for m in messages if m.author_role in (TicketMessage.Role.STAFF, TicketMessage.Role.AGENT)]
+    opened = when_text(ticket.created_at)[:10]
+    closed = when_text(ticket.solved_at)[:10] if ticket.solved_at else "unknown date"
+    text = f'Ticket #{ticket.pk} "{ticket.subject}" ({ticket.status}, opened {opened}, solved {closed}).'
+    if reported:
+        text += f" Customer reported: {' '.join(reported.split())[:300]}"
+    if answers:
+        text += f" Resolution: {' '.join(answers[-1].split())[:300]}"
+    return text
+
+
+def ticket_summary_archive(*, ticket: Ticket, run: AgentRun, backend: Backend) -> ArchivalPassage:
+    """Archive one summary per solved ticket (tags ticket-summary and ticket-<id>); a second call returns the
+    first summary. The model writes it when there is one; the deterministic summary is the fallback."""
+    ticket_tag = f"ticket-{ticket.pk}"
+    existing = passages_for(organization=ticket.organization, customer=ticket.customer).filter(
+        tags__contains=[SUMMARY_TAG, ticket_tag]
+    )
+    if (found := existing.first()) is not None:
+        return found
+    fallback = ticket_summary_text(ticket=ticket)
+    transcript = "\n".join(f"{m.author_role}: {m.body}" for m in ticket.messages.order_by("created_at", "id"))
+    summary = backend.summarize(
+        instruction=TICKET_SUMMARY_INSTRUCTION,
+        text=f'Ticket #{ticket.pk} "{ticket.subject}"\n{transcript}',
+        max_tokens=200,
+        fallback=fallback,
+    )
+    passage, _ = passage_insert(
+        organization=ticket.organization,
+        customer=ticket.customer,
+        text=summary,
+        tags=[SUMMARY_TAG, ticket_tag],
+        provenance=Provenance(source=ChangeSource.AGENT, agent_run_id=run.pk, reason="solved-ticket summary"),
+    )
+    return passage
