@@ -40,7 +40,9 @@ class ApiClient:
     organization: Organization
     api_key: ApiKey
 
-    is_authenticated = True
+    # Not a Django user: code that records "the logged-in user" (simple_history's history_user, Django's
+    # auth) must not take it for one. Permissions check the principal's type instead.
+    is_authenticated = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class WidgetVisitor:
     organization: Organization
     customer: Customer
 
-    is_authenticated = True
+    is_authenticated = False  # see ApiClient
 
 
 def _hash_key(raw_key: str) -> str:
