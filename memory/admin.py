@@ -99,6 +99,17 @@ def _diff_rows(old: str, new: str) -> list[tuple[str, str, SafeString]]:
     return rows
 
 
+def _changed_chars(old: str, new: str) -> tuple[int, int]:
+    """Characters removed and added, counted over the words that changed."""
+    old_tokens, new_tokens = _tokens(old), _tokens(new)
+    removed = added = 0
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old_tokens, b=new_tokens, autojunk=False).get_opcodes():
+        if tag != "equal":
+            removed += sum(map(len, old_tokens[i1:i2]))
+            added += sum(map(len, new_tokens[j1:j2]))
+    return removed, added
+
+
 def diff_html(old: str, new: str) -> SafeString:
     """A readable, coloured diff of two texts: whole lines marked, changed words highlighted inside them."""
     if old == new:
@@ -108,11 +119,12 @@ def diff_html(old: str, new: str) -> SafeString:
         '<tr class="sm-diff-{}"><td class="sm-diff-sign">{}</td><td class="sm-diff-text">{}</td></tr>',
         _diff_rows(old, new),
     )
+    removed, added = _changed_chars(old, new)
     stats = format_html(
         '<caption><span class="sm-removed">{}{} chars</span> <span class="sm-added">+{} chars</span></caption>',
         MINUS,
-        max(len(old) - len(new), 0),
-        max(len(new) - len(old), 0),
+        removed,
+        added,
     )
     return format_html('<table class="sm-diff">{}<tbody>{}</tbody></table>', stats, body)
 
@@ -315,7 +327,7 @@ class MemoryBlockAdmin(ScopedObjectAdmin):
         provenance = Provenance(source=ChangeSource.STAFF, user=request.user, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
         try:
             saved = block_set_value(
-                memblock=block,
+                block=block,
                 value=form.cleaned_data["value"],
                 provenance=provenance,
                 expected_version=form.cleaned_data["expected_version"],
@@ -368,7 +380,7 @@ class MemoryBlockAdmin(ScopedObjectAdmin):
             raise Http404("No such version of this block")
         if request.method == "POST":
             reverted = block_revert(
-                memblock=block,
+                block=block,
                 history_id=target.history_id,
                 provenance=Provenance(
                     source=ChangeSource.STAFF,
@@ -396,7 +408,7 @@ class MemoryBlockAdmin(ScopedObjectAdmin):
             raise PermissionDenied
         pinned = request.POST.get("pinned") == "1"
         block_set_pinned(
-            memblock=block,
+            block=block,
             pinned=pinned,
             provenance=Provenance(source=ChangeSource.STAFF, user=request.user),  # type: ignore[arg-type]
         )
