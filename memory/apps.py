@@ -7,4 +7,4 @@ class MemoryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from memory import signals  # noqa: F401  (connects the history provenance hook)
+        from memory import receivers, signals  # noqa: F401  (history provenance hook; embedding pipeline)
