@@ -9,7 +9,14 @@ import pytest
 from django.utils import timezone
 
 from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMemoryEdit
-from memory.services import Provenance, block_agent_edit, block_set_value, blocks_ensure, passage_insert, passage_supersede
+from memory.services import (
+    Provenance,
+    block_agent_edit,
+    block_set_value,
+    blocks_ensure,
+    passage_insert,
+    passage_supersede,
+)
 from support_agent.models import AgentRun, AgentStep
 from tests.conftest import Actors
 from tickets.models import TicketMessage

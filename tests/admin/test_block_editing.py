@@ -124,7 +124,8 @@ def test_a_read_only_staff_member_cannot_change_memory(actors, memory):
     block = memory.customer_block
     page = client.get(block_url(block, "change"))
     assert page.status_code == 200 and b"You can read this block but not change it" in page.content
-    assert client.post(block_url(block, "change"), {"value": "x", "reason": "r", "expected_version": 2}).status_code == 403
+    edit = {"value": "x", "reason": "r", "expected_version": 2}
+    assert client.post(block_url(block, "change"), edit).status_code == 403
     assert client.post(block_url(block, "pin"), {"pinned": "1"}).status_code == 403
     block.refresh_from_db()
     assert block.version == 2 and not block.read_only
