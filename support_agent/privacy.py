@@ -89,10 +89,12 @@ def customer_erase(*, customer: Customer) -> dict[str, int]:
         counts.update(
             _deleted(ArchivalPassage.objects.filter(customer__isnull=True, source_message_id__in=message_ids))
         )
-        history = MemoryBlock.history.model.objects  # type: ignore[attr-defined]
-        counts.update(_deleted(history.filter(customer_id=customer.pk)))
         counts.update(_deleted(_admin_log_entries(customer)))
-        counts.update(_deleted(Customer.objects.filter(pk=customer.pk)))
+        customer_id = customer.pk
+        counts.update(_deleted(Customer.objects.filter(pk=customer_id)))
+        # Last: deleting the blocks above wrote one more history row each ("-", with the final value).
+        history = MemoryBlock.history.model.objects  # type: ignore[attr-defined]
+        counts.update(_deleted(history.filter(customer_id=customer_id)))
     return {label: count for label, count in sorted(counts.items()) if count}
 
 
