@@ -135,3 +135,100 @@ class TicketMessageAdmin(OrgScopedAdmin):
 class ApiKeyAdmin(OrgScopedAdmin):
     list_display = ["prefix", "name", "organization", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
+
+
+# ---------------------------------------------------------------- webhook inbox and outbound replies
+
+from tickets.intake import webhook_event_replay  # noqa: E402  (kept beside the admins that use it)
+from tickets.models import OutboundAttempt, OutboundDelivery, WebhookEvent  # noqa: E402
+from tickets.outbound import outbound_delivery_replay  # noqa: E402
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(OrgScopedAdmin):
+    """The webhook inbox: every delivery as received; failed and dead ones can be replayed."""
+
+    list_display = ["received_at", "integration", "event_type", "status", "attempts", "short_error", "processed_at"]
+    list_filter = ["status", "integration__kind"]
+    list_select_related = ["integration__organization"]
+    search_fields = ["delivery_key", "event_type", "last_error"]
+    date_hierarchy = "received_at"
+    raw_id_fields = ["customer", "ticket"]
+    actions = ["replay"]
+    readonly_fields = [
+        "integration", "organization", "delivery_key", "event_type", "headers", "raw_body", "received_at",
+        "status", "attempts", "last_error", "next_attempt_at", "processed_at", "customer", "ticket",
+    ]  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="last error")
+    def short_error(self, event: WebhookEvent) -> str:
+        return event.last_error[:80]
+
+    @admin.action(description="Replay selected events (process them again)")
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        events = list(queryset)
+        for event in events:
+            webhook_event_replay(event=event)
+        self.message_user(request, f"Queued {len(events)} event(s) for processing.")
+
+
+class OutboundAttemptInline(admin.TabularInline):
+    model = OutboundAttempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "created_at", "method", "url", "status_code", "duration_ms", "error", "response_excerpt"]
+    readonly_fields = ["number", "created_at", "method", "url", "status_code", "duration_ms", "error", "response_excerpt"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(OutboundDelivery)
+class OutboundDeliveryAdmin(OrgScopedAdmin):
+    """Agent replies on their way to the helpdesk, with every attempt; dead ones can be replayed."""
+
+    list_display = ["created_at", "integration", "message", "reply_mode", "status", "attempts", "sent_at"]
+    list_filter = ["status", "integration__kind", "reply_mode"]
+    list_select_related = ["integration__organization", "message"]
+    raw_id_fields = ["message"]
+    inlines = [OutboundAttemptInline]
+    actions = ["replay"]
+    readonly_fields = [
+        "organization", "integration", "message", "reply_mode", "status", "attempts", "next_attempt_at",
+        "remote_id", "last_error", "created_at", "sent_at",
+    ]  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Replay selected replies (send them again)")
+    def replay(self, request: HttpRequest, queryset: QuerySet[OutboundDelivery]) -> None:
+        deliveries = list(queryset)
+        for delivery in deliveries:
+            outbound_delivery_replay(delivery=delivery)
+        self.message_user(request, f"Queued {len(deliveries)} reply(ies) for delivery.")
+
+
+@admin.register(OutboundAttempt)
+class OutboundAttemptAdmin(OrgScopedAdmin):
+    org_field = "delivery__organization"
+    list_display = ["created_at", "delivery", "number", "method", "url", "status_code", "duration_ms", "error"]
+    list_filter = ["status_code"]
+    list_select_related = ["delivery__integration"]
+    readonly_fields = [
+        "delivery",
+        "number",
+        "method",
+        "url",
+        "status_code",
+        "response_excerpt",
+        "error",
+        "duration_ms",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

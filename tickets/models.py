@@ -247,3 +247,91 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.organization.slug})"
+
+
+class WebhookEvent(models.Model):
+    """One helpdesk delivery exactly as received: the record of truth that processing (and replay) works from."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored (event type not handled)"
+        FAILED = "failed", "Failed (will retry)"
+        DEAD = "dead", "Dead (gave up; replay from the admin)"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="webhook_events")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # The vendor's delivery id, or a hash of the body where the vendor sends none: repeats are recognised by it.
+    delivery_key = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=128, blank=True)
+    headers = models.JSONField(default=dict)
+    raw_body = models.TextField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # When the sweeper may (re-)dispatch the event: a grace period after intake, a backoff after a failure.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_events"
+    )
+    ticket = models.ForeignKey(Ticket, on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_events")
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["integration", "delivery_key"], name="webhook_delivery_unique")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_event_due")]
+
+    def __str__(self) -> str:
+        return f"{self.integration.kind} {self.event_type or 'event'} ({self.status})"
+
+
+class OutboundDelivery(models.Model):
+    """One agent reply on its way back to the helpdesk; its attempts are logged as OutboundAttempt rows."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (will retry)"
+        DEAD = "dead", "Dead (gave up; replay from the admin)"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="outbound_deliveries")
+    message = models.OneToOneField(TicketMessage, on_delete=models.CASCADE, related_name="outbound_delivery")
+    reply_mode = models.CharField(max_length=16, choices=Integration.ReplyMode.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    remote_id = models.CharField(max_length=255, blank=True, help_text="The helpdesk's id for the posted reply.")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "outbound deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbound_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"reply {self.message_id} via {self.integration.kind} ({self.status})"
+
+
+class OutboundAttempt(models.Model):
+    """Every HTTP attempt to deliver a reply, successful or not."""
+
+    delivery = models.ForeignKey(OutboundDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    method = models.CharField(max_length=8)
+    url = models.URLField(max_length=1000)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["delivery_id", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery {self.delivery_id}: {self.status_code or self.error[:40]}"

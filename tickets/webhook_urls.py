@@ -1,3 +1,9 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from tickets.webhook_views import webhook_receive
+
+app_name = "webhooks"
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("<slug:kind>/<str:token>/", webhook_receive, name="receive"),
+]

@@ -1,0 +1,266 @@
+"""Webhook intake and processing: store the raw event at once, normalise it in a worker, never lose one.
+
+The database is the record of truth. Intake commits the raw event before answering 202; the Celery task that
+normalises it is only a nudge. If the broker is down, or a worker dies mid-task, the event stays ``received``
+(or ``failed``) with a ``next_attempt_at``, and the periodic sweeper dispatches it again. Processing holds
+the event's row lock for its whole transaction and re-checks the status inside it, so a second delivery of
+the task finds the work done: processed exactly once in effect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from tickets.models import Customer, Integration, Ticket, WebhookEvent
+from tickets.parsers import MessageData, NormalisedEvent, PayloadError, envelope_read, event_parse
+from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
+from tickets.webhooks import body_hash
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED)
+# Credentials an admin may have configured on the helpdesk side: never kept in the event log.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-webhook-token", "x-api-key"})
+
+
+def max_attempts() -> int:
+    return int(getattr(settings, "SUPPORTMEM_WEBHOOK_MAX_ATTEMPTS", 5))
+
+
+def stuck_after() -> timedelta:
+    """How long an event may sit unprocessed before the sweeper dispatches it (again)."""
+    return timedelta(seconds=int(getattr(settings, "SUPPORTMEM_WEBHOOK_STUCK_SECONDS", 60)))
+
+
+def backoff_seconds(attempt: int, *, base: float = 30.0, cap: float = 3600.0) -> float:
+    """Exponential backoff with jitter: half fixed, half random, so retries of many events spread out."""
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    event: WebhookEvent
+    created: bool
+
+
+def _storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name not in _SECRET_HEADERS}
+
+
+def _dispatch_after_commit(event_id: int) -> None:
+    from tickets.tasks import dispatch, webhook_event_process_task  # tasks import this module
+
+    transaction.on_commit(lambda: dispatch(webhook_event_process_task, event_id))
+
+
+def webhook_intake(
+    *, integration: Integration, headers: Mapping[str, str], raw_body: bytes, payload: Any
+) -> IntakeResult:
+    """Store one verified delivery. A repeat (same delivery key) changes nothing and says so."""
+    envelope = envelope_read(kind=integration.kind, headers=headers, payload=payload, raw_body=raw_body)
+    key = envelope.delivery_key if len(envelope.delivery_key) <= 255 else body_hash(envelope.delivery_key.encode())
+    existing = WebhookEvent.objects.filter(integration=integration, delivery_key=key).first()
+    if existing is not None:
+        return IntakeResult(existing, False)
+    now = timezone.now()
+    status = WebhookEvent.Status.RECEIVED if envelope.handled else WebhookEvent.Status.IGNORED
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                integration=integration,
+                organization_id=integration.organization_id,
+                delivery_key=key,
+                event_type=envelope.event_type[:128],
+                headers=_storable_headers(headers),
+                raw_body=raw_body.decode("utf-8"),
+                status=status,
+                next_attempt_at=now + stuck_after() if envelope.handled else None,
+                processed_at=None if envelope.handled else now,
+            )
+            if envelope.handled:
+                _dispatch_after_commit(event.pk)
+    except IntegrityError:
+        # A concurrent delivery of the same event committed first.
+        return IntakeResult(WebhookEvent.objects.get(integration=integration, delivery_key=key), False)
+    return IntakeResult(event, True)
+
+
+# ---------------------------------------------------------------- processing
+
+
+def webhook_event_process(*, event_id: int) -> str:
+    """Normalise one stored event into customer, ticket and messages. Returns the event's status after."""
+    if not _event_claim(event_id):
+        return "skipped"
+    try:
+        with transaction.atomic():
+            event = (
+                WebhookEvent.objects.select_for_update().select_related("integration__organization").get(pk=event_id)
+            )
+            if event.status not in OPEN_STATUSES:
+                return event.status  # a concurrent run finished it while we waited for the lock
+            return _event_apply(event)
+    except PayloadError as exc:
+        return _event_fail(event_id, f"payload error: {exc}", permanent=True)
+    except Exception as exc:
+        logger.exception("webhook event %s failed", event_id)
+        return _event_fail(event_id, f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+def _event_claim(event_id: int) -> bool:
+    """Count the attempt in its own committed transaction, so a worker killed mid-task still used one up."""
+    with transaction.atomic():
+        event = (
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(pk=event_id, status__in=OPEN_STATUSES)
+            .first()
+        )
+        if event is None:
+            return False  # done, dead, ignored, or being processed right now
+        if event.attempts >= max_attempts():
+            event.status = WebhookEvent.Status.DEAD
+            event.last_error = (event.last_error + f"\ngave up after {event.attempts} attempts").strip()
+            event.next_attempt_at = None
+            event.save(update_fields=["status", "last_error", "next_attempt_at"])
+            return False
+        event.attempts += 1
+        event.next_attempt_at = timezone.now() + stuck_after()
+        event.save(update_fields=["attempts", "next_attempt_at"])
+    return True
+
+
+def _event_apply(event: WebhookEvent) -> str:
+    kind = event.integration.kind
+    payload = json.loads(event.raw_body)
+    envelope = envelope_read(kind=kind, headers=event.headers, payload=payload, raw_body=event.raw_body.encode())
+    if not envelope.handled:
+        return _event_finish(event, WebhookEvent.Status.IGNORED)
+    normalised = event_parse(kind=kind, event_type=event.event_type, headers=event.headers, payload=payload)
+    organization = event.integration.organization
+    customer = customer_resolve(
+        organization=organization,
+        source=kind,
+        external_id=normalised.customer.external_id[:255],
+        name=normalised.customer.name[:200],
+        email=normalised.customer.email[:254],
+    )
+    ticket = ticket_upsert(
+        organization=organization,
+        customer=customer,
+        integration_id=event.integration_id,
+        external_id=normalised.ticket_external_id[:255],
+        changes=_ticket_changes(normalised),
+        source_updated_at=normalised.updated_at,
+        created_at=normalised.created_at,
+    )
+    _messages_ingest(ticket=ticket, messages=normalised.messages)
+    return _event_finish(event, WebhookEvent.Status.PROCESSED, customer=ticket.customer, ticket=ticket)
+
+
+def _ticket_changes(normalised: NormalisedEvent) -> TicketChanges:
+    return TicketChanges(
+        subject=normalised.subject[:500] if normalised.subject else None,
+        status=normalised.status,
+        priority=normalised.priority,
+        channel=normalised.channel,
+        tags=[tag[:100] for tag in normalised.tags if tag] if normalised.tags is not None else None,
+    )
+
+
+def _messages_ingest(*, ticket: Ticket, messages: list[MessageData]) -> None:
+    """Messages join the ticket's customer's recall memory (idempotent on their external ids).
+
+    Only the newest customer message of an event may start the agent: an event that also carries the
+    conversation's earlier messages (which we may have missed) must not start one run per message.
+    """
+    customer_positions = [i for i, message in enumerate(messages) if message.author_role == "customer"]
+    newest_customer = customer_positions[-1] if customer_positions else -1
+    for position, message in enumerate(messages):
+        message_ingest(
+            customer=ticket.customer,
+            ticket=ticket,
+            body=message.body,
+            author_role=message.author_role,
+            author_name=message.author_name[:200],
+            is_public=message.is_public,
+            external_id=message.external_id[:255],
+            created_at=message.created_at,
+            trigger_agent=position == newest_customer,
+        )
+
+
+def _event_finish(
+    event: WebhookEvent, status: str, *, customer: Customer | None = None, ticket: Ticket | None = None
+) -> str:
+    event.status = status
+    event.customer = customer
+    event.ticket = ticket
+    event.processed_at = timezone.now()
+    event.next_attempt_at = None
+    event.last_error = ""
+    event.save(update_fields=["status", "customer", "ticket", "processed_at", "next_attempt_at", "last_error"])
+    return status
+
+
+def _event_fail(event_id: int, error: str, *, permanent: bool) -> str:
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().get(pk=event_id)
+        if event.status not in OPEN_STATUSES:
+            return event.status
+        dead = permanent or event.attempts >= max_attempts()
+        event.status = WebhookEvent.Status.DEAD if dead else WebhookEvent.Status.FAILED
+        event.last_error = error[:4000]
+        event.next_attempt_at = None if dead else timezone.now() + timedelta(seconds=backoff_seconds(event.attempts))
+        event.save(update_fields=["status", "last_error", "next_attempt_at"])
+    return event.status
+
+
+# ---------------------------------------------------------------- sweeper and replay
+
+
+def webhook_events_due(*, limit: int = 500) -> list[int]:
+    """Events whose time has come (stuck after intake, or a failure's backoff elapsed), pushed back by the
+    stuck period so the next sweep does not dispatch them again while they wait in the queue."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(status__in=OPEN_STATUSES, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        WebhookEvent.objects.filter(pk__in=due).update(next_attempt_at=now + stuck_after())
+    return due
+
+
+def webhook_event_replay(*, event: WebhookEvent) -> None:
+    """Staff replay (from the admin): process the stored event again from scratch. Idempotent in effect."""
+    with transaction.atomic():
+        WebhookEvent.objects.filter(pk=event.pk).update(
+            status=WebhookEvent.Status.RECEIVED,
+            attempts=0,
+            last_error="",
+            processed_at=None,
+            next_attempt_at=timezone.now() + stuck_after(),
+        )
+        _dispatch_after_commit(event.pk)
+
+
+def integration_for_webhook(*, kind: str, token: str) -> Integration | None:
+    """The active integration a webhook URL belongs to; None for any unknown, inactive or mismatched URL."""
+    return (
+        Integration.objects.select_related("organization")
+        .filter(webhook_token=token, kind=kind, is_active=True)
+        .first()
+    )

@@ -1,0 +1,54 @@
+"""Celery tasks for webhooks and outbound replies: thin wrappers that take primary keys and call one service.
+
+Dispatch never fails the caller: with the broker down the row is already in the database, and the sweeper
+(Celery beat, ``CELERY_BEAT_SCHEDULE`` in settings) dispatches it again once the broker is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, shared_task
+
+from tickets.intake import webhook_event_process, webhook_events_due
+from tickets.outbound import outbound_deliver, outbound_deliveries_due
+
+logger = logging.getLogger(__name__)
+
+
+def dispatch(task: Task, *args: Any, countdown: float | None = None) -> bool:
+    """Queue a task without retrying against a dead broker; False (and a warning) when it could not be queued."""
+    try:
+        task.apply_async(args=args, countdown=countdown, retry=False)
+    except Exception as exc:  # kombu/redis raise several types; all mean "not queued"
+        logger.warning("could not queue %s%s (%s); the sweeper will dispatch it again", task.name, args, exc)
+        return False
+    return True
+
+
+@shared_task(name="tickets.webhook_event_process", ignore_result=True, acks_late=True)
+def webhook_event_process_task(event_id: int) -> str:
+    return webhook_event_process(event_id=event_id)
+
+
+@shared_task(name="tickets.outbound_deliver", ignore_result=True, acks_late=True)
+def outbound_deliver_task(delivery_id: int) -> str:
+    result = outbound_deliver(delivery_id=delivery_id)
+    if result.retry_in is not None:
+        dispatch(outbound_deliver_task, delivery_id, countdown=result.retry_in)
+    return result.status
+
+
+@shared_task(name="tickets.webhooks_sweep", ignore_result=True)
+def webhooks_sweep_task() -> dict[str, int]:
+    """Re-dispatch webhook events stuck unprocessed and outbound replies whose retry time has come."""
+    events = webhook_events_due()
+    deliveries = outbound_deliveries_due()
+    for event_id in events:
+        dispatch(webhook_event_process_task, event_id)
+    for delivery_id in deliveries:
+        dispatch(outbound_deliver_task, delivery_id)
+    if events or deliveries:
+        logger.info("sweeper dispatched %d webhook events and %d outbound replies", len(events), len(deliveries))
+    return {"events": len(events), "deliveries": len(deliveries)}
