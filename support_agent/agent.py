@@ -42,13 +42,13 @@ class Continuation:
 def decide_continuation(*, outcomes: Sequence[ToolOutcome], steps_taken: int, step_limit: int) -> Continuation:
     """Whether the run takes another step. Pure.
 
-    No tool calls: the model ended its turn. Any failed call: continue, so the model can react to the
-    error. Any call with request_heartbeat: continue. Otherwise end the turn. Continuing past the
-    organisation's step limit is refused with stop reason step_limit.
+    No tool calls: the model ended its turn. Any failed call, or one flagged with a warning (a block over
+    its limit): continue, so the model can react. Any call with request_heartbeat: continue. Otherwise end
+    the turn. Continuing past the organisation's step limit is refused with stop reason step_limit.
     """
     if not outcomes:
         return Continuation(False, AgentRun.StopReason.END_TURN)
-    if not any(outcome.heartbeat or not outcome.ok for outcome in outcomes):
+    if not any(outcome.heartbeat or outcome.flagged or not outcome.ok for outcome in outcomes):
         return Continuation(False, AgentRun.StopReason.END_TURN)
     if steps_taken >= step_limit:
         return Continuation(False, AgentRun.StopReason.STEP_LIMIT)

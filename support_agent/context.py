@@ -164,7 +164,7 @@ def _recall_units(messages: QuerySet[TicketMessage], budget: int) -> tuple[list[
     newest_first = messages.order_by("-created_at", "-id").only(
         "id", "body", "author_role", "author_name", "ticket_id", "created_at"
     )
-    while used <= budget:
+    while True:
         batch = list(newest_first[offset : offset + _BATCH])
         for message in batch:
             chat = message_to_chat(message)
@@ -172,11 +172,10 @@ def _recall_units(messages: QuerySet[TicketMessage], budget: int) -> tuple[list[
             units.append(ContextUnit([chat], tokens, "recall", message.pk, message.created_at))
             used += tokens
             if used > budget:
-                break
+                return list(reversed(units)), messages.count() - len(units)
         if len(batch) < _BATCH:
             return list(reversed(units)), 0
         offset += _BATCH
-    return list(reversed(units)), messages.count() - len(units)
 
 
 def _stats_text(customer: Customer, in_context: int, total_messages: int) -> str:

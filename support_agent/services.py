@@ -103,8 +103,9 @@ def _run_guarded(run: AgentRun, customer: Customer, backend: Backend, emit: Call
         logger.exception("agent run %s failed", run.pk)
         run.status, run.stop_reason, run.error = AgentRun.Status.FAILED, AgentRun.StopReason.ERROR, repr(exc)
     run.finished_at = timezone.now()
-    # update_fields: the step counters were incremented in the database by the loop.
+    # update_fields: the step counters were incremented in the database by the loop; read them back.
     run.save(update_fields=["status", "stop_reason", "error", "finished_at", "reply", "reply_message"])
+    run.refresh_from_db(fields=["step_count", "prompt_tokens", "completion_tokens"])
 
 
 def _run_body(run: AgentRun, customer: Customer, backend: Backend, emit: Callable[[dict[str, Any]], None]) -> str:

@@ -356,6 +356,8 @@ class ToolOutcome:
     content: str
     heartbeat: bool = False
     arguments: dict[str, Any] | None = None
+    # Succeeded with a warning the model should act on (a block over its limit): worth another step.
+    flagged: bool = False
 
     def as_message(self) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": self.call_id, "content": self.content}
@@ -415,4 +417,5 @@ def tool_execute(*, call_id: str, name: str, raw_arguments: str | None, ctx: Run
         error = {"ok": False, "error": f"{name} failed because of an internal error; try another approach."}
         return ToolOutcome(call_id, name, False, json.dumps(error), False, arguments)
     payload = json.dumps({"ok": True, "result": result}, default=str)
-    return ToolOutcome(call_id, name, True, payload, bool(args.request_heartbeat), arguments)
+    flagged = isinstance(result, dict) and bool(result.get("warnings"))
+    return ToolOutcome(call_id, name, True, payload, bool(args.request_heartbeat), arguments, flagged)
