@@ -94,6 +94,7 @@ class _Scope:
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
     exact: bool = True  # one customer's rows: exact search (HNSW would post-filter them away)
+    smoothed_vector_sql: str = ""
 
     def add(self, clause: str, *params: Any) -> None:
         self.where.append(clause)
@@ -129,7 +130,7 @@ def message_search(
     if not query.strip():
         ordered = messages.order_by("-created_at", "-id")
         return SearchPage(list(ordered[offset : offset + page_size]), page, page_size, ordered.count())
-    scope = _Scope(table="tickets_ticketmessage m")
+    scope = _Scope(table="tickets_ticketmessage m", smoothed_vector_sql=_MESSAGE_SMOOTHED_VECTOR_SQL)
     scope.add("m.customer_id = %s", customer.pk)
     if start:
         scope.add("m.created_at >= %s", start)
@@ -144,7 +145,7 @@ def message_search(
             "JOIN tickets_ticketmessage m ON m.id = e.message_id WHERE e.model = %s AND {where}"
         ),
         distance="e.embedding <=> %s::vector",
-        scoped_sql=_message_scoped_sql(),
+        hits_sql=_MESSAGE_HITS_SQL,
     )
     return _page_of(TicketMessage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
 
@@ -195,7 +196,7 @@ def passage_search(
         limit=offset + page_size + CANDIDATE_MARGIN,
         vector_sql=("SELECT m.id FROM memory_archivalpassage m WHERE m.embedding_model = %s AND {where}"),
         distance="m.embedding <=> %s::vector",
-        scoped_sql=_PASSAGE_SCOPED_SQL,
+        hits_sql=_PASSAGE_HITS_SQL,
     )
     return _page_of(ArchivalPassage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
 
@@ -215,13 +216,13 @@ def _page_of(
 
 
 def _hybrid_rank(
-    *, scope: _Scope, query: str, limit: int, vector_sql: str, distance: str, scoped_sql: str
+    *, scope: _Scope, query: str, limit: int, vector_sql: str, distance: str, hits_sql: str
 ) -> list[tuple[int, float]]:
     """Ids fused from the full-text and vector rankings, best first, with their RRF scores."""
     limit = min(limit, MAX_RESULTS)
-    text_ids = _text_ranking(scope=scope, query=query, limit=limit, scoped_sql=scoped_sql)
+    text_ids = _text_ranking(scope=scope, query=query, limit=limit, hits_sql=hits_sql)
     vector_ids = _vector_ranking(scope=scope, query=query, limit=limit, vector_sql=vector_sql, distance=distance)
-    return rrf_fuse([(text_ids, TEXT_WEIGHT), (vector_ids, VECTOR_WEIGHT)])[:limit]
+    return rrf_fuse([(text_ids, TEXT_WEIGHT), (vector_ids, VECTOR_WEIGHT)], k=RRF_K)[:limit]
 
 
 def rrf_fuse(rankings: Sequence[tuple[Sequence[int], float]], k: int = RRF_K) -> list[tuple[int, float]]:
@@ -249,15 +250,15 @@ _BM25_SQL = """
 WITH terms AS (
     SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme
 ),
-scoped AS ({scoped}),
-stats AS (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
+orq AS (SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS q FROM terms),
+{hits_and_stats},
 own AS (
-    SELECT s.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float AS tf, length(s.doc)::float AS dl
-    FROM scoped s, unnest(s.doc) u WHERE u.lexeme IN (SELECT lexeme FROM terms)
+    SELECT h.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float AS tf
+    FROM hits h, unnest(h.doc) u WHERE u.lexeme IN (SELECT lexeme FROM terms)
 ),
 near AS (
-    SELECT s.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float AS tf
-    FROM scoped s, unnest(s.near) u WHERE u.lexeme IN (SELECT lexeme FROM terms)
+    SELECT h.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float AS tf
+    FROM hits h, unnest(h.near) u WHERE u.lexeme IN (SELECT lexeme FROM terms)
 ),
 df AS (SELECT lexeme, count(*)::float AS n FROM own GROUP BY lexeme),
 postings AS (
@@ -265,37 +266,60 @@ postings AS (
         SELECT id, lexeme, tf FROM own
         UNION ALL SELECT id, lexeme, %s * tf FROM near
     ) both_sides GROUP BY id, lexeme
-),
-lengths AS (SELECT id, length(doc)::float AS dl FROM scoped)
+)
 SELECT p.id, sum(
     ln(1 + (st.n - coalesce(df.n, 0) + 0.5) / (coalesce(df.n, 0) + 0.5))
-    * p.tf * %s / (p.tf + %s * (1 - %s + %s * l.dl / st.avgdl))
+    * p.tf * %s / (p.tf + %s * (1 - %s + %s * length(h.doc) / st.avgdl))
 ) AS score
-FROM postings p JOIN lengths l USING (id) LEFT JOIN df USING (lexeme) CROSS JOIN stats st
+FROM postings p JOIN hits h USING (id) LEFT JOIN df USING (lexeme) CROSS JOIN stats st
 GROUP BY p.id ORDER BY score DESC, p.id DESC LIMIT %s
 """
 
+# Messages: neighbours come from a window over the whole scope, so the scope is read once (one
+# customer's rows); only rows matching a query word, themselves or by a neighbour, are scored.
+_MESSAGE_HITS_SQL = """
+scoped AS (
+    SELECT m.id, {doc} AS doc, {near} AS near FROM {table} WHERE {where}
+    WINDOW w AS (PARTITION BY m.ticket_id ORDER BY m.created_at, m.id)
+),
+stats AS (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
+hits AS (SELECT s.id, s.doc, s.near FROM scoped s, orq WHERE s.doc @@ orq.q OR s.near @@ orq.q)
+"""
+# Passages: the GIN index finds the matching rows. Organisation-wide, counting every row for the IDF
+# would read the whole table on each search, so the planner's row estimate stands in for the count.
+_PASSAGE_HITS_SQL = """
+hits AS (
+    SELECT m.id, m.search_vector AS doc, ''::tsvector AS near FROM {table}, orq
+    WHERE {where} AND m.search_vector @@ orq.q
+),
+stats AS (
+    SELECT {count} AS n, greatest((SELECT avg(length(doc)) FROM hits), 1)::float AS avgdl
+)
+"""
+_EXACT_COUNT = "(SELECT count(*)::float FROM {table} WHERE {where})"
+_ESTIMATED_COUNT = "(SELECT greatest(reltuples, 1)::float FROM pg_class WHERE oid = 'memory_archivalpassage'::regclass)"
 
-def _text_ranking(*, scope: _Scope, query: str, limit: int, scoped_sql: str) -> list[int]:
-    sql = _BM25_SQL.format(scoped=scoped_sql.format(table=scope.table, where=scope.sql_where))
+
+def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[int]:
+    """Ids ranked by BM25 over the scope (k1, b standard; neighbours' words at NEIGHBOUR_WEIGHT)."""
+    params = [query, *scope.params]
+    count = _ESTIMATED_COUNT
+    if scope.exact and "{count}" in hits_sql:
+        count = _EXACT_COUNT.format(table=scope.table, where=scope.sql_where)
+        params += scope.params
+    hits = hits_sql.format(table=scope.table, where=scope.sql_where, count=count, **_message_doc())
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [query, *scope.params, NEIGHBOUR_WEIGHT, *bm25, limit])
+        cursor.execute(_BM25_SQL.format(hits_and_stats=hits), [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
         return [row[0] for row in cursor.fetchall()]
 
 
-def _message_scoped_sql() -> str:
+def _message_doc() -> dict[str, str]:
     doc = "m.search_vector || to_tsvector('english', m.author_name)" if AUTHOR_IN_TEXT else "m.search_vector"
     near = "''::tsvector"
     if NEIGHBOUR_WEIGHT:
         near = "coalesce(lag(m.search_vector) OVER w, '') || coalesce(lead(m.search_vector) OVER w, '')"
-    return (  # only constant fragments are joined here; values travel as parameters
-        f"SELECT m.id, {doc} AS doc, {near} AS near FROM {{table}} WHERE {{where}} "  # noqa: S608
-        "WINDOW w AS (PARTITION BY m.ticket_id ORDER BY m.created_at, m.id)"
-    )
-
-
-_PASSAGE_SCOPED_SQL = "SELECT m.id, m.search_vector AS doc, ''::tsvector AS near FROM {table} WHERE {where}"
+    return {"doc": doc, "near": near}
 
 
 def _vector_ranking(*, scope: _Scope, query: str, limit: int, vector_sql: str, distance: str) -> list[int]:
@@ -310,6 +334,9 @@ def _vector_ranking(*, scope: _Scope, query: str, limit: int, vector_sql: str, d
     sql = vector_sql.format(where=scope.sql_where)
     params = [embedder.name, *scope.params, literal, limit]
     exact_sql = f"{sql} ORDER BY ({distance}) + 0 LIMIT %s"
+    if scope.smoothed_vector_sql and VECTOR_NEIGHBOUR_WEIGHT:
+        smoothed = scope.smoothed_vector_sql.format(where=scope.sql_where)
+        return _fetch_ids(smoothed, [VECTOR_NEIGHBOUR_WEIGHT, literal, embedder.name, *scope.params, limit])
     if scope.exact:
         # "+ 0" keeps the planner off the HNSW index: one customer's rows are few, so exact is fast and complete.
         return _fetch_ids(exact_sql, params)
@@ -322,6 +349,22 @@ def _vector_ranking(*, scope: _Scope, query: str, limit: int, vector_sql: str, d
         # HNSW filters after it searches; a selective filter can leave too few rows. Exact search is complete.
         ids = _fetch_ids(exact_sql, params)
     return ids
+
+
+# A message's similarity is raised by its closest neighbouring turn's (the exact scan computes them all
+# anyway): the answer to a question often sits one turn away from the words that match it.
+VECTOR_NEIGHBOUR_WEIGHT = 0.3
+_MESSAGE_SMOOTHED_VECTOR_SQL = """
+SELECT id FROM (
+    SELECT id, sim + %s * greatest(coalesce(lag(sim) OVER w, 0), coalesce(lead(sim) OVER w, 0)) AS score
+    FROM (
+        SELECT m.id, m.ticket_id, m.created_at, 1 - (e.embedding <=> %s::vector) AS sim
+        FROM memory_messageembedding e JOIN tickets_ticketmessage m ON m.id = e.message_id
+        WHERE e.model = %s AND {where}
+    ) similarities
+    WINDOW w AS (PARTITION BY ticket_id ORDER BY created_at, id)
+) smoothed ORDER BY score DESC, id DESC LIMIT %s
+"""
 
 
 def _fetch_ids(sql: str, params: list[Any]) -> list[int]:
