@@ -1,0 +1,19 @@
+"""The benchmark command runs end to end on a small history and cleans up after itself."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from django.core.management import call_command
+
+from support_agent.models import AgentRun
+from tickets.models import Organization
+
+
+def test_agent_benchmark_prints_percentiles_and_cleans_up(db):
+    out = StringIO()
+    call_command("agent_benchmark", runs=2, messages=400, passages=50, compiles=3, stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("loop overhead per step") and "6 steps" in lines[0] and "p95" in lines[0]
+    assert lines[1].startswith("context compilation (400 messages, 50 passages") and "p50" in lines[1]
+    assert not Organization.objects.exists() and not AgentRun.objects.exists()
