@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Case, IntegerField, Model, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Model, Q, QuerySet, Value, When
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -138,7 +138,7 @@ def run_step_url(run_id: int, step_id: int | None = None) -> str:
 def run_step_link(run_id: int | None, step_id: int | None) -> SafeString:
     if not run_id:
         return format_html("{}", "")
-    label = f"run #{run_id}" + (f" · step {step_id}" if step_id else "")
+    label = f"run #{run_id}" + (f" · step #{step_id}" if step_id else "")
     return format_html('<a class="sm-run-link" href="{}">{}</a>', run_step_url(run_id, step_id), label)
 
 
@@ -277,9 +277,13 @@ class MemoryBlockAdmin(ScopedObjectAdmin):
     def chars(self, block: MemoryBlock) -> str:
         return f"{block.chars_current}/{block.char_limit}"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MemoryBlock]:
+        pending = Count("pending_edits", filter=Q(pending_edits__status=PendingMemoryEdit.Status.PENDING))
+        return super().get_queryset(request).annotate(n_pending=pending)
+
     @admin.display(description="")
     def badges(self, block: MemoryBlock) -> SafeString:
-        return block_badges(block, pending=block.pending_edits.filter(status=PendingMemoryEdit.Status.PENDING).count())
+        return block_badges(block, pending=getattr(block, "n_pending", 0))
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view

@@ -82,6 +82,7 @@ def test_staff_finds_customer_by_email_and_corrects_a_fact(page: Page, live_serv
     page.click("#block-customer >> text=Edit")
     page.fill("#id_value", f"{RIGHT_FACT}\nUses the Northwind POS sync.")
     page.fill("#id_reason", "Dana confirmed on the phone: bakery, Business plan")
+    shoot(page, "block-edit.png")
     page.click("text=Save new version")
     expect(page.locator("#block-customer")).to_contain_text(RIGHT_FACT)
     expect(page.locator("#block-customer")).to_contain_text("staff")
@@ -97,6 +98,10 @@ def test_staff_finds_customer_by_email_and_corrects_a_fact(page: Page, live_serv
     expect(page.locator("#diff del").first).to_contain_text("runs")
     expect(page.locator("#diff ins").first).to_contain_text("owns")
     shoot(page, "block-history-diff.png")
+
+    page.click(f"a[href$='#step-{memory.step.pk}'] >> nth=0")
+    expect(page.locator(f"#step-{memory.step.pk}")).to_contain_text("core_memory_append")
+    shoot(page, "agent-run-trace.png")
 
 
 def test_reviewer_approves_one_edit_and_rejects_another(page: Page, live_server: Any, world: Any) -> None:
