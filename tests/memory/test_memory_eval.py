@@ -1,0 +1,104 @@
+"""memory_eval: LoCoMo-format file in, turn-level evidence recall@k and latency out, throwaway organisation gone."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from tests.memory.fake_embedder import use_fake
+from tickets.models import Customer, Organization, TicketMessage
+
+SAMPLE = {
+    "sample_id": "conv-test",
+    "conversation": {
+        "speaker_a": "Ana",
+        "speaker_b": "Ben",
+        "session_1_date_time": "1:56 pm on 8 May, 2023",
+        "session_1": [
+            {"speaker": "Ana", "dia_id": "D1:1", "text": "My router keeps dropping the connection."},
+            {"speaker": "Ben", "dia_id": "D1:2", "text": "Did you try a reboot?", "blip_caption": "a photo of a modem"},
+            {"speaker": "Ana", "dia_id": "D1:3", "text": "Yes, twice. I also adopted a puppy named Rex!"},
+        ],
+        "session_2_date_time": "10:00 am on 9 June, 2023",
+        "session_2": [
+            {"speaker": "Ben", "dia_id": "D2:1", "text": "How is Rex doing?"},
+            {"speaker": "Ana", "dia_id": "D2:2", "text": "Great, he loves the beach near Lisbon."},
+        ],
+        "session_3_date_time": "10:00 am on 9 July, 2023",
+    },
+    "qa": [
+        {"question": "What is the name of Ana's puppy?", "answer": "Rex", "evidence": ["D1:3"], "category": 4},
+        {"question": "Where does Rex like to go?", "answer": "beach", "evidence": ["D2:2", "D9:9"], "category": 1},
+        {"question": "When was the router problem?", "answer": "May 2023", "evidence": ["D1:1"], "category": 2},
+        {"question": "Is Ana a dog person?", "answer": "yes", "evidence": [], "category": 3},
+        {"question": "What is Ana's cat called?", "adversarial_answer": "Tom", "evidence": ["D1:3"], "category": 5},
+    ],
+}
+
+
+@pytest.fixture
+def locomo_file(tmp_path):
+    path = tmp_path / "locomo.json"
+    path.write_text(json.dumps([SAMPLE]))
+    return path
+
+
+def test_memory_eval_reports_recall_by_category_and_latency_as_json(db, settings, locomo_file):
+    use_fake(settings)
+    out = io.StringIO()
+    call_command("memory_eval", str(locomo_file), "--k", "1,5", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert set(report) >= {"recall", "by_category", "questions", "search_ms"}
+    # Category 5 is not scored and the question without evidence is skipped: 3 questions remain.
+    assert report["questions"] == 3
+    assert set(report["by_category"]) == {"1", "2", "4"}
+    assert report["recall"]["5"] == 1.0  # five turns in all: every evidence turn is in the top 5
+    assert report["by_category"]["4"]["1"] == 1.0  # "puppy" is only in D1:3
+    assert 0.0 <= report["recall"]["1"] <= 1.0
+    assert report["search_ms"]["p50"] > 0 and report["search_ms"]["p95"] >= report["search_ms"]["p50"]
+    # The throwaway organisation, its customer and messages are gone.
+    assert not Organization.objects.filter(slug__startswith="memory-eval").exists()
+    assert not Customer.objects.exists() and not TicketMessage.objects.exists()
+
+
+def test_memory_eval_ingests_through_the_normal_path_with_session_dates(db, settings, locomo_file, monkeypatch):
+    use_fake(settings)
+    from memory.management.commands import memory_eval
+
+    seen = {}
+    monkeypatch.setattr(memory_eval.Command, "_run", _run_then_snapshot(memory_eval.Command._run, seen))
+    call_command("memory_eval", str(locomo_file), stdout=io.StringIO(), stderr=io.StringIO())
+    assert seen["snapshot"][0] == ("D1:1", "2023-05-08", "Ana")
+    assert seen["snapshot"][-1] == ("D2:2", "2023-06-09", "Ana")
+    assert seen["snapshot_caption"] == "Did you try a reboot? [shares a photo of a modem]"
+
+
+def _run_then_snapshot(run, seen):
+    def wrapped(self, organization, samples, ks, *, quiet):
+        tally = run(self, organization, samples, ks, quiet=quiet)
+        messages = TicketMessage.objects.filter(organization=organization).order_by("created_at")
+        seen["snapshot"] = [(m.external_id, m.created_at.date().isoformat(), m.author_name) for m in messages]
+        seen["snapshot_caption"] = messages.get(external_id="D1:2").body
+        return tally
+
+    return wrapped
+
+
+def test_memory_eval_text_output_and_bad_input(db, settings, locomo_file, tmp_path):
+    use_fake(settings)
+    out = io.StringIO()
+    call_command("memory_eval", str(locomo_file), "--limit", "1", stdout=out, stderr=io.StringIO())
+    assert "recall  @5:" in out.getvalue() and "search ms" in out.getvalue()
+    with pytest.raises(CommandError, match="--k"):
+        call_command("memory_eval", str(locomo_file), "--k", "0,5")
+    with pytest.raises(CommandError, match="--k"):
+        call_command("memory_eval", str(locomo_file), "--k", "five")
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command("memory_eval", str(tmp_path / "missing.json"))
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"not": "a list"}')
+    with pytest.raises(CommandError, match="not a LoCoMo file"):
+        call_command("memory_eval", str(wrong))
