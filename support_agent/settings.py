@@ -125,6 +125,8 @@ SUPPORTMEM_OUTBOUND_MAX_ATTEMPTS = env_int("SUPPORTMEM_OUTBOUND_MAX_ATTEMPTS", 6
 SUPPORTMEM_OUTBOUND_RETRY_BASE_SECONDS = env_int("SUPPORTMEM_OUTBOUND_RETRY_BASE_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "webhooks-sweep": {"task": "tickets.webhooks_sweep", "schedule": float(SUPPORTMEM_WEBHOOK_SWEEP_SECONDS)},
+    # Rows whose embedding task was lost (broker down, worker killed) are embedded on the next sweep.
+    "embed-pending": {"task": "memory.embed_pending", "schedule": 300.0},
 }
 
 # The agent's language model: OpenAI or any OpenAI-compatible server; the offline model otherwise.
