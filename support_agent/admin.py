@@ -9,8 +9,8 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Model, Prefetch, Q, QuerySet
-from django.db.models.functions import Length
+from django.db.models import Count, IntegerField, Model, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Length
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -32,7 +32,7 @@ from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMem
 from memory.selectors import blocks_for_customer, passage_search, passages_for
 from memory.services import MemoryEditError, Provenance, blocks_ensure, passage_insert
 from support_agent.models import AgentRun, AgentStep, CustomerMemory
-from tickets.models import TicketMessage
+from tickets.models import Ticket, TicketMessage
 from tickets.selectors import ticket_list
 
 admin.site.site_header = "supportmem · staff"
@@ -60,6 +60,7 @@ class BlockPanel:
     author: SafeString
     last_change: Any
     percent: int
+    pending: int
 
 
 def block_panel(block: MemoryBlock, pending: int) -> BlockPanel:
@@ -70,6 +71,7 @@ def block_panel(block: MemoryBlock, pending: int) -> BlockPanel:
         author=change_author_html(last) if last else format_html("{}", ""),
         last_change=last,
         percent=min(100, round(100 * block.chars_current / block.char_limit)) if block.char_limit else 100,
+        pending=pending,
     )
 
 
@@ -78,6 +80,12 @@ class PassageRow:
     passage: ArchivalPassage
     badges: SafeString
     author: SafeString
+
+
+def _count_of(rows: QuerySet[Any]) -> Coalesce:
+    """COUNT(*) of a customer-correlated queryset, as an annotation."""
+    counted = rows.order_by().values("customer_id").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted[:1], output_field=IntegerField()), 0)
 
 
 @admin.register(CustomerMemory)
@@ -96,20 +104,19 @@ class CustomerMemoryAdmin(ScopedObjectAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        over_limit = Q(memory_blocks__char_limit__lt=Length("memory_blocks__value"))
+        # Correlated subqueries, not joins: joining tickets, blocks, edits and runs at once multiplies rows.
+        over_limit = MemoryBlock.objects.filter(customer=OuterRef("pk"), char_limit__lt=Length("value"))
+        pending = PendingMemoryEdit.objects.filter(customer=OuterRef("pk"), status=PendingMemoryEdit.Status.PENDING)
+        last_run = AgentRun.objects.filter(customer=OuterRef("pk")).order_by("-created_at").values("created_at")
         return (
             super()
             .get_queryset(request)
             .prefetch_related("identities")
             .annotate(
-                n_tickets=Count("tickets", distinct=True),
-                n_over=Count("memory_blocks", filter=over_limit, distinct=True),
-                n_pending=Count(
-                    "memory_blocks__pending_edits",
-                    filter=Q(memory_blocks__pending_edits__status=PendingMemoryEdit.Status.PENDING),
-                    distinct=True,
-                ),
-                last_run_at=Max("agent_runs__created_at"),
+                n_tickets=_count_of(Ticket.objects.filter(customer=OuterRef("pk"))),
+                n_over=_count_of(over_limit),
+                n_pending=_count_of(pending),
+                last_run_at=Subquery(last_run[:1]),
             )
         )
 

@@ -110,3 +110,17 @@ def test_lists_are_scoped_to_the_organisation(actors, memory):
         assert response.status_code == 200, url
         assert b"Dana" not in response.content, url
     assert b"Reader firmware" not in client.get("/admin/memory/archivalpassage/", {"q": "firmware"}).content
+
+
+def test_a_superuser_sees_every_organisation(actors, memory):
+    from django.contrib.auth import get_user_model
+
+    root = get_user_model().objects.create_superuser(username="root", password="pw-root", email="root@example.com")
+    client = Client()
+    client.force_login(root)
+    listing = client.get(CUSTOMERS).content
+    assert b"Dana Whitfield" in listing and b"Sam Stranger" in listing
+    assert client.get(f"{CUSTOMERS}{actors.stranger.pk}/change/").status_code == 200
+    assert client.get(f"/admin/memory/memoryblock/{memory.stranger_block.pk}/history/").status_code == 200
+    queue = client.get("/admin/memory/pendingmemoryedit/").content.decode()
+    assert f'value="approve:{memory.approve_me.pk}"' in queue
