@@ -180,7 +180,9 @@ class OutboundAttemptInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["number", "created_at", "method", "url", "status_code", "duration_ms", "error", "response_excerpt"]
-    readonly_fields = ["number", "created_at", "method", "url", "status_code", "duration_ms", "error", "response_excerpt"]
+    readonly_fields = [
+        "number", "created_at", "method", "url", "status_code", "duration_ms", "error", "response_excerpt",
+    ]  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
