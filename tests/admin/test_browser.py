@@ -125,6 +125,10 @@ def test_reviewer_approves_one_edit_and_rejects_another(page: Page, live_server:
     assert "Likes numbered steps." in text
     assert "phone calls at night" not in text
 
+    page.goto(f"{live_server.url}/admin/memory/archivalpassage/{memory.current_passage.pk}/change/")
+    expect(page.locator(".sm-panel").first).to_contain_text("Reader firmware is 4.2.3 after the update.")
+    shoot(page, "archival-passage.png")
+
 
 def test_staff_of_another_organisation_get_404(page: Page, live_server: Any, world: Any) -> None:
     actors, memory = world
