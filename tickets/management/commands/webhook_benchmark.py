@@ -1,0 +1,200 @@
+"""python manage.py webhook_benchmark: webhook load on loopback against the production server setup.
+
+Starts gunicorn exactly as `make run` does (gthread, 2 workers x 8 threads) and, with REDIS_URL set, a Celery
+worker; sends signed Standard Webhooks deliveries from a throwaway organisation; reports requests/s, time to
+2xx (p50/p95/p99) and end-to-end processed events/s (first request sent -> last event processed). The
+throwaway organisation and everything under it are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tickets.models import Integration, Organization, WebhookEvent
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _signed(secret: str, n: int, role: str, run: str) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(
+        {
+            "type": "message.created",
+            "data": {
+                "id": f"bench-{n % 500}",
+                "subject": f"Benchmark ticket {n % 500}",
+                "requester": {"id": f"bench-cust-{n % 500}", "email": f"bench{n % 500}@example.com"},
+                "message": {"id": f"{run}-{n}", "body": f"Where is order A-{n:06d}?", "author_role": role},
+            },
+        }
+    ).encode()
+    msg_id, stamp = f"msg_{run}_{n}", str(int(time.time()))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": stamp,
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }
+    return body, headers
+
+
+class Command(BaseCommand):
+    help = "Load-test the webhook endpoint under gunicorn on loopback; print requests/s, latency and events/s."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--requests", type=int, default=2000)
+        parser.add_argument("--concurrency", type=int, default=32)
+        parser.add_argument("--worker-concurrency", type=int, default=4, help="Celery worker processes")
+        parser.add_argument("--role", choices=["staff", "customer"], default="staff", help="customer: agent runs too")
+        parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for processing")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["requests"] < 1 or options["concurrency"] < 1:
+            raise CommandError("--requests and --concurrency must be positive")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one log line per request would skew the figures
+        run = "b" + secrets.token_hex(4)
+        organization = Organization.objects.create(name=f"Benchmark {run}", slug=f"bench-{run}")
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        integration = Integration.objects.create(organization=organization, kind="standard", signing_secret=secret)
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            port = _free_port()
+            procs.append(self._gunicorn(port))
+            if settings.REDIS_URL:
+                procs.append(self._worker(options["worker_concurrency"]))
+            url = f"http://127.0.0.1:{port}/webhooks/standard/{integration.webhook_token}/"
+            self._wait_ready(port)
+            result = self._load(url, secret, run, options)
+            result.update(self._drain(integration, options, result.pop("_started")))
+            self._report(result, options)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=30)
+            organization.delete()
+
+    def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # noqa: S603  (fixed command lines of our own)
+            args, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+
+    def _gunicorn(self, port: int) -> subprocess.Popen[bytes]:
+        return self._spawn(
+            [str(BIN / "gunicorn"), "support_agent.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "120"]
+        )  # fmt: skip
+
+    def _worker(self, concurrency: int) -> subprocess.Popen[bytes]:
+        return self._spawn(
+            [str(BIN / "celery"), "-A", "support_agent", "worker", "-l", "warning",
+             "--concurrency", str(concurrency), "-n", f"bench-{os.getpid()}@%h"]
+        )  # fmt: skip
+
+    def _wait_ready(self, port: int) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/webhooks/x/y/", timeout=2).status_code == 405:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise CommandError("gunicorn did not start within 120 s")
+
+    def _load(self, url: str, secret: str, run: str, options: dict[str, Any]) -> dict[str, Any]:
+        requests = [_signed(secret, n, options["role"], run) for n in range(options["requests"])]
+        local = threading.local()
+        latencies: list[float] = []
+        failures: list[int] = []
+
+        def send(item: tuple[bytes, dict[str, str]]) -> None:
+            client = getattr(local, "client", None) or httpx.Client(timeout=60)
+            local.client = client
+            started = time.perf_counter()
+            status = client.post(url, content=item[0], headers=item[1]).status_code
+            (latencies if 200 <= status < 300 else failures).append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=options["concurrency"]) as pool:
+            list(pool.map(send, requests))
+        elapsed = time.perf_counter() - started
+        if not latencies:
+            raise CommandError(f"every request failed ({len(failures)} non-2xx answers)")
+        return {
+            "requests": len(requests),
+            "concurrency": options["concurrency"],
+            "non_2xx": len(failures),
+            "requests_per_s": round(len(requests) / elapsed, 1),
+            "ms_to_2xx": {
+                "p50": round(statistics.median(latencies), 2),
+                "p95": round(_percentile(latencies, 0.95), 2),
+                "p99": round(_percentile(latencies, 0.99), 2),
+            },
+            "_started": started,
+        }
+
+    def _drain(self, integration: Integration, options: dict[str, Any], started: float) -> dict[str, Any]:
+        """Wait until every accepted event is processed; events/s counts from the first request sent."""
+        total = WebhookEvent.objects.filter(integration=integration).count()
+        deadline = time.monotonic() + options["timeout"]
+        done = 0
+        while time.monotonic() < deadline:
+            done = WebhookEvent.objects.filter(integration=integration, status=WebhookEvent.Status.PROCESSED).count()
+            if done >= total:
+                break
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        return {
+            "events_stored": total,
+            "events_processed": done,
+            "processed_events_per_s": round(done / elapsed, 1),
+            "end_to_end_s": round(elapsed, 2),
+            "processing": "celery worker" if settings.REDIS_URL else "in-process (no REDIS_URL)",
+        }
+
+    def _report(self, result: dict[str, Any], options: dict[str, Any]) -> None:
+        if options["json"]:
+            self.stdout.write(json.dumps(result))
+            return
+        ms = result["ms_to_2xx"]
+        self.stdout.write(
+            f"webhook_benchmark: {result['requests']} signed deliveries, concurrency {result['concurrency']}, "
+            f"gunicorn gthread 2x8, processing: {result['processing']}\n"
+            f"  requests/s: {result['requests_per_s']}  (non-2xx: {result['non_2xx']})\n"
+            f"  time to 2xx ms: p50 {ms['p50']}  p95 {ms['p95']}  p99 {ms['p99']}\n"
+            f"  processed events/s end to end: {result['processed_events_per_s']} "
+            f"({result['events_processed']}/{result['events_stored']} in {result['end_to_end_s']} s)"
+        )
