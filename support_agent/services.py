@@ -73,7 +73,7 @@ def agent_run(
     reached fails the run cleanly (status failed, stop reason llm_error); nothing is raised to the caller.
     """
     _check_scope(customer, trigger, message, ticket)
-    emit = on_event or (lambda event: None)
+    emit = _listener(on_event)
     backend = backend or backend_get()
     run = AgentRun.objects.create(
         organization_id=customer.organization_id,
@@ -90,6 +90,21 @@ def agent_run(
         _run_guarded(run, customer, backend, emit)
     emit({"type": "run_finished", "run_id": run.pk, "status": run.status, "stop_reason": run.stop_reason})
     return run
+
+
+def _listener(on_event: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None]:
+    """Progress events for the caller (the widget's stream). A listener that fails, e.g. a browser that went
+    away, must not fail the run: the reply is still stored and delivered."""
+
+    def emit(event: dict[str, Any]) -> None:
+        if on_event is None:
+            return
+        try:
+            on_event(event)
+        except Exception:
+            logger.warning("agent event listener failed on %s", event.get("type"), exc_info=True)
+
+    return emit
 
 
 def _run_guarded(run: AgentRun, customer: Customer, backend: Backend, emit: Callable[[dict[str, Any]], None]) -> None:
@@ -119,7 +134,9 @@ def _run_body(run: AgentRun, customer: Customer, backend: Backend, emit: Callabl
 
     consolidation = run.trigger == AgentRun.Trigger.CONSOLIDATION
     ctx = RunContext(customer=customer, run=run, allow_reply=not consolidation, on_reply=on_reply)
-    turn = Turn(backend=backend, until=run.started_at, new_event_message=run.trigger_message)
+    # History stops at the triggering message: later messages have runs of their own, which queue behind this.
+    until = run.trigger_message.created_at if run.trigger_message is not None else run.started_at
+    turn = Turn(backend=backend, until=until, new_event_message=run.trigger_message)
     if consolidation:
         assert run.ticket is not None  # checked by _check_scope
         passage = ticket_summary_archive(ticket=run.ticket, run=run, backend=backend)

@@ -20,6 +20,9 @@ def _encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding(ENCODING_NAME)
 
 
+# Keyed on the text itself: every step re-counts the same stored messages, and hashing a string is far
+# cheaper than encoding it again.
+@lru_cache(maxsize=20_000)
 def count_tokens(text: str) -> int:
     if not text:
         return 0

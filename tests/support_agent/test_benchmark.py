@@ -15,5 +15,7 @@ def test_agent_benchmark_prints_percentiles_and_cleans_up(db):
     call_command("agent_benchmark", runs=2, messages=400, passages=50, compiles=3, stdout=out)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("loop overhead per step") and "6 steps" in lines[0] and "p95" in lines[0]
-    assert lines[1].startswith("context compilation (400 messages, 50 passages") and "p50" in lines[1]
+    assert "steps before the reply" in lines[1]
+    assert lines[2].startswith("context compilation (400 messages, 50 passages") and "p50" in lines[2]
+    assert lines[3].startswith("context compilation (after the first eviction")
     assert not Organization.objects.exists() and not AgentRun.objects.exists()

@@ -156,3 +156,24 @@ def test_plain_text_answer_is_delivered_and_ends_the_turn(actors, blocks, fake_l
     run.refresh_from_db()
     assert (run.stop_reason, run.reply) == ("end_turn", "Happy to help!")
     assert AgentRun.objects.filter(customer=actors.customer).count() == 1
+
+
+def test_a_failing_event_listener_does_not_fail_the_run(actors, blocks, fake_llm):
+    def listener(event):
+        raise ConnectionResetError("the browser went away")
+
+    fake_llm.script = [tool_calls(("send_message", {"message": "Still delivered.", "request_heartbeat": False}))]
+    run = agent_run(
+        customer=actors.customer, trigger="manual", message=customer_says(actors.customer, "Hi"), on_event=listener
+    )
+    assert (run.status, run.reply) == ("completed", "Still delivered.")
+
+
+def test_later_messages_wait_for_their_own_run(actors, blocks, fake_llm):
+    first = customer_says(actors.customer, "First: about my invoice")
+    customer_says(actors.customer, "Second: also my password")
+    fake_llm.script = [tool_calls(("send_message", {"message": "About the invoice...", "request_heartbeat": False}))]
+    agent_run(customer=actors.customer, trigger="message", message=first)
+    sent = fake_llm.tool_requests()[0]["messages"]
+    assert "First: about my invoice" in sent[-1]["content"]
+    assert not any("Second: also my password" in str(m["content"]) for m in sent)
