@@ -296,11 +296,27 @@ def _response_text(response: Any) -> str:
 
 
 @dataclass
+class ResultView:
+    name: str
+    ok: bool | None
+    text: str
+
+
+def _result_view(result: Any) -> ResultView:
+    """A stored tool result: the loop's record (name, ok, content) or anything else, pretty-printed."""
+    if isinstance(result, dict) and "content" in result:
+        content = result["content"]
+        text = content if isinstance(content, str) else pretty_json(content)
+        return ResultView(str(result.get("name", "")), result.get("ok"), text)
+    return ResultView("", None, result if isinstance(result, str) else pretty_json(result))
+
+
+@dataclass
 class StepView:
     step: AgentStep
     text: str
     calls: list[tuple[str, str]]
-    results: list[str]
+    results: list[ResultView]
     request_json: str
     response_json: str
     is_last: bool
@@ -308,7 +324,7 @@ class StepView:
 
 def step_view(step: AgentStep, *, is_last: bool) -> StepView:
     calls = [(name, pretty_json(args)) for name, args in map(_call_parts, step.tool_calls or [])]
-    results = [r if isinstance(r, str) else pretty_json(r) for r in (step.tool_results or [])]
+    results = [_result_view(result) for result in (step.tool_results or [])]
     return StepView(
         step=step,
         text=_response_text(step.response),

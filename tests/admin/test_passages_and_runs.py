@@ -75,3 +75,27 @@ def test_run_trace_shows_steps_and_the_memory_changes_they_made(staff_client, me
 def test_a_step_page_leads_to_its_place_in_the_trace(staff_client, memory):
     response = staff_client.get(f"/admin/support_agent/agentstep/{memory.step.pk}/change/")
     assert response["Location"] == f"/admin/support_agent/agentrun/{memory.run.pk}/change/#step-{memory.step.pk}"
+
+
+def test_a_real_offline_run_is_traced(staff_client, actors, memory, settings):
+    from support_agent.services import agent_run
+    from tickets.models import TicketMessage
+    from tickets.services import message_ingest
+
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = ""
+    message, _ = message_ingest(
+        customer=actors.customer,
+        ticket=actors.open_ticket,
+        body="I prefer email. Is the double charge refunded yet?",
+        author_role=TicketMessage.Role.CUSTOMER,
+        announce=False,
+    )
+    run = agent_run(customer=actors.customer, trigger="message", message=message, ticket=actors.open_ticket)
+    page = staff_client.get(f"/admin/support_agent/agentrun/{run.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for step in run.steps.all():
+        assert f'id="step-{step.pk}"' in html
+    assert "send_message" in html
+    assert "Is the double charge refunded yet?" in html
