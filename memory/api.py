@@ -74,6 +74,8 @@ class BlockUpdateMixin:
 
 
 class CustomerBlockListView(ApiView):
+    pagination_class = None  # a handful of blocks: one plain list
+
     @extend_schema(
         summary="A customer's core memory: the organisation's blocks, then the customer's",
         responses=MemoryBlockSerializer(many=True),
@@ -107,6 +109,8 @@ class CustomerBlockDetailView(BlockUpdateMixin, ApiView):
 
 
 class OrganizationBlockListView(ApiView):
+    pagination_class = None
+
     @extend_schema(
         summary="The organisation-wide blocks (persona, policies, …)", responses=MemoryBlockSerializer(many=True)
     )

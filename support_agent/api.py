@@ -17,6 +17,7 @@ from typing import Any
 from django.db import close_old_connections, connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics
@@ -60,6 +61,19 @@ logger = logging.getLogger(__name__)
 DEMO_ORGANIZATION_SLUG = "demo"
 DEMO_WIDGET_USER_ID = "user-ferreira"
 _KEEPALIVE_SECONDS = 15
+# One event of the widget's stream, as an SSE parser reads it; ``data`` is a JSON object.
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "type": "string",
+            "enum": ["message", "run_started", "step", "reply", "run_finished", "done", "error"],
+        },
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+    },
+}
 _END = object()
 
 
@@ -181,6 +195,7 @@ class WidgetView(generics.GenericAPIView):
     throttle_classes = [WidgetIPThrottle, WidgetCustomerThrottle]
     schema = ErrorDocumentingSchema()
     extra_error_codes = [403]
+    metadata_class = None  # OPTIONS is the CORS preflight, answered in dispatch
     queryset = TicketMessage.objects.none()  # for the schema generator only
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -328,7 +343,9 @@ class WidgetMessagesView(WidgetView):
             '"Searching your ticket history"), `reply` (the agent\'s answer), `run_finished`, `done` or `error`.'
         ),
         request=WidgetMessageCreateSerializer,
-        responses={(200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description="An SSE stream.")},
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT_SCHEMA, description="A server-sent event stream.")
+        },
     )
     def post(self, request: Request, publishable_key: str) -> StreamingHttpResponse:
         data = WidgetMessageCreateSerializer(data=request.data)
@@ -345,6 +362,12 @@ class WidgetRunView(WidgetView):
     @extend_schema(summary="One of this visitor's agent runs (status and reply)", responses=AgentRunSummarySerializer)
     def get(self, request: Request, publishable_key: str, run_id: int) -> Response:
         return Response(AgentRunSummarySerializer(_run_for(self.visitor.customer, run_id)).data)
+
+
+@csrf_exempt  # an API client never has a CSRF token; without this a POST to a wrong URL gets a 403 page
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    body = error_body("not_found", "No such API endpoint.", {"path": request.path})
+    return HttpResponse(json.dumps(body), status=404, content_type="application/json")
 
 
 def widget_demo(request: HttpRequest) -> HttpResponse:

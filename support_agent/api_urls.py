@@ -1,6 +1,6 @@
 """The REST API (included at /api/): the server API under customers/ and memory/, the widget API under widget/."""
 
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from memory import api as memory_api
 from support_agent import api as agent_api
@@ -39,4 +39,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("memory/", memory_api.OrganizationBlockListView.as_view(), name="api-org-blocks"),
     path("memory/<slug:label>/", memory_api.OrganizationBlockDetailView.as_view(), name="api-org-block"),
     path("widget/<str:publishable_key>/", include(widget_urls)),
+    # Anything else under /api/ (a non-numeric id, a typo) gets the JSON error shape, not Django's HTML page.
+    re_path(r"^[\s\S]*$", agent_api.api_not_found),  # [\s\S]: paths may hold a newline
 ]

@@ -7,6 +7,7 @@ class that documents the error shape on every operation.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 from typing import Any, cast
 
 import django_filters
@@ -114,6 +115,8 @@ class ApiView(generics.GenericAPIView):
     pagination_class = ApiPagination
     schema = ErrorDocumentingSchema()
     extra_error_codes: list[int] = []
+    # No OPTIONS self-description: it would describe serializers most views do not declare; OPTIONS gets 405.
+    metadata_class = None
     # Only for the schema generator's benefit (it inspects a queryset); real reads go through selectors.
     queryset: QuerySet[Any] = Customer.objects.none()
 
@@ -138,12 +141,24 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 bound, normalised to UTC: PostgreSQL refuses offsets past ±15:59 that ISO 8601 allows."""
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:
+                raise exceptions.ValidationError({self.field_name: ["Date out of range."]}) from None
+        return super().filter(qs, value)
+
+
 class CustomerFilter(django_filters.FilterSet):
     email = django_filters.CharFilter(field_name="email", lookup_expr="iexact")
     q = django_filters.CharFilter(method="filter_q", label="Name or email contains")
     source = django_filters.ChoiceFilter(field_name="identities__source", choices=CustomerIdentity.Source.choices)
     external_id = django_filters.CharFilter(field_name="identities__external_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = Customer
@@ -193,7 +208,7 @@ class CustomerDetailView(ApiView):
 class TicketFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Ticket.Status.choices)
     channel = django_filters.ChoiceFilter(choices=Ticket.Channel.choices)
-    updated_after = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_after = UtcDateTimeFilter(field_name="updated_at", lookup_expr="gte")
 
     class Meta:
         model = Ticket
@@ -248,7 +263,7 @@ class TicketDetailView(ApiView):
 class MessageFilter(django_filters.FilterSet):
     ticket = django_filters.NumberFilter(field_name="ticket_id", min_value=1)
     author_role = django_filters.ChoiceFilter(choices=TicketMessage.Role.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = TicketMessage
