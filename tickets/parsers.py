@@ -112,12 +112,12 @@ def _time(value: Any) -> datetime | None:
     """ISO 8601 strings and epoch seconds (Intercom, Front) both occur."""
     if value is None or value == "":
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), tz=UTC)
     try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(float(value), tz=UTC)
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise PayloadError(f"unreadable time {value!r}") from None
+    except (ValueError, OverflowError, OSError):
+        raise PayloadError(f"unreadable time {str(value)[:40]!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

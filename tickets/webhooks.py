@@ -36,7 +36,11 @@ def _require(headers: Mapping[str, str], name: str) -> str:
 
 
 def _check_fresh(timestamp: float, now: float) -> None:
-    if abs(now - timestamp) > TOLERANCE_SECONDS:
+    try:
+        stale = abs(now - timestamp) > TOLERANCE_SECONDS
+    except OverflowError:  # an absurd timestamp (say, 400 digits) is as stale as they come
+        stale = True
+    if stale:
         raise SignatureError("timestamp outside the 5-minute tolerance")
 
 
@@ -57,7 +61,7 @@ def verify_zendesk(headers: Mapping[str, str], body: bytes, secret: str, now: fl
     stamp = _require(headers, "x-zendesk-webhook-signature-timestamp")
     try:
         signed_at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):
         raise SignatureError("unreadable x-zendesk-webhook-signature-timestamp") from None
     _check_fresh(signed_at, now)
     _same(_b64_hmac(_secret(secret), stamp.encode() + body, "sha256"), signature)
@@ -85,7 +89,7 @@ def verify_front(headers: Mapping[str, str], body: bytes, secret: str, now: floa
         return
     try:
         signed_at = int(stamp) / 1000
-    except ValueError:
+    except (ValueError, OverflowError):
         raise SignatureError("unreadable x-front-request-timestamp") from None
     _check_fresh(signed_at, now)
     _same(_b64_hmac(_secret(secret), stamp.encode() + b":" + body, "sha256"), signature)

@@ -241,3 +241,38 @@ def test_create_integration_generates_secrets_where_we_may_and_refuses_bad_input
     with pytest.raises(CommandError, match="JSON"):
         call_command("create_integration", "--org", "acme", "--kind", "freshdesk", "--credentials", "{")
     assert not Integration.objects.filter(kind="freshdesk").exists()
+
+
+@pytest.mark.parametrize("stamp", ["9" * 400, "-" + "9" * 30, "0001-01-01T00:00:00-23:59", "not-a-time"])
+def test_absurd_timestamps_are_401_never_500(actors, stamp):
+    zendesk = Integration.objects.create(organization=actors.org, kind="zendesk", signing_secret="s")
+    front = Integration.objects.create(organization=actors.org, kind="front", signing_secret="s")
+    body = b'{"type": "zen:event-type:ticket.created"}'
+    cases = [
+        (
+            standard_integration(actors),
+            {"webhook-id": "msg_x", "webhook-timestamp": stamp, "webhook-signature": "v1,x"},
+        ),
+        (zendesk, {"x-zendesk-webhook-signature": "x", "x-zendesk-webhook-signature-timestamp": stamp}),
+        (front, {"x-front-signature": "x", "x-front-request-timestamp": stamp}),
+    ]
+    for integration, headers in cases:
+        response = Client().post(_url(integration), data=body, content_type="application/json", **wsgi_headers(headers))
+        assert response.status_code == 401, (integration.kind, stamp)
+    assert WebhookEvent.objects.count() == 0
+
+
+def standard_integration(actors) -> Integration:
+    return Integration.objects.create(organization=actors.org, kind="standard", signing_secret=WHSEC)
+
+
+def test_unreadable_times_inside_a_verified_payload_make_the_event_dead_not_retried(
+    standard, django_capture_on_commit_callbacks
+):
+    body = json.dumps(
+        {"type": "ticket.updated", "data": {"id": "t1", "requester": {"id": "c1"}, "updated_at": 10**30}}
+    ).encode()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _send(standard, body).status_code == 202
+    event = WebhookEvent.objects.get()
+    assert event.status == "dead" and "unreadable time" in event.last_error
