@@ -112,7 +112,7 @@ class ApiView(generics.GenericAPIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [IsApiClient]
     throttle_classes = [ApiKeyThrottle]
-    pagination_class = ApiPagination
+    pagination_class: type[PageNumberPagination] | None = ApiPagination
     schema = ErrorDocumentingSchema()
     extra_error_codes: list[int] = []
     # No OPTIONS self-description: it would describe serializers most views do not declare; OPTIONS gets 405.
