@@ -137,3 +137,13 @@ def test_diff_html_marks_changed_words_and_escapes_text():
     assert "&lt;" in html and "<Starter>" not in html
     assert '<tr class="sm-diff-same">' in html and "<ins>new line</ins>" in html
     assert "No differences" in diff_html("same", "same")
+
+
+def test_after_saving_staff_return_only_to_pages_of_this_site(staff_client, memory):
+    block = memory.customer_block
+    edit = {"value": "v", "reason": "r", "expected_version": 2}
+    back = staff_client.post(block_url(block, "change"), {**edit, "next": "/admin/memory/memoryblock/"})
+    assert back["Location"] == "/admin/memory/memoryblock/"
+    edit["expected_version"] = 3
+    away = staff_client.post(block_url(block, "change"), {**edit, "value": "w", "next": "https://evil.example/"})
+    assert away["Location"].startswith("/admin/support_agent/customermemory/")

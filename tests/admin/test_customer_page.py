@@ -124,3 +124,13 @@ def test_a_superuser_sees_every_organisation(actors, memory):
     assert client.get(f"/admin/memory/memoryblock/{memory.stranger_block.pk}/history/").status_code == 200
     queue = client.get("/admin/memory/pendingmemoryedit/").content.decode()
     assert f'value="approve:{memory.approve_me.pk}"' in queue
+
+
+def test_default_blocks_can_be_created_for_a_customer_without_memory(staff_client, actors):
+    url = f"{CUSTOMERS}{actors.other_customer.pk}/change/"
+    assert b"Create the default blocks now" in staff_client.get(url).content
+    assert staff_client.get(f"{CUSTOMERS}{actors.other_customer.pk}/blocks/ensure/").status_code == 302  # GET: no write
+    assert not actors.other_customer.memory_blocks.exists()
+    staff_client.post(f"{CUSTOMERS}{actors.other_customer.pk}/blocks/ensure/")
+    labels = sorted(actors.other_customer.memory_blocks.values_list("label", flat=True))
+    assert labels == ["customer", "open_issues", "preferences"]
