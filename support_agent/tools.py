@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
+from functools import lru_cache
 from typing import Any, Literal
 
 import openai
@@ -334,7 +335,12 @@ TOOLS: dict[str, Tool] = {
 
 
 def tool_schemas(*, allow_reply: bool = True) -> list[dict[str, Any]]:
-    """The OpenAI "tools" list, generated from the argument models."""
+    """The OpenAI "tools" list, generated from the argument models (once per process: they never change)."""
+    return list(_tool_schemas(allow_reply))
+
+
+@lru_cache(maxsize=2)
+def _tool_schemas(allow_reply: bool) -> tuple[dict[str, Any], ...]:
     schemas = []
     for name, tool in TOOLS.items():
         if name == "send_message" and not allow_reply:
@@ -343,7 +349,7 @@ def tool_schemas(*, allow_reply: bool = True) -> list[dict[str, Any]]:
         # Non-strict: many OpenAI-compatible servers (Ollama, llama.cpp, vLLM) reject or ignore strict mode.
         schema["function"] = {k: v for k, v in schema["function"].items() if k != "strict"}
         schemas.append(schema)
-    return schemas
+    return tuple(schemas)
 
 
 @dataclass
