@@ -166,7 +166,7 @@ def test_sweeper_dispatches_stuck_events(standard):
     assert TicketMessage.objects.filter(external_id="m-7").count() == 1
 
 
-def test_failing_event_backs_off_then_dies_after_n_attempts_and_replays(standard, settings, monkeypatch):
+def test_failing_event_backs_off_then_dies_after_n_attempts_and_replays(actors, standard, settings, monkeypatch):
     settings.SUPPORTMEM_WEBHOOK_MAX_ATTEMPTS = 3
     body, msg_id = message_event(8, role="staff")
     assert _send(standard, body, msg_id).status_code == 202
@@ -186,17 +186,13 @@ def test_failing_event_backs_off_then_dies_after_n_attempts_and_replays(standard
     monkeypatch.undo()
 
     admin = Client()
-    admin.force_login(actors_staff(standard))
+    admin.force_login(actors.staff)
     response = admin.post("/admin/tickets/webhookevent/", {"action": "replay", "_selected_action": [event.pk]})
     assert response.status_code == 302
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("received", 0)
     assert intake.webhook_event_process(event_id=event.pk) == "processed"
     assert TicketMessage.objects.filter(external_id="m-8").count() == 1
-
-
-def actors_staff(integration: Integration):
-    return integration.organization.memberships.select_related("user").first().user
 
 
 def test_webhook_inbox_is_scoped_to_the_staff_organisation(actors, standard):
@@ -276,3 +272,20 @@ def test_unreadable_times_inside_a_verified_payload_make_the_event_dead_not_retr
         assert _send(standard, body).status_code == 202
     event = WebhookEvent.objects.get()
     assert event.status == "dead" and "unreadable time" in event.last_error
+
+
+def test_solved_ticket_from_a_webhook_starts_one_consolidation_run(standard, django_capture_on_commit_callbacks):
+    from support_agent.models import AgentRun
+
+    body, msg_id = message_event(11, ticket="solve-1", text="The exchange arrived, thanks!")
+    solved = json.dumps(
+        {"type": "ticket.updated", "data": {"id": "solve-1", "status": "solved", "requester": {"id": "cust-11"}}}
+    ).encode()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _send(standard, body, msg_id).status_code == 202
+        assert _send(standard, solved, "msg_solved").status_code == 202
+        assert _send(standard, solved, "msg_solved_again").status_code == 202  # solved twice: still one run
+    ticket = Ticket.objects.get(integration=standard, external_id="solve-1")
+    assert ticket.status == "solved" and ticket.solved_at is not None
+    assert AgentRun.objects.filter(ticket=ticket, trigger="consolidation").count() == 1
+    assert AgentRun.objects.filter(ticket=ticket, trigger="message").count() == 1

@@ -138,7 +138,7 @@ class Command(BaseCommand):
         requests = [_signed(secret, n, options["role"], run) for n in range(options["requests"])]
         local = threading.local()
         latencies: list[float] = []
-        failures: list[int] = []
+        failures: list[float] = []
 
         def send(item: tuple[bytes, dict[str, str]]) -> None:
             client = getattr(local, "client", None) or httpx.Client(timeout=60)
