@@ -229,7 +229,12 @@ def block_agent_edit(
 
 
 def pending_edit_approve(*, edit: PendingMemoryEdit, user: AbstractBaseUser, note: str = "") -> PendingMemoryEdit:
-    """Apply a queued agent edit to the block as it is now (re-running append/replace on the current value)."""
+    """Apply a queued agent edit to the block as it is now (re-running append/replace on the current value).
+
+    If the block moved on so that the edit no longer applies, the edit is marked "could not apply" (that
+    decision is kept) and MemoryEditError tells the caller why.
+    """
+    conflict: MemoryEditError | None = None
     with transaction.atomic():
         edit = PendingMemoryEdit.objects.select_for_update().get(pk=edit.pk)
         if edit.status != PendingMemoryEdit.Status.PENDING:
@@ -241,31 +246,31 @@ def pending_edit_approve(*, edit: PendingMemoryEdit, user: AbstractBaseUser, not
             else:
                 proposed = apply_replace(block.value, edit.old_content, edit.new_content)
         except MemoryEditError as exc:
+            conflict = exc
             edit.status = PendingMemoryEdit.Status.CONFLICT
             edit.decision_note = f"Could not apply to the current block: {exc}"
-            edit.decided_by = user  # type: ignore[assignment]
-            edit.decided_at = timezone.now()
-            edit.save()
-            raise MemoryEditError(edit.decision_note) from exc
-        block.value = proposed
-        block.version += 1
-        reason = f"approved agent edit #{edit.pk}" + (f": {note}" if note else "")
-        _save_with_provenance(
-            block,
-            Provenance(
-                source=ChangeSource.AGENT,
-                user=user,
-                agent_run_id=edit.agent_run_id,
-                agent_step_id=edit.agent_step_id,
-                prompting_message_id=edit.prompting_message_id,
-                reason=reason,
-            ),
-        )
-        edit.status = PendingMemoryEdit.Status.APPROVED
+        else:
+            block.value = proposed
+            block.version += 1
+            reason = f"approved agent edit #{edit.pk}" + (f": {note}" if note else "")
+            _save_with_provenance(
+                block,
+                Provenance(
+                    source=ChangeSource.AGENT,
+                    user=user,
+                    agent_run_id=edit.agent_run_id,
+                    agent_step_id=edit.agent_step_id,
+                    prompting_message_id=edit.prompting_message_id,
+                    reason=reason,
+                ),
+            )
+            edit.status = PendingMemoryEdit.Status.APPROVED
+            edit.decision_note = note
         edit.decided_by = user  # type: ignore[assignment]
         edit.decided_at = timezone.now()
-        edit.decision_note = note
         edit.save()
+    if conflict is not None:
+        raise MemoryEditError(edit.decision_note) from conflict
     return edit
 
 

@@ -86,3 +86,19 @@ def test_over_limit_is_accepted_but_flagged(block):
     outcome = block_agent_edit(block=block, operation="append", new_content="x" * 1600, provenance=AGENT)
     assert outcome.applied and outcome.warnings
     assert "OVER LIMIT" in outcome.block.render()
+
+
+def test_approving_an_edit_that_no_longer_applies_is_recorded(block, actors):
+    actors.org.memory_edits_need_approval = True
+    actors.org.save()
+    block_set_value(block=block, value="Prefers phone.", provenance=Provenance())
+    queued = block_agent_edit(
+        block=block, operation="replace", old_content="phone", new_content="email", provenance=AGENT
+    ).pending
+    block_set_value(block=block, value="Prefers chat.", provenance=Provenance())
+    with pytest.raises(MemoryEditError, match="Could not apply"):
+        pending_edit_approve(edit=queued, user=actors.reviewer)
+    queued.refresh_from_db()
+    assert queued.status == PendingMemoryEdit.Status.CONFLICT
+    block.refresh_from_db()
+    assert block.value == "Prefers chat."
