@@ -263,7 +263,7 @@ def outbound_deliver(*, delivery_id: int) -> DeliveryResult:
     started = time.monotonic()
     try:
         request = BUILDERS[delivery.integration.kind](delivery)
-    except OutboundConfigError as exc:
+    except (OutboundConfigError, ValueError, TypeError, KeyError) as exc:  # e.g. a non-numeric user_id
         _attempt_log(
             delivery,
             OutboundRequest("POST", delivery.integration.outbound_base_url or "", b""),
@@ -280,9 +280,11 @@ def outbound_deliver(*, delivery_id: int) -> DeliveryResult:
             headers={"Content-Type": "application/json", "Accept": "application/json", **request.headers},
             timeout=REQUEST_TIMEOUT,
         )
-    except httpx.HTTPError as exc:
-        _attempt_log(delivery, request, None, f"{type(exc).__name__}: {exc}", started)
-        return _delivery_settle(delivery, ok=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        _attempt_log(delivery, request, None, error, started)
+        # A malformed URL will not heal by itself; a network error may.
+        return _delivery_settle(delivery, ok=False, retryable=isinstance(exc, httpx.HTTPError), error=error)
     _attempt_log(delivery, request, response, "", started)
     if response.is_success:
         return _delivery_settle(delivery, ok=True, remote_id=_remote_id(delivery.integration.kind, response))
@@ -308,6 +310,11 @@ def _delivery_claim(delivery_id: int) -> OutboundDelivery | None:
         )
         if delivery is None:
             return None  # sent, dead, not due yet, or in flight in another worker
+        if delivery.attempts >= max_attempts():  # earlier attempts died mid-request (worker killed)
+            delivery.status = OutboundDelivery.Status.DEAD
+            delivery.last_error = (delivery.last_error + f"\ngave up after {delivery.attempts} attempts").strip()
+            delivery.save(update_fields=["status", "last_error"])
+            return None
         delivery.attempts += 1
         # Past the request timeout: if this worker dies mid-request, the sweeper picks the delivery up again.
         delivery.next_attempt_at = now + _IN_FLIGHT

@@ -223,3 +223,31 @@ def test_nothing_is_sent_for_customer_messages_or_inbound_only_integrations(acto
         message_ingest(customer=actors.customer, ticket=actors.open_ticket, body="reply", author_role="agent")
     assert OutboundDelivery.objects.count() == 0
     assert integration.outbound_deliveries.count() == 0
+
+
+def test_bad_credentials_shape_and_malformed_url_are_dead_not_retried_forever(
+    actors, django_capture_on_commit_callbacks
+):
+    credentials = {"access_token": "hs", "user_id": "not-a-number"}
+    _, ticket = _setup(actors, "helpscout", "http://127.0.0.1:9", mode="public", credentials=credentials)
+    message = _agent_reply(ticket, django_capture_on_commit_callbacks)
+    assert OutboundDelivery.objects.get(message=message).status == "dead"
+    Integration.objects.all().delete()
+    _, ticket = _setup(actors, "front", "http://[::1", credentials={"api_token": "fr"})
+    message = _agent_reply(ticket, django_capture_on_commit_callbacks)
+    delivery = OutboundDelivery.objects.get(message=message)
+    assert delivery.status == "dead" and "InvalidURL" in delivery.last_error
+
+
+def test_a_delivery_whose_workers_keep_dying_is_given_up(actors, django_capture_on_commit_callbacks, settings):
+    settings.SUPPORTMEM_OUTBOUND_MAX_ATTEMPTS = 2
+    _, ticket = _setup(actors, "front", "http://127.0.0.1:9", credentials={"api_token": "fr"})
+    message, _ = message_ingest(customer=ticket.customer, ticket=ticket, body="hi", author_role="agent")
+    from tickets.outbound import outbound_delivery_create
+
+    delivery = outbound_delivery_create(message=message)
+    # Two claims whose workers died before settling: attempts used, nothing logged, still "pending".
+    OutboundDelivery.objects.filter(pk=delivery.pk).update(attempts=2, next_attempt_at=timezone.now())
+    webhooks_sweep_task()
+    delivery.refresh_from_db()
+    assert delivery.status == "dead" and "gave up after 2 attempts" in delivery.last_error

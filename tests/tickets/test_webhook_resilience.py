@@ -25,7 +25,8 @@ from tests.tickets.live_procs import (
 from tests.tickets.standard_sender import WHSEC, message_event, signed_headers
 from tickets.models import Integration, Ticket, TicketMessage, WebhookEvent
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# Real processes on a shared machine: allow more than the suite's default per-test timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(1500)]
 
 
 @dataclass
