@@ -41,12 +41,18 @@ _STOPWORDS = frozenset(
         "please thanks thank hello dear again still since will does did been being very more some than then",
     )
 )
+# A fact ends at punctuation or at a conjunction that starts another clause ("I use X and my order is Y").
+_END = r"(?=\s+(?:and|but|so|because|which)\b|[.!?\n,;]|$)"
 _FACTS: list[tuple[re.Pattern[str], str, str]] = [
     # (pattern, where to record it, template); group 1 is the fact.
     (re.compile(r"\bmy name is ([A-Za-z][\w'-]*(?: [A-Z][\w'-]*){0,2})", re.I), "customer", "Name: {}"),
-    (re.compile(r"\bI (?:work at|work for) ([^.!?\n,;]{2,80})", re.I), "customer", "Works at {}"),
-    (re.compile(r"\bI (?:use|am using|'m using) ([^.!?\n,;]{2,80})", re.I), "customer", "Uses {}"),
-    (re.compile(r"\bI (?:prefer|would prefer|'d prefer) ([^.!?\n;]{2,120})", re.I), "preferences", "Prefers {}"),
+    (re.compile(rf"\bI (?:work at|work for) ([^.!?\n,;]{{2,80}}?){_END}", re.I), "customer", "Works at {}"),
+    (re.compile(rf"\bI (?:use|am using|'m using) ([^.!?\n,;]{{2,80}}?){_END}", re.I), "customer", "Uses {}"),
+    (
+        re.compile(rf"\bI (?:prefer|would prefer|'d prefer) ([^.!?\n;]{{2,120}}?){_END}", re.I),
+        "preferences",
+        "Prefers {}",
+    ),
     (re.compile(r"\bmy order (?:number |id |no\.? )?is #?([A-Za-z0-9][\w-]{1,40})", re.I), "archival", "Order: {}"),
 ]
 

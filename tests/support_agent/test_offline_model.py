@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from memory.models import ArchivalPassage, MemoryBlock
 from support_agent.models import AgentRun
 from support_agent.offline_model import OfflineBackend, keywords
@@ -61,3 +63,12 @@ def test_offline_model_is_deterministic():
     two = OfflineBackend().complete(messages=messages, tools=tools)
     assert [(c.name, c.arguments) for c in one.tool_calls] == [(c.name, c.arguments) for c in two.tool_calls]
     assert keywords("The card reader stopped syncing again") == ["stopped", "syncing", "reader", "card"]
+
+
+def test_a_fact_ends_where_the_next_clause_starts():
+    text = "I use the Verifone P400 and my order number is A-2291. I work at Whitfield Bakery but not on Sundays."
+    messages = [{"role": "system", "content": "core"}, {"role": "user", "content": text}]
+    tools = [{"type": "function", "function": {"name": n}} for n in ("core_memory_append", "archival_memory_insert")]
+    calls = OfflineBackend().complete(messages=messages, tools=tools).tool_calls
+    contents = [json.loads(call.arguments)["content"] for call in calls]
+    assert contents == ["Works at Whitfield Bakery", "Uses the Verifone P400", "Order: A-2291"]
