@@ -198,7 +198,7 @@ def passage_search(
         limit=offset + page_size + CANDIDATE_MARGIN,
         vector_sql=("SELECT m.id FROM memory_archivalpassage m WHERE m.embedding_model = %s AND {where}"),
         distance="m.embedding <=> %s::vector",
-        hits_sql=_PASSAGE_HITS_SQL,
+        hits_sql=_PASSAGE_HITS_SQL if customer is not None else _ORGANIZATION_PASSAGE_HITS_SQL,
     )
     return _page_of(ArchivalPassage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
 
@@ -287,29 +287,32 @@ scoped AS (
 stats AS (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
 hits AS (SELECT s.id, s.doc, s.near FROM scoped s, orq WHERE s.doc @@ orq.q OR s.near @@ orq.q)
 """
-# Passages: the GIN index finds the matching rows. Organisation-wide, counting every row for the IDF
-# would read the whole table on each search, so the planner's row estimate stands in for the count.
+# One customer's passages: read through the customer index and matched in memory. (Through the GIN index,
+# PostgreSQL would fetch every organisation's matching rows first and filter them afterwards.)
 _PASSAGE_HITS_SQL = """
+scoped AS MATERIALIZED (SELECT m.id, m.search_vector AS doc FROM {table} WHERE {where}),
+stats AS (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
+hits AS (SELECT s.id, s.doc, ''::tsvector AS near FROM scoped s, orq WHERE s.doc @@ orq.q)
+"""
+# The whole organisation: the GIN index finds the matching rows. Counting every row for the IDF would read
+# the table on each search, so the planner's row estimate stands in for the count.
+_ORGANIZATION_PASSAGE_HITS_SQL = """
 hits AS (
     SELECT m.id, m.search_vector AS doc, ''::tsvector AS near FROM {table}, orq
     WHERE {where} AND m.search_vector @@ orq.q
 ),
 stats AS (
-    SELECT {count} AS n, greatest((SELECT avg(length(doc)) FROM hits), 1)::float AS avgdl
+    SELECT
+        (SELECT greatest(reltuples, 1)::float FROM pg_class WHERE oid = 'memory_archivalpassage'::regclass) AS n,
+        greatest((SELECT avg(length(doc)) FROM hits), 1)::float AS avgdl
 )
 """
-_EXACT_COUNT = "(SELECT count(*)::float FROM {table} WHERE {where})"
-_ESTIMATED_COUNT = "(SELECT greatest(reltuples, 1)::float FROM pg_class WHERE oid = 'memory_archivalpassage'::regclass)"
 
 
 def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[int]:
     """Ids ranked by BM25 over the scope (k1, b standard; neighbours' words at NEIGHBOUR_WEIGHT)."""
     params = [query, *scope.params]
-    count = _ESTIMATED_COUNT
-    if scope.exact and "{count}" in hits_sql:
-        count = _EXACT_COUNT.format(table=scope.table, where=scope.sql_where)
-        params += scope.params
-    hits = hits_sql.format(table=scope.table, where=scope.sql_where, count=count, **_message_doc())
+    hits = hits_sql.format(table=scope.table, where=scope.sql_where, **_message_doc())
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     with connection.cursor() as cursor:
         cursor.execute(_BM25_SQL.format(hits_and_stats=hits), [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
