@@ -1,0 +1,34 @@
+"""search_benchmark loads synthetic passages, rebuilds the HNSW index, times searches and cleans up."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from memory.models import ArchivalPassage
+from tests.memory.fake_embedder import use_fake
+from tickets.models import Organization
+
+
+@pytest.mark.django_db(transaction=True)  # CREATE INDEX cannot follow COPY's pending FK checks in one transaction
+def test_search_benchmark_small_run_reports_latency_and_leaves_nothing(settings):
+    use_fake(settings)
+    out = io.StringIO()
+    call_command("search_benchmark", "--sizes", "300", "--per-customer", "100", "--queries", "3", "--yes", stdout=out)
+    text = out.getvalue()
+    assert "300 passages, 3 customers" in text and "HNSW build" in text
+    assert "one customer: p50" in text and "organisation-wide: p50" in text
+    assert not ArchivalPassage.objects.exists() and not Organization.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'passage_embedding_hnsw'")
+        assert cursor.fetchone() is not None  # the index is back
+
+
+def test_search_benchmark_refuses_without_consent_and_bad_sizes(db):
+    with pytest.raises(CommandError, match="--yes"):
+        call_command("search_benchmark", "--sizes", "10")
+    with pytest.raises(CommandError, match="comma-separated"):
+        call_command("search_benchmark", "--sizes", "ten", "--yes")
