@@ -303,8 +303,11 @@ def _agent_in_thread(customer_id: int, message_id: int, events: queue.Queue[Any]
         logger.exception("Widget agent turn failed for customer %s", customer_id)
         events.put({"type": "error", "code": "agent_failed", "message": "The assistant could not answer; try again."})
     finally:
-        events.put(_END)
-        connection.close()
+        # Close before announcing the end: once the stream ends, nothing may still hold this thread's connection.
+        try:
+            connection.close()
+        finally:
+            events.put(_END)
 
 
 def _turn_stream(customer: Customer, message: TicketMessage) -> Iterator[str]:
