@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -128,6 +130,7 @@ def embedder_register(key: str, factory: Callable[[], Embedder]) -> None:
     with _LOAD_LOCK:
         _FACTORIES[key] = factory
         _LOADED.pop(key, None)
+    query_cache_clear()
 
 
 def embedder_get(key: str | None = None) -> Embedder:
@@ -145,9 +148,45 @@ def embedder_get(key: str | None = None) -> Embedder:
         return _LOADED[key]
 
 
-def query_embed(text: str) -> list[float]:
-    """The vector of a search query, by the configured backend."""
-    return embedder_get().embed([text])[0]
+# A search embeds its query on a worker thread while PostgreSQL ranks by full text: the MiniLM forward pass
+# and an HTTP call to a provider both release the GIL, so the two overlap. Recent query vectors are kept:
+# the agent pages through results and repeats searches within a run.
+QUERY_CACHE_SIZE = 512
+_QUERY_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-embed")
+_QUERY_CACHE: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+_QUERY_CACHE_LOCK = threading.Lock()
+
+
+def query_embed(text: str, *, embedder: Embedder | None = None) -> list[float]:
+    """The vector of a search query, by the configured backend (or ``embedder``), cached per model."""
+    embedder = embedder or embedder_get()
+    key = (embedder.name, text)
+    with _QUERY_CACHE_LOCK:
+        cached = _QUERY_CACHE.get(key)
+        if cached is not None:
+            _QUERY_CACHE.move_to_end(key)
+            return cached
+    vector = _checked(embedder.embed([text]), 1)[0]
+    with _QUERY_CACHE_LOCK:
+        _QUERY_CACHE[key] = vector
+        while len(_QUERY_CACHE) > QUERY_CACHE_SIZE:
+            _QUERY_CACHE.popitem(last=False)
+    return vector
+
+
+def query_embed_start(text: str) -> Future[list[float]]:
+    """Start ``query_embed`` on a worker thread; ``.result()`` gives the vector or raises EmbeddingError.
+
+    The backend is resolved here, on the caller's thread, so a misconfiguration fails the same way.
+    """
+    embedder = embedder_get()
+    return _QUERY_POOL.submit(query_embed, text, embedder=embedder)
+
+
+def query_cache_clear() -> None:
+    """Forget cached query vectors (benchmarks time cold queries; a new backend must not see old vectors)."""
+    with _QUERY_CACHE_LOCK:
+        _QUERY_CACHE.clear()
 
 
 # ----------------------------------------------------------------------------------------------

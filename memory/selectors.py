@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from memory.embeddings import EmbeddingError, embedder_get
+from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
 from memory.models import ArchivalPassage, MemoryBlock
+from memory.query_dates import query_periods
 from tickets.models import Customer, Organization, TicketMessage
 
 logger = logging.getLogger(__name__)
@@ -149,7 +151,57 @@ def message_search(
         distance="e.embedding <=> %s::vector",
         hits_sql=_MESSAGE_HITS_SQL,
     )
+    ranked = _message_rerank(ranked, query=query)
     return _page_of(TicketMessage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
+
+
+# After fusion, a message's score is raised by SESSION_WEIGHT x the scores of the other candidates from the
+# same ticket (its best SESSION_TOP): evidence clusters in the conversation where the topic came up.
+SESSION_WEIGHT = 0.2
+SESSION_TOP = 3
+# A query that names a date ("in May 2023", "on 13 October, 2023") multiplies the score of messages written
+# during that period, or up to DATE_AFTER_DAYS after it, by 1 + DATE_BOOST. A preference, not a filter.
+DATE_BOOST = 2.0
+DATE_AFTER_DAYS = 14
+# Messages with the same text (auto-replies, a widget message echoed by a helpdesk) are shown once.
+DEDUPLICATE = True
+
+
+def _message_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tuple[int, float]]:
+    periods = query_periods(query) if DATE_BOOST else []
+    if not ranked or not (SESSION_WEIGHT or periods or DEDUPLICATE):
+        return ranked
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, ticket_id, created_at, md5(lower(btrim(body))) FROM tickets_ticketmessage WHERE id = ANY(%s)",
+            [[pk for pk, _ in ranked]],
+        )
+        facts = {row[0]: row[1:] for row in cursor.fetchall()}
+    ranked = [(pk, score) for pk, score in ranked if pk in facts]
+    if SESSION_WEIGHT:
+        by_ticket: dict[int, list[float]] = {}
+        for pk, score in ranked:
+            by_ticket.setdefault(facts[pk][0], []).append(score)
+        support = {}
+        for pk, score in ranked:
+            peers = list(by_ticket[facts[pk][0]])
+            peers.remove(score)
+            support[pk] = sum(sorted(peers, reverse=True)[:SESSION_TOP])
+        ranked = [(pk, score + SESSION_WEIGHT * support[pk]) for pk, score in ranked]
+    if periods:
+        after = timedelta(days=DATE_AFTER_DAYS)
+        dated = {pk for pk, _ in ranked if any(p.contains(facts[pk][1].date(), after=after) for p in periods)}
+        ranked = [(pk, score * (1 + DATE_BOOST) if pk in dated else score) for pk, score in ranked]
+    ranked.sort(key=lambda item: (-item[1], -item[0]))
+    if DEDUPLICATE:
+        seen: set[str] = set()
+        unique = []
+        for pk, score in ranked:
+            if facts[pk][2] not in seen:
+                seen.add(facts[pk][2])
+                unique.append((pk, score))
+        ranked = unique
+    return ranked
 
 
 def passage_search(
@@ -222,9 +274,36 @@ def _hybrid_rank(
 ) -> list[tuple[int, float]]:
     """Ids fused from the full-text and vector rankings, best first, with their RRF scores."""
     limit = min(limit, MAX_RESULTS)
+    pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
     text_ids = _text_ranking(scope=scope, query=query, limit=limit, hits_sql=hits_sql)
-    vector_ids = _vector_ranking(scope=scope, query=query, limit=limit, vector_sql=vector_sql, distance=distance)
+    found = _query_vector_wait(pending)
+    vector_ids = []
+    if found is not None:
+        model, vector = found
+        vector_ids = _vector_ranking(
+            scope=scope, model=model, vector=vector, limit=limit, vector_sql=vector_sql, distance=distance
+        )
     return rrf_fuse([(text_ids, TEXT_WEIGHT), (vector_ids, VECTOR_WEIGHT)], k=RRF_K)[:limit]
+
+
+def _query_vector_start(query: str) -> tuple[str, Future[list[float]]] | None:
+    try:
+        return embedder_get().name, query_embed_start(query)
+    except EmbeddingError:
+        logger.warning("no embedding backend; searching by full text only", exc_info=True)
+        return None
+
+
+def _query_vector_wait(pending: tuple[str, Future[list[float]]] | None) -> tuple[str, list[float]] | None:
+    if pending is None:
+        return None
+    model, future = pending
+    try:
+        return model, future.result()
+    except EmbeddingError:
+        # The provider is down or misconfigured: full text alone still answers.
+        logger.warning("query embedding failed; searching by full text only", exc_info=True)
+        return None
 
 
 def rrf_fuse(rankings: Sequence[tuple[Sequence[int], float]], k: int = RRF_K) -> list[tuple[int, float]]:
@@ -294,12 +373,17 @@ scoped AS MATERIALIZED (SELECT m.id, m.search_vector AS doc FROM {table} WHERE {
 stats AS (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
 hits AS (SELECT s.id, s.doc, ''::tsvector AS near FROM scoped s, orq WHERE s.doc @@ orq.q)
 """
-# The whole organisation: the GIN index finds the matching rows. Counting every row for the IDF would read
-# the table on each search, so the planner's row estimate stands in for the count.
+# The whole organisation: BM25 ranks the newest ORGANIZATION_TEXT_CANDIDATES passages that share a word with
+# the query (found newest first through the primary key, or through the GIN index when the words are rare);
+# scoring every match made a search grow with the organisation (0.97 s p95 at 100,000 passages). Vector
+# search still covers every passage. Counting every row for the IDF would read the table on each search,
+# so the planner's row estimate stands in for the count.
+ORGANIZATION_TEXT_CANDIDATES = 5000
 _ORGANIZATION_PASSAGE_HITS_SQL = """
-hits AS (
+hits AS MATERIALIZED (
     SELECT m.id, m.search_vector AS doc, ''::tsvector AS near FROM {table}, orq
     WHERE {where} AND m.search_vector @@ orq.q
+    ORDER BY m.id DESC LIMIT {candidates}
 ),
 stats AS (
     SELECT
@@ -312,7 +396,9 @@ stats AS (
 def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[int]:
     """Ids ranked by BM25 over the scope (k1, b standard; neighbours' words at NEIGHBOUR_WEIGHT)."""
     params = [query, *scope.params]
-    hits = hits_sql.format(table=scope.table, where=scope.sql_where, **_message_doc())
+    hits = hits_sql.format(
+        table=scope.table, where=scope.sql_where, candidates=int(ORGANIZATION_TEXT_CANDIDATES), **_message_doc()
+    )
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     with connection.cursor() as cursor:
         cursor.execute(_BM25_SQL.format(hits_and_stats=hits), [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
@@ -327,21 +413,17 @@ def _message_doc() -> dict[str, str]:
     return {"doc": doc, "near": near}
 
 
-def _vector_ranking(*, scope: _Scope, query: str, limit: int, vector_sql: str, distance: str) -> list[int]:
-    try:
-        embedder = embedder_get()
-        vector = embedder.embed([query])[0]
-    except EmbeddingError:
-        # The provider is down or misconfigured: full text alone still answers.
-        logger.warning("query embedding failed; searching by full text only", exc_info=True)
-        return []
+def _vector_ranking(
+    *, scope: _Scope, model: str, vector: list[float], limit: int, vector_sql: str, distance: str
+) -> list[int]:
+    """Ids nearest to ``vector`` among the scope's rows embedded by ``model``."""
     literal = "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
     sql = vector_sql.format(where=scope.sql_where)
-    params = [embedder.name, *scope.params, literal, limit]
+    params = [model, *scope.params, literal, limit]
     exact_sql = f"{sql} ORDER BY ({distance}) + 0 LIMIT %s"
     if scope.smoothed_vector_sql and VECTOR_NEIGHBOUR_WEIGHT:
         smoothed = scope.smoothed_vector_sql.format(where=scope.sql_where)
-        return _fetch_ids(smoothed, [VECTOR_NEIGHBOUR_WEIGHT, literal, embedder.name, *scope.params, limit])
+        return _fetch_ids(smoothed, [VECTOR_NEIGHBOUR_WEIGHT, literal, model, *scope.params, limit])
     if scope.exact:
         # "+ 0" keeps the planner off the HNSW index: one customer's rows are few, so exact is fast and complete.
         return _fetch_ids(exact_sql, params)

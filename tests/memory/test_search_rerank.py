@@ -1,0 +1,119 @@
+"""After fusion: a named date is preferred, a conversation's hits support each other, duplicates show once.
+
+Also the query side of search: the query is embedded once (cached) and off the request thread, and
+organisation-wide full text stays bounded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from memory import selectors
+from memory.embeddings import query_embed
+from memory.selectors import _message_rerank, message_search, passage_search
+from memory.services import Provenance, passage_insert
+from tests.memory.fake_embedder import use_fake
+from tickets.services import message_ingest
+
+
+@pytest.fixture
+def fake(settings):
+    return use_fake(settings)
+
+
+def _say(actors, body, *, ticket=None, when=None):
+    message, _ = message_ingest(
+        customer=actors.customer,
+        ticket=ticket or actors.open_ticket,
+        body=body,
+        author_role="customer",
+        author_name="Dana",
+        created_at=when,
+        announce=False,
+    )
+    return message
+
+
+def test_a_date_named_in_the_query_prefers_messages_of_that_period(actors, fake, monkeypatch):
+    march = _say(actors, "The scanner jammed on the blue forms.", when=datetime(2025, 3, 12, tzinfo=UTC))
+    june = _say(
+        actors, "The scanner jammed again, the scanner jams on every form.", when=datetime(2025, 6, 2, tzinfo=UTC)
+    )
+
+    def first(query):
+        return message_search(customer=actors.customer, query=query).results[0].pk
+
+    assert first("scanner jammed") == june.pk  # more of the words: first without a date
+    assert first("scanner jammed in March 2025") == march.pk
+    assert first("What jammed on 12 March, 2025?") == march.pk
+    monkeypatch.setattr(selectors, "DATE_BOOST", 0.0)
+    assert first("scanner jammed in March 2025") == june.pk  # the boost, not the words, moved it
+
+
+def test_a_conversations_hits_support_each_other(actors, fake, monkeypatch):
+    alone = _say(actors, "printer offline", ticket=actors.solved_ticket)
+    together = _say(actors, "printer offline again", ticket=actors.open_ticket)
+    mate = _say(actors, "still no printing", ticket=actors.open_ticket)
+    ranked = [(alone.pk, 0.50), (together.pk, 0.48), (mate.pk, 0.20)]
+    monkeypatch.setattr(selectors, "DATE_BOOST", 0.0)
+    monkeypatch.setattr(selectors, "SESSION_WEIGHT", 0.2)
+    reranked = _message_rerank(list(ranked), query="printer offline")
+    assert [pk for pk, _ in reranked] == [together.pk, alone.pk, mate.pk]
+    assert dict(reranked)[together.pk] == pytest.approx(0.48 + 0.2 * 0.20)
+    assert dict(reranked)[alone.pk] == pytest.approx(0.50)  # nothing else from its ticket
+    monkeypatch.setattr(selectors, "SESSION_WEIGHT", 0.0)
+    assert _message_rerank(list(ranked), query="printer offline") == ranked
+
+
+def test_identical_messages_are_shown_once(actors, fake):
+    first = _say(actors, "Thanks for contacting Acme support!", ticket=actors.solved_ticket)
+    second = _say(actors, "  thanks for contacting acme support!", ticket=actors.open_ticket)
+    page = message_search(customer=actors.customer, query="contacting acme support", page_size=10)
+    found = [m.pk for m in page.results]
+    assert len({first.pk, second.pk} & set(found)) == 1
+    assert page.total == len(found)
+
+
+def test_a_query_is_embedded_once_and_not_on_the_request_thread(actors, fake, monkeypatch):
+    import threading
+
+    threads = []
+    original = fake.embed
+
+    def embed(texts):
+        threads.append(threading.current_thread().name)
+        return original(texts)
+
+    monkeypatch.setattr(fake, "embed", embed)
+    for _ in range(3):  # the agent pages and repeats itself
+        message_search(customer=actors.customer, query="firmware reboot")
+    assert len(threads) == 1 and threads[0].startswith("query-embed")
+    assert query_embed("firmware reboot") == original(["firmware reboot"])[0]
+
+
+def test_organisation_wide_full_text_ranks_a_bounded_window_and_still_fills_the_page(
+    actors, fake, monkeypatch, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):  # embedded, as after any commit
+        for i in range(30):
+            passage_insert(
+                organization=actors.org,
+                customer=actors.customer if i % 2 else actors.other_customer,
+                text=f"router reset step {i}",
+                provenance=Provenance(reason="test"),
+            )
+    monkeypatch.setattr(selectors, "ORGANIZATION_TEXT_CANDIDATES", 5)
+    text_only = selectors._text_ranking(
+        scope=_org_scope(actors), query="router reset", limit=50, hits_sql=selectors._ORGANIZATION_PASSAGE_HITS_SQL
+    )
+    assert len(text_only) == 5  # the newest five matches, not all thirty
+    page = passage_search(organization=actors.org, customer=None, query="router reset", page_size=20)
+    assert len(page.results) == 20  # the vector side covers every passage
+
+
+def _org_scope(actors):
+    scope = selectors._Scope(table="memory_archivalpassage m", exact=False)
+    scope.add("m.organization_id = %s", actors.org.pk)
+    return scope
