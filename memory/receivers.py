@@ -7,18 +7,18 @@ from typing import Any
 from django.dispatch import receiver
 
 from memory.signals_out import passage_saved
-from memory.tasks import dispatch, embed_messages_task, embed_passages_task, embed_pending_task
+from memory.tasks import dispatch, embed_pending_task, embeddings_enqueue
 from tickets.signals import demo_seeded, message_ingested
 
 
 @receiver(message_ingested, dispatch_uid="memory.embed_new_message")
 def embed_new_message(sender: Any, message_id: int, **kwargs: Any) -> None:
-    dispatch(embed_messages_task, [message_id])
+    embeddings_enqueue("messages", [message_id])
 
 
 @receiver(passage_saved, dispatch_uid="memory.embed_saved_passage")
 def embed_saved_passage(sender: Any, passage_id: int, **kwargs: Any) -> None:
-    dispatch(embed_passages_task, [passage_id])
+    embeddings_enqueue("passages", [passage_id])
 
 
 @receiver(demo_seeded, dispatch_uid="memory.embed_demo")

@@ -11,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 
+from memory.models import MessageEmbedding
 from support_agent.models import AgentRun
 from tests.tickets.live_procs import (
     Proc,
@@ -80,6 +81,17 @@ def test_broker_down_then_back_every_event_processed_without_a_manual_step(stack
         raise AssertionError(stack.logs()) from None
     assert TicketMessage.objects.filter(ticket__integration__kind="standard").count() == 200
     assert Ticket.objects.filter(integration__kind="standard").count() == 200
+
+    # Every message is embedded by the worker, and in batches: far fewer embedding tasks than messages.
+    embedded = MessageEmbedding.objects.filter(message__ticket__integration__kind="standard")
+    try:
+        wait_until(lambda: embedded.count() == 200, timeout=300, what="200 message embeddings", interval=1)
+    except AssertionError:
+        raise AssertionError(stack.logs()) from None
+    worker_log = stack.workers[0].log.read_text(errors="replace")
+    batches = sum("memory.embed_queued[" in line and "received" in line for line in worker_log.splitlines())
+    assert 1 <= batches <= 100, f"{batches} embedding tasks for 200 messages"
+    assert "Task memory.embed_messages[" not in worker_log
 
 
 def _blocked_backends() -> int:
