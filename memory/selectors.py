@@ -374,15 +374,16 @@ stats AS (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS a
 hits AS (SELECT s.id, s.doc, ''::tsvector AS near FROM scoped s, orq WHERE s.doc @@ orq.q)
 """
 # The whole organisation: BM25 ranks the newest ORGANIZATION_TEXT_CANDIDATES passages that share a word with
-# the query (found newest first through the primary key, or through the GIN index when the words are rare);
-# scoring every match made a search grow with the organisation (0.97 s p95 at 100,000 passages). Vector
-# search still covers every passage. Counting every row for the IDF would read the table on each search,
+# the query; scoring every match made a search grow with the organisation (0.97 s p95 at 100,000 passages).
+# The query's tsquery is passed as a constant so that the planner can estimate how many rows match: common
+# words are read newest first through the primary key until enough match, rare ones through the GIN index.
+# Vector search still covers every passage. Counting every row for the IDF would read the table on each search,
 # so the planner's row estimate stands in for the count.
 ORGANIZATION_TEXT_CANDIDATES = 5000
 _ORGANIZATION_PASSAGE_HITS_SQL = """
 hits AS MATERIALIZED (
     SELECT m.id, m.search_vector AS doc, ''::tsvector AS near FROM {table}, orq
-    WHERE {where} AND m.search_vector @@ orq.q
+    WHERE {where} AND m.search_vector @@ to_tsquery('simple', {tsquery})
     ORDER BY m.id DESC LIMIT {candidates}
 ),
 stats AS (
@@ -396,13 +397,34 @@ stats AS (
 def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[int]:
     """Ids ranked by BM25 over the scope (k1, b standard; neighbours' words at NEIGHBOUR_WEIGHT)."""
     params = [query, *scope.params]
+    if "{tsquery}" in hits_sql:
+        tsquery = _or_tsquery(query)
+        if tsquery is None:
+            return []  # only stop words or symbols: no word to rank by
+        params.append(tsquery)
     hits = hits_sql.format(
-        table=scope.table, where=scope.sql_where, candidates=int(ORGANIZATION_TEXT_CANDIDATES), **_message_doc()
+        table=scope.table,
+        where=scope.sql_where,
+        candidates=int(ORGANIZATION_TEXT_CANDIDATES),
+        tsquery="%s",
+        **_message_doc(),
     )
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     with connection.cursor() as cursor:
         cursor.execute(_BM25_SQL.format(hits_and_stats=hits), [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
         return [row[0] for row in cursor.fetchall()]
+
+
+def _or_tsquery(query: str) -> str | None:
+    """The query's stemmed words OR-ed, as tsquery text ('refund' | 'router'); None when it has none."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT string_agg(DISTINCT quote_literal(lexeme), ' | ') "
+            "FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme",
+            [query],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _message_doc() -> dict[str, str]:
