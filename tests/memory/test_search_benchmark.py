@@ -21,6 +21,7 @@ def test_search_benchmark_small_run_reports_latency_and_leaves_nothing(settings)
     text = out.getvalue()
     assert "300 passages, 3 customers" in text and "HNSW build" in text
     assert "one customer: p50" in text and "organisation-wide: p50" in text
+    assert "query embedded first (baseline)" in text and "ratio p50" in text
     assert not ArchivalPassage.objects.exists() and not Organization.objects.exists()
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'passage_embedding_hnsw'")
@@ -32,3 +33,23 @@ def test_search_benchmark_refuses_without_consent_and_bad_sizes(db):
         call_command("search_benchmark", "--sizes", "10")
     with pytest.raises(CommandError, match="comma-separated"):
         call_command("search_benchmark", "--sizes", "ten", "--yes")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_search_benchmark_keeps_a_load_and_measures_it_again(settings):
+    use_fake(settings)
+    out = io.StringIO()
+    args = ["--sizes", "200", "--per-customer", "100", "--queries", "2"]
+    call_command("search_benchmark", *args, "--yes", "--keep", stdout=out)
+    slug = Organization.objects.get().slug
+    assert f"--reuse {slug}" in out.getvalue()
+    assert ArchivalPassage.objects.count() == 200
+
+    again = io.StringIO()
+    call_command("search_benchmark", "--reuse", slug, "--queries", "2", stdout=again)
+    assert f"200 passages, 2 customers (reused {slug})" in again.getvalue()
+    assert "one customer: p50" in again.getvalue()
+    assert ArchivalPassage.objects.count() == 200  # nothing loaded, nothing dropped
+
+    with pytest.raises(CommandError, match="No benchmark organisation"):
+        call_command("search_benchmark", "--reuse", "acme")
