@@ -195,11 +195,7 @@ def clean_text(value: str) -> str:
 
 
 class ScopedObjectAdmin(OrgScopedAdmin):
-    """Org-scoped admin whose missing or foreign objects are 404s. Django's default (a redirect to the index
-    with a message) would tell another organisation's staff that the id exists."""
-
-    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> HttpResponse:
-        raise Http404("Not found")
+    """Org-scoped admin with the custom pages' shared look-ups: an object the staff member may see, or 404."""
 
     def scoped_object(self, request: HttpRequest, object_id: str) -> Any:
         obj = self.get_object(request, unquote(object_id))

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 
 from tickets.models import (
     ApiKey,
@@ -30,9 +30,16 @@ def staff_organization_id(request: HttpRequest) -> int | None:
 
 
 class OrgScopedAdmin(admin.ModelAdmin):
-    """Limits every queryset (lists, change pages, foreign-key choices) to the staff member's organisation."""
+    """Limits every queryset (lists, change pages, foreign-key choices) to the staff member's organisation.
+
+    A missing or another organisation's object is a 404 on its change, delete and history pages (Django's
+    default is a redirect to the index with a message).
+    """
 
     org_field = "organization"
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> HttpResponse:
+        raise Http404("Not found")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)
