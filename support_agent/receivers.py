@@ -7,7 +7,8 @@ from typing import Any
 from django.dispatch import receiver
 
 from support_agent.models import AgentRun
-from support_agent.tasks import agent_run_task
+from support_agent.services import agent_run_queue
+from support_agent.tasks import agent_run_dispatch
 from tickets.models import Ticket, TicketMessage
 from tickets.signals import message_ingested, ticket_solved
 
@@ -16,21 +17,22 @@ from tickets.signals import message_ingested, ticket_solved
 def answer_customer_message(
     sender: Any, message_id: int, author_role: str, trigger_agent: bool = True, **kwargs: Any
 ) -> None:
-    """A new customer message gets an agent run, unless its caller runs the agent itself."""
+    """A new customer message gets an agent run, unless its caller runs the agent itself. The run is recorded
+    first, then queued: if queueing fails, the re-queue sweep starts it later."""
     if author_role != TicketMessage.Role.CUSTOMER or not trigger_agent:
         return
-    message = TicketMessage.objects.filter(pk=message_id).only("customer_id", "ticket_id").first()
+    message = TicketMessage.objects.select_related("customer", "ticket").filter(pk=message_id).first()
     if message is None:
         return
-    agent_run_task.delay(
-        message.customer_id, AgentRun.Trigger.MESSAGE, message_id=message.pk, ticket_id=message.ticket_id
-    )
+    run = agent_run_queue(customer=message.customer, trigger=AgentRun.Trigger.MESSAGE, message=message)
+    agent_run_dispatch(run.pk)
 
 
 @receiver(ticket_solved, dispatch_uid="support_agent.consolidate_solved_ticket")
 def consolidate_solved_ticket(sender: Any, ticket_id: int, **kwargs: Any) -> None:
     """A solved ticket gets a consolidation run: summary archived, core memory brought up to date."""
-    ticket = Ticket.objects.filter(pk=ticket_id).only("customer_id").first()
+    ticket = Ticket.objects.select_related("customer").filter(pk=ticket_id).first()
     if ticket is None:
         return
-    agent_run_task.delay(ticket.customer_id, AgentRun.Trigger.CONSOLIDATION, ticket_id=ticket.pk)
+    run = agent_run_queue(customer=ticket.customer, trigger=AgentRun.Trigger.CONSOLIDATION, ticket=ticket)
+    agent_run_dispatch(run.pk)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from django.db import connection
@@ -72,17 +73,72 @@ def agent_run(
     agent TicketMessage on the run's ticket and on ``run.reply``/``run.reply_message``. A model that cannot be
     reached fails the run cleanly (status failed, stop reason llm_error); nothing is raised to the caller.
     """
-    _check_scope(customer, trigger, message, ticket)
     emit = _listener(on_event)
     backend = backend or backend_get()
-    run = AgentRun.objects.create(
+    # Picked up at once (this process runs it), so the re-queue sweep never starts it a second time.
+    run = _run_record(customer, trigger, message, ticket, model_name=backend.name, picked_at=timezone.now())
+    return _run_claimed(run, customer, backend, emit)
+
+
+def agent_run_queue(
+    *, customer: Customer, trigger: str, message: TicketMessage | None = None, ticket: Ticket | None = None
+) -> AgentRun:
+    """Record a run for a worker to start (``agent_run_start``). The queued row is the promise: if its task
+    is lost (broker down, worker gone before it began), ``agent_runs_requeue`` queues it again."""
+    return _run_record(customer, trigger, message, ticket)
+
+
+def _run_record(
+    customer: Customer, trigger: str, message: TicketMessage | None, ticket: Ticket | None, **fields: Any
+) -> AgentRun:
+    _check_scope(customer, trigger, message, ticket)
+    return AgentRun.objects.create(
         organization_id=customer.organization_id,
         customer=customer,
         ticket=ticket or (message.ticket if message is not None else None),
         trigger=trigger,
         trigger_message=message,
-        model_name=backend.name,
+        **fields,
     )
+
+
+def agent_run_start(*, run_id: int, backend: Backend | None = None) -> AgentRun | None:
+    """Start a queued run. None when another worker has picked it up already (a re-queued duplicate) or it is
+    gone: a run is never executed twice, since that would answer the customer twice."""
+    related = AgentRun.objects.select_related("customer__organization", "trigger_message", "ticket")
+    run = related.filter(pk=run_id).first()
+    if run is None:
+        return None
+    picked = AgentRun.objects.filter(pk=run_id, status=AgentRun.Status.QUEUED, picked_at__isnull=True)
+    if not picked.update(picked_at=timezone.now()):
+        return None
+    backend = backend or backend_get()
+    run.model_name = backend.name
+    run.save(update_fields=["model_name"])
+    return _run_claimed(run, run.customer, backend, _listener(None))
+
+
+def agent_runs_requeue(*, older_than: timedelta, dispatch: Callable[[int], bool]) -> int:
+    """Queue again the runs whose task never started: still queued, never picked up, older than ``older_than``
+    (and younger than a day: an answer that late is worse than none). Also runs picked up by a worker that
+    died while waiting for the customer's lock. Returns how many were dispatched."""
+    now = timezone.now()
+    queued = AgentRun.objects.filter(status=AgentRun.Status.QUEUED, created_at__gt=now - REQUEUE_HORIZON)
+    stalled = queued.filter(picked_at__lt=now - PICKED_STALE_AFTER)
+    stalled.update(picked_at=None)  # its worker is gone: let a new task pick it up
+    lost = queued.filter(picked_at__isnull=True, created_at__lt=now - older_than).order_by("created_at")
+    return sum(dispatch(run_id) for run_id in lost.values_list("pk", flat=True)[:REQUEUE_BATCH])
+
+
+REQUEUE_HORIZON = timedelta(days=1)
+REQUEUE_BATCH = 500
+# A picked-up run waits for the customer's lock at most as long as the run ahead of it takes.
+PICKED_STALE_AFTER = timedelta(hours=1)
+
+
+def _run_claimed(
+    run: AgentRun, customer: Customer, backend: Backend, emit: Callable[[dict[str, Any]], None]
+) -> AgentRun:
     with customer_lock(customer.pk):
         run.status, run.started_at = AgentRun.Status.RUNNING, timezone.now()
         run.save(update_fields=["status", "started_at"])

@@ -128,7 +128,10 @@ CELERY_BEAT_SCHEDULE = {
     "webhooks-sweep": {"task": "tickets.webhooks_sweep", "schedule": float(SUPPORTMEM_WEBHOOK_SWEEP_SECONDS)},
     # Rows whose embedding task was lost (broker down, worker killed) are embedded on the next sweep.
     "embed-pending": {"task": "memory.embed_pending", "schedule": 300.0},
+    # Agent runs recorded but never started (broker down when the message arrived) are queued again.
+    "requeue-agent-runs": {"task": "support_agent.requeue_runs", "schedule": 60.0},
 }
+SUPPORTMEM_AGENT_REQUEUE_SECONDS = env_int("SUPPORTMEM_AGENT_REQUEUE_SECONDS", 120)
 
 # The agent's language model: OpenAI or any OpenAI-compatible server; the offline model otherwise.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
