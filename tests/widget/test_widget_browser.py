@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from django.db import connection
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
@@ -35,6 +36,9 @@ def demo_page(live_server: Any, browser: Browser) -> Iterator[Page]:
     expect(page.locator(".smw-status")).not_to_have_text("Connecting…", timeout=30_000)
     yield page
     page.close()
+    # Opened while Playwright's event loop ran in this thread, this connection lives in that loop's context,
+    # where the database teardown would not see it (and could not drop the test database).
+    connection.close()
 
 
 @pytest.mark.browser
