@@ -174,13 +174,12 @@ def query_embed(text: str, *, embedder: Embedder | None = None) -> list[float]:
     return vector
 
 
-def query_embed_start(text: str) -> Future[list[float]]:
+def query_embed_start(text: str, *, embedder: Embedder | None = None) -> Future[list[float]]:
     """Start ``query_embed`` on a worker thread; ``.result()`` gives the vector or raises EmbeddingError.
 
     The backend is resolved here, on the caller's thread, so a misconfiguration fails the same way.
     """
-    embedder = embedder_get()
-    return _QUERY_POOL.submit(query_embed, text, embedder=embedder)
+    return _QUERY_POOL.submit(query_embed, text, embedder=embedder or embedder_get())
 
 
 def query_cache_clear() -> None:

@@ -288,10 +288,11 @@ def _hybrid_rank(
 
 def _query_vector_start(query: str) -> tuple[str, Future[list[float]]] | None:
     try:
-        return embedder_get().name, query_embed_start(query)
+        embedder = embedder_get()
     except EmbeddingError:
         logger.warning("no embedding backend; searching by full text only", exc_info=True)
         return None
+    return embedder.name, query_embed_start(query, embedder=embedder)
 
 
 def _query_vector_wait(pending: tuple[str, Future[list[float]]] | None) -> tuple[str, list[float]] | None:

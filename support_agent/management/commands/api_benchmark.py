@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from django.utils import timezone
 
 from memory.services import Provenance, passage_insert
 from tickets.auth import api_key_create
+from tickets.benchmarking import free_port, percentile
 from tickets.models import Customer, Organization
 from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
 
@@ -47,17 +47,6 @@ QUERIES = [
     "cancel the subscription",
 ]
 TOPICS = ["billing", "hardware", "login", "shipping", "subscription", "integration"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 class Command(BaseCommand):
@@ -77,7 +66,7 @@ class Command(BaseCommand):
             raise CommandError("--requests and --concurrency must be at least 1.")
         customer = self._benchmark_customer(options["passages"])
         api_key = api_key_create(organization=customer.organization, name="api_benchmark")[1]
-        port = _free_port()
+        port = free_port()
         server = self._start_gunicorn(port, options["workers"], options["threads"])
         try:
             base = f"http://127.0.0.1:{port}/api/customers/{customer.pk}"
@@ -194,8 +183,8 @@ class Command(BaseCommand):
             "errors": sum(errors for _, errors in outcomes),
             "requests_per_s": round(len(latencies) / elapsed, 1),
             "p50_ms": round(statistics.median(latencies), 1),
-            "p95_ms": round(_percentile(latencies, 0.95), 1),
-            "p99_ms": round(_percentile(latencies, 0.99), 1),
+            "p95_ms": round(percentile(latencies, 0.95), 1),
+            "p99_ms": round(percentile(latencies, 0.99), 1),
         }
 
     def _report(self, results: dict[str, dict[str, float]], options: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,20 +29,10 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tickets.benchmarking import free_port, percentile
 from tickets.models import Integration, Organization, WebhookEvent
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def _signed(secret: str, n: int, role: str, run: str) -> tuple[bytes, dict[str, str]]:
@@ -91,7 +80,7 @@ class Command(BaseCommand):
         integration = Integration.objects.create(organization=organization, kind="standard", signing_secret=secret)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            port = _free_port()
+            port = free_port()
             procs.append(self._gunicorn(port))
             if settings.REDIS_URL:
                 procs.append(self._worker(options["worker_concurrency"]))
@@ -160,8 +149,8 @@ class Command(BaseCommand):
             "requests_per_s": round(len(requests) / elapsed, 1),
             "ms_to_2xx": {
                 "p50": round(statistics.median(latencies), 2),
-                "p95": round(_percentile(latencies, 0.95), 2),
-                "p99": round(_percentile(latencies, 0.99), 2),
+                "p95": round(percentile(latencies, 0.95), 2),
+                "p99": round(percentile(latencies, 0.99), 2),
             },
             "_started": started,
         }
