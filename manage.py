@@ -7,6 +7,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support_agent.settings")
     from django.core.management import execute_from_command_line
 
+    from support_agent.bootstrap import service_prepare
+
+    service_prepare()
     execute_from_command_line(sys.argv)
 
 

@@ -50,6 +50,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def data_dir_from_env() -> Path:
+    """SUPPORTMEM_DATA_DIR, or `.data` beside the project: the embedded database, static files, the secret key."""
+    default = Path(__file__).resolve().parent.parent / ".data"
+    return Path(env_str("SUPPORTMEM_DATA_DIR", str(default))).resolve()
+
+
+def embedded_database_placeholder(data_dir: Path) -> str:
+    """Where the embedded PostgreSQL listens once an entry point started it (its socket in its data folder).
+
+    Entry points export the server's real URL before settings are read; this declaration only names it.
+    """
+    return f"postgresql://postgres:@/postgres?host={data_dir / 'pgdata'}"
+
+
+def stored_secret_key(path: Path) -> str:
+    """The key an entry point keeps at ``path``; without one (mypy, a bare import) a key for this process only."""
+    if path.exists():
+        return path.read_text().strip()
+    return secrets.token_urlsafe(50)
+
+
 def parse_database_url(url: str) -> dict[str, object]:
     """Turn ``postgresql://user:pass@host:port/name?host=/socket/dir`` into Django's DATABASES entry."""
     parsed = urlparse(url)

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
-from support_agent.env import env_bool, env_int, env_list, env_str, parse_database_url, persistent_secret_key
+from support_agent.env import (
+    data_dir_from_env,
+    embedded_database_placeholder,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+    stored_secret_key,
+)
 
+# Settings only declare: importing them starts no process and writes no file. The entry points prepare the
+# data folder and start the embedded database (support_agent/bootstrap.py).
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Under pytest, with no DATABASE_URL: a throwaway PostgreSQL and data folder per test run, deleted at exit,
-# so test runs never touch the `make run` cluster and never collide with each other.
-TESTING = "pytest" in sys.modules
-if TESTING and not os.environ.get("SUPPORTMEM_DATA_DIR"):
-    os.environ["SUPPORTMEM_DATA_DIR"] = tempfile.mkdtemp(prefix="supportmem-test-")
-    atexit.register(shutil.rmtree, os.environ["SUPPORTMEM_DATA_DIR"], ignore_errors=True)
-DATA_DIR = Path(env_str("SUPPORTMEM_DATA_DIR", str(BASE_DIR / ".data"))).resolve()
+DATA_DIR = data_dir_from_env()
 
 DEBUG = env_bool("DEBUG", False)
 # Unset SECRET_KEY: one is generated once and kept in the data folder, so sessions survive restarts.
-SECRET_KEY = env_str("SECRET_KEY") or persistent_secret_key(DATA_DIR / "secret_key")
+SECRET_KEY = env_str("SECRET_KEY") or stored_secret_key(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -74,14 +74,9 @@ TEMPLATES = [
     },
 ]
 
-# Database: DATABASE_URL, or the embedded PostgreSQL with pgvector under SUPPORTMEM_DATA_DIR.
-_database_url = env_str("DATABASE_URL")
-if not _database_url:
-    from support_agent.embedded_pg import embedded_database_url
-
-    _database_url = embedded_database_url(DATA_DIR, cleanup_mode="delete" if TESTING else "stop")
-    os.environ["DATABASE_URL"] = _database_url  # child processes (autoreloader, workers) reuse it
-DATABASES = {"default": parse_database_url(_database_url)}
+# Database: DATABASE_URL, or the embedded PostgreSQL with pgvector under SUPPORTMEM_DATA_DIR (started by the
+# entry points, which export its URL).
+DATABASES = {"default": parse_database_url(env_str("DATABASE_URL") or embedded_database_placeholder(DATA_DIR))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -96,8 +91,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in development and tests
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
+STATIC_ROOT = DATA_DIR / "static"  # created by the entry points (whitenoise warns on every request without it)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -147,8 +141,6 @@ if SUPPORTMEM_EMBEDDINGS not in {"local", "openai"}:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("SUPPORTMEM_EMBEDDINGS must be 'local' or 'openai'")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
+from support_agent.bootstrap import database_start
 from tickets.models import Customer, Organization, StaffMembership, Ticket, TicketMessage
 from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
 from tickets.staff import grant_staff_permissions
+
+# The pytest session is an entry point: with no DATABASE_URL, a throwaway PostgreSQL and data folder per test
+# run, deleted at exit, so test runs never touch the `make run` cluster and never collide with each other.
+# pytest-django has read the settings already; nothing has connected yet.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+_SESSION_DATA = Path(tempfile.mkdtemp(prefix="supportmem-test-"))
+atexit.register(shutil.rmtree, _SESSION_DATA, ignore_errors=True)
+settings.STATIC_ROOT = _SESSION_DATA / "static"
+settings.STATIC_ROOT.mkdir()
+database_start(_SESSION_DATA, cleanup_mode="delete")
 
 
 @dataclass
