@@ -39,13 +39,19 @@ class Continuation:
     stop_reason: str | None = None
 
 
-def decide_continuation(*, outcomes: Sequence[ToolOutcome], steps_taken: int, step_limit: int) -> Continuation:
+def decide_continuation(
+    *, outcomes: Sequence[ToolOutcome], steps_taken: int, step_limit: int, finish_reason: str | None = None
+) -> Continuation:
     """Whether the run takes another step. Pure.
 
+    A completion cut at the token limit (finish_reason "length") stops the run with stop reason length: its
+    text or tool arguments are incomplete, so nothing of it was executed or delivered.
     No tool calls: the model ended its turn. Any failed call, or one flagged with a warning (a block over
     its limit): continue, so the model can react. Any call with request_heartbeat: continue. Otherwise end
     the turn. Continuing past the organisation's step limit is refused with stop reason step_limit.
     """
+    if finish_reason == "length":
+        return Continuation(False, AgentRun.StopReason.LENGTH)
     if not outcomes:
         return Continuation(False, AgentRun.StopReason.END_TURN)
     if not any(outcome.heartbeat or outcome.flagged or not outcome.ok for outcome in outcomes):
@@ -77,11 +83,13 @@ def run_loop(*, ctx: RunContext, turn: Turn, emit: Emit) -> str:
         response = turn.backend.complete(messages=compiled.messages, tools=tools)
         latency_ms = round((time.perf_counter() - started) * 1000)
         ctx.step = _step_open(ctx.run, index, compiled, response, latency_ms)
-        outcomes = _execute(ctx, response, index, emit)
+        outcomes = [] if response.finish_reason == "length" else _execute(ctx, response, index, emit)
         _step_close(ctx.step, ctx.run, outcomes)
         run_messages.append(response.as_message())
         run_messages.extend(outcome.as_message() for outcome in outcomes)
-        decision = decide_continuation(outcomes=outcomes, steps_taken=index + 1, step_limit=step_limit)
+        decision = decide_continuation(
+            outcomes=outcomes, steps_taken=index + 1, step_limit=step_limit, finish_reason=response.finish_reason
+        )
         if not decision.proceed:
             return decision.stop_reason or AgentRun.StopReason.END_TURN
     return AgentRun.StopReason.STEP_LIMIT

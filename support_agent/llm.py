@@ -8,9 +8,6 @@ set selects openai; neither selects the offline model (``support_agent.offline_m
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,9 +17,6 @@ from django.conf import settings
 from support_agent.tokens import count_tokens
 
 logger = logging.getLogger(__name__)
-
-# Statuses worth another try: rate limited, server trouble. Everything else (400, 401, 404...) is final.
-_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
 
 
 class LLMError(Exception):
@@ -43,6 +37,7 @@ class LLMResponse:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     attempts: int = 1
+    finish_reason: str | None = None  # "length": the completion was cut at the token limit
     raw: dict[str, Any] = field(default_factory=dict)
 
     def as_message(self) -> dict[str, Any]:
@@ -74,35 +69,28 @@ def extractive_summary(*, previous: str, lines: list[str], max_tokens: int) -> s
 
 
 class OpenAIBackend:
-    """Chat completions with tools through the openai SDK, with our own retry loop (so attempts are
-    recorded and Retry-After is honoured) on 429, 5xx, timeouts and dropped connections."""
+    """Chat completions with tools through the openai SDK. Retries are the SDK's own (429, 408, 409, 5xx,
+    timeouts, dropped connections; Retry-After, retry-after-ms and x-should-retry honoured), the same policy
+    the embedder uses; the attempts a call took are read back from the SDK and recorded on the step."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str | None,
-        model: str,
-        timeout: float,
-        max_retries: int,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 20.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout: float, max_retries: int) -> None:
         self.name = model
         self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self._sleep = sleep
-        self._client = openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
+        self._client = openai.OpenAI(
+            api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=max_retries
+        )
 
     def complete(self, *, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> LLMResponse:
         kwargs: dict[str, Any] = {"model": self.name, "messages": messages}
         if tools:
             kwargs["tools"] = tools
             kwargs["tool_choice"] = "auto"
-        completion, attempts = self._with_retries(lambda: self._client.chat.completions.create(**kwargs))
-        return _parse_completion(completion, attempts)
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(**kwargs)
+        except openai.OpenAIError as exc:
+            attempts = _attempts_of_failure(exc)
+            raise LLMError(f"{_describe(exc)} (gave up after {attempts} attempt{'s' * (attempts > 1)})") from exc
+        return _parse_completion(raw.parse(), raw.retries_taken + 1)
 
     def summarize(self, *, instruction: str, text: str, max_tokens: int, fallback: str) -> str:
         messages = [
@@ -117,30 +105,15 @@ class OpenAIBackend:
             return fallback
         return (response.content or "").strip() or fallback
 
-    def _with_retries(self, call: Callable[[], Any]) -> tuple[Any, int]:
-        for attempt in range(self.max_retries + 1):
-            try:
-                return call(), attempt + 1
-            except _RETRYABLE as exc:
-                if attempt == self.max_retries:
-                    raise LLMError(f"{_describe(exc)} (gave up after {attempt + 1} attempts)") from exc
-                delay = self._delay(attempt, exc)
-                logger.info("model call failed (%s); retry %d in %.2fs", _describe(exc), attempt + 1, delay)
-                self._sleep(delay)
-            except openai.OpenAIError as exc:
-                raise LLMError(_describe(exc)) from exc
-        raise LLMError("unreachable: the retry loop always returns or raises")
 
-    def _delay(self, attempt: int, exc: Exception) -> float:
-        """Retry-After when the server sends one; otherwise exponential backoff with jitter."""
-        response = getattr(exc, "response", None)
-        header = response.headers.get("retry-after") if response is not None else None
-        if header is not None:
-            try:
-                return min(max(float(header), 0.0), self.backoff_cap)
-            except ValueError:
-                pass
-        return min(self.backoff_base * 2**attempt, self.backoff_cap) * random.uniform(0.5, 1.0)
+def _attempts_of_failure(exc: Exception) -> int:
+    """The SDK numbers each try in the x-stainless-retry-count request header; the last request tells how many."""
+    response = getattr(exc, "response", None)
+    request = response.request if response is not None else getattr(exc, "request", None)
+    try:
+        return int(request.headers.get("x-stainless-retry-count", "0")) + 1 if request is not None else 1
+    except (ValueError, RuntimeError):
+        return 1
 
 
 def _describe(exc: Exception) -> str:
@@ -151,7 +124,8 @@ def _describe(exc: Exception) -> str:
 def _parse_completion(completion: Any, attempts: int) -> LLMResponse:
     if not getattr(completion, "choices", None):
         raise LLMError("The model answered with no choices.")
-    message = completion.choices[0].message
+    choice = completion.choices[0]
+    message = choice.message
     calls = []
     for index, call in enumerate(message.tool_calls or []):
         function = getattr(call, "function", None)
@@ -169,6 +143,7 @@ def _parse_completion(completion: Any, attempts: int) -> LLMResponse:
         prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
         completion_tokens=(usage.completion_tokens or 0) if usage else 0,
         attempts=attempts,
+        finish_reason=choice.finish_reason,
         raw=completion.model_dump(mode="json"),
     )
 

@@ -24,6 +24,7 @@ class AgentRun(models.Model):
     class StopReason(models.TextChoices):
         END_TURN = "end_turn", "Model ended its turn"
         STEP_LIMIT = "step_limit", "Step limit reached"
+        LENGTH = "length", "Completion cut at the token limit"
         LLM_ERROR = "llm_error", "Model call failed"
         ERROR = "error", "Internal error"
 

@@ -67,11 +67,19 @@ def text(content: str) -> dict[str, Any]:
     return completion({"role": "assistant", "content": content})
 
 
+def cut(content: str) -> dict[str, Any]:
+    """A completion the server cut at max_tokens: finish_reason "length"."""
+    body = completion({"role": "assistant", "content": content})
+    body["choices"][0]["finish_reason"] = "length"
+    return body
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.script: list[Reply] = []
         self.default: Reply = Error(500, message="script exhausted")
         self.requests: list[dict[str, Any]] = []
+        self.retry_counts: list[int] = []  # the SDK's x-stainless-retry-count of each chat request
         self.summary_requests: list[dict[str, Any]] = []
         self.delay = 0.0
         self.in_flight = 0
@@ -114,6 +122,7 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 with fake._lock:
+                    fake.retry_counts.append(int(self.headers.get("x-stainless-retry-count", "0")))
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:

@@ -1,4 +1,5 @@
-"""The openai backend: retries with backoff on 429/5xx, clean failure when retries run out, usage recorded."""
+"""The openai backend: the SDK's own retries on 429/5xx (attempts recorded on the step), clean failure when
+retries run out, client errors final, a completion cut at the token limit its own stop reason."""
 
 from __future__ import annotations
 
@@ -6,25 +7,30 @@ import pytest
 
 from support_agent.llm import LLMError, OpenAIBackend, backend_configured
 from support_agent.services import agent_run
-from tests.support_agent.fake_openai import Error, tool_calls
+from tests.support_agent.fake_openai import Error, cut, tool_calls
 from tests.support_agent.helpers import customer_says
 
+# retry-after-ms keeps the SDK's waits short (it honours the header the way OpenAI sends it).
+QUICK = {"retry-after-ms": "10"}
+NOOP_TOOL = [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object", "properties": {}}}}]
 
-def test_429_then_success(actors, blocks, fake_llm):
+
+def test_sdk_retries_a_429_and_a_500_and_the_step_records_the_attempts(actors, blocks, fake_llm):
     fake_llm.script = [
-        Error(429, {"Retry-After": "0"}, "rate limited"),
+        Error(429, QUICK, "rate limited"),
+        Error(500, QUICK, "server trouble"),
         tool_calls(("send_message", {"message": "Back after a pause.", "request_heartbeat": False})),
     ]
     run = agent_run(customer=actors.customer, trigger="manual", message=customer_says(actors.customer, "Hi"))
     run.refresh_from_db()
     assert (run.status, run.stop_reason, run.reply) == ("completed", "end_turn", "Back after a pause.")
-    assert len(fake_llm.requests) == 2
+    assert fake_llm.retry_counts == [0, 1, 2]  # the SDK itself retried, numbering its tries
     step = run.steps.get()
-    assert step.response["attempts"] == 2 and step.prompt_tokens == 100
+    assert step.response["attempts"] == 3 and step.prompt_tokens == 100
 
 
 def test_retries_run_out_and_the_run_fails_cleanly(actors, blocks, fake_llm):
-    fake_llm.default = Error(503, {"Retry-After": "0"}, "overloaded")
+    fake_llm.default = Error(503, QUICK, "overloaded")
     events = []
     run = agent_run(
         customer=actors.customer, trigger="manual", message=customer_says(actors.customer, "Hi"), on_event=events.append
@@ -39,37 +45,36 @@ def test_retries_run_out_and_the_run_fails_cleanly(actors, blocks, fake_llm):
 def test_client_errors_are_not_retried(fake_llm):
     fake_llm.default = Error(401, message="bad key")
     backend = OpenAIBackend(api_key="x", base_url=fake_llm.base_url, model="m", timeout=5, max_retries=3)
-    with pytest.raises(LLMError, match="401"):
-        backend.complete(
-            messages=[{"role": "user", "content": "hi"}],
-            tools=[
-                {"type": "function", "function": {"name": "noop", "parameters": {"type": "object", "properties": {}}}}
-            ],
-        )
+    with pytest.raises(LLMError, match=r"401.*after 1 attempt\)"):
+        backend.complete(messages=[{"role": "user", "content": "hi"}], tools=NOOP_TOOL)
     assert len(fake_llm.requests) == 1
 
 
-def test_backoff_grows_without_retry_after(fake_llm):
-    fake_llm.default = Error(500)
-    waits: list[float] = []
-    backend = OpenAIBackend(
-        api_key="x",
-        base_url=fake_llm.base_url,
-        model="m",
-        timeout=5,
-        max_retries=3,
-        backoff_base=1.0,
-        sleep=waits.append,
-    )
-    with pytest.raises(LLMError, match="4 attempts"):
-        backend.complete(
-            messages=[{"role": "user", "content": "hi"}],
-            tools=[
-                {"type": "function", "function": {"name": "noop", "parameters": {"type": "object", "properties": {}}}}
-            ],
-        )
-    assert len(waits) == 3
-    assert 0.5 <= waits[0] <= 1.0 and 2.0 <= waits[2] <= 4.0
+def test_the_server_can_forbid_a_retry(fake_llm):
+    fake_llm.default = Error(503, {"x-should-retry": "false"}, "do not come back")
+    backend = OpenAIBackend(api_key="x", base_url=fake_llm.base_url, model="m", timeout=5, max_retries=3)
+    with pytest.raises(LLMError, match="503"):
+        backend.complete(messages=[{"role": "user", "content": "hi"}], tools=NOOP_TOOL)
+    assert fake_llm.retry_counts == [0]
+
+
+def test_max_retries_comes_from_the_setting(fake_llm, settings):
+    from support_agent.llm import backend_get
+
+    settings.SUPPORTMEM_LLM_MAX_RETRIES = 1
+    fake_llm.default = Error(500, QUICK)
+    with pytest.raises(LLMError, match="2 attempts"):
+        backend_get().complete(messages=[{"role": "user", "content": "hi"}], tools=NOOP_TOOL)
+    assert fake_llm.retry_counts == [0, 1]
+
+
+def test_a_completion_cut_at_the_token_limit_stops_with_its_own_reason(actors, blocks, fake_llm):
+    fake_llm.script = [cut("Your refund of 89 USD was iss")]
+    run = agent_run(customer=actors.customer, trigger="manual", message=customer_says(actors.customer, "Refund?"))
+    run.refresh_from_db()
+    assert (run.status, run.stop_reason) == ("completed", "length")
+    assert run.reply == ""  # the cut text is not delivered as if it were a whole answer
+    assert run.steps.get().response["choices"][0]["finish_reason"] == "length"
 
 
 def test_backend_choice_follows_settings(settings):
