@@ -35,10 +35,6 @@ from support_agent.models import AgentRun, AgentStep, CustomerMemory
 from tickets.models import Ticket, TicketMessage
 from tickets.selectors import ticket_list
 
-admin.site.site_header = "supportmem · staff"
-admin.site.site_title = "supportmem staff"
-admin.site.index_title = "What the agent remembers"
-
 RUN_STATUS_BADGE = {"completed": "ok", "failed": "over", "running": "pending", "queued": "system"}
 
 
