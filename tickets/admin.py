@@ -104,8 +104,8 @@ class CustomerAdmin(OrgScopedAdmin):
 
 @admin.register(Integration)
 class IntegrationAdmin(OrgScopedAdmin):
-    list_display = ["__str__", "kind", "organization", "reply_mode", "is_active"]
-    list_filter = ["kind", "is_active"]
+    list_display = ["__str__", "kind", "organization", "reply_mode", "verifies_emails", "is_active"]
+    list_filter = ["kind", "is_active", "verifies_emails"]
     readonly_fields = ["webhook_token", "created_at"]
 
 

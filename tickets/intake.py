@@ -154,6 +154,7 @@ def _event_apply(event: WebhookEvent) -> str:
         external_id=normalised.customer.external_id[:255],
         name=normalised.customer.name[:200],
         email=normalised.customer.email[:254],
+        email_verified=event.integration.verifies_emails,
     )
     ticket = ticket_upsert(
         organization=organization,

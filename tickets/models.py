@@ -126,6 +126,14 @@ class Integration(models.Model):
     outbound_base_url = models.URLField(blank=True)
     outbound_credentials = models.JSONField(default=dict, blank=True)
     reply_mode = models.CharField(max_length=16, choices=ReplyMode.choices, default=ReplyMode.NOTE)
+    verifies_emails = models.BooleanField(
+        default=False,
+        help_text=(
+            "Only if this helpdesk proves every requester owns the email it sends: a new requester is then "
+            "attached to the existing customer with that email. Off: a new requester is always a new customer "
+            "(staff merge customers explicitly). See docs/security.md."
+        ),
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

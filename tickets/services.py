@@ -27,11 +27,15 @@ def customer_resolve(
     external_id: str,
     name: str = "",
     email: str = "",
+    email_verified: bool = False,
 ) -> Customer:
     """The customer behind an external identity, created (with that identity) on first sight.
 
-    A new identity whose email matches an existing customer of the organisation is
-    attached to that customer: one person, many helpdesks.
+    A new identity is attached to an existing customer by email only when ``email_verified``: the caller
+    vouches that the sender proved they own the address (an integration marked ``verifies_emails``).
+    Anyone can type someone else's email into a web form, an Intercom lead or a portal; matching on it
+    would hand that person the victim's history. Unverified, the identity becomes its own customer (with
+    the email kept as contact data) and staff merge customers explicitly.
     """
     identity = (
         CustomerIdentity.objects.select_related("customer")
@@ -44,7 +48,11 @@ def customer_resolve(
         return customer
     try:
         with transaction.atomic():
-            matched = Customer.objects.filter(organization=organization, email__iexact=email).first() if email else None
+            matched = (
+                Customer.objects.filter(organization=organization, email__iexact=email).order_by("pk").first()
+                if email and email_verified
+                else None
+            )
             customer = matched or Customer.objects.create(organization=organization, name=name, email=email)
             CustomerIdentity.objects.create(
                 organization=organization, customer=customer, source=source, external_id=external_id

@@ -38,6 +38,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--credentials", default=None, help='outbound credentials as JSON, e.g. {"access_token": ".."}'
         )
+        parser.add_argument(
+            "--verifies-emails",
+            choices=["yes", "no"],
+            default=None,
+            help="whether this helpdesk proves requesters own their email (docs/security.md); default no",
+        )
         parser.add_argument("--rotate-token", action="store_true", help="issue a new webhook URL (the old one stops)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -88,6 +94,8 @@ class Command(BaseCommand):
         ):
             if options[option] is not None:
                 setattr(integration, attribute, options[option])
+        if options["verifies_emails"] is not None:
+            integration.verifies_emails = options["verifies_emails"] == "yes"
         if credentials is not None:
             integration.outbound_credentials = credentials
         if options["rotate_token"]:
