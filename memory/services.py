@@ -361,13 +361,20 @@ def passage_insert(
 
 
 def passage_supersede(
-    *, passage: ArchivalPassage, new_text: str, provenance: Provenance, tags: list[str] | None = None
+    *,
+    passage: ArchivalPassage,
+    new_text: str,
+    provenance: Provenance,
+    tags: list[str] | None = None,
+    source_message_id: int | None = None,
 ) -> ArchivalPassage:
     """Replace a fact with a newer one. The old passage keeps invalidated_at and a link to its successor."""
     with transaction.atomic():
         old = ArchivalPassage.objects.select_for_update().get(pk=passage.pk)
         if old.invalidated_at is not None:
             raise MemoryEditError("This passage was already superseded.")
+        if content_hash(new_text) == old.text_hash:
+            raise MemoryEditError("The new text is the same as the passage's; nothing to supersede.")
         old.invalidated_at = timezone.now()
         old.save(update_fields=["invalidated_at"])
         successor, _ = passage_insert(
@@ -376,6 +383,7 @@ def passage_supersede(
             text=new_text,
             tags=old.tags if tags is None else tags,
             provenance=provenance,
+            source_message_id=source_message_id,
         )
         old.superseded_by = successor
         old.save(update_fields=["superseded_by"])

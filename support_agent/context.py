@@ -57,7 +57,7 @@ core_memory_replace changes text that must match exactly once. Record durable fa
 - Recall memory holds every message ever exchanged with this customer, including those no longer in \
 this prompt: conversation_search finds them by words and dates.
 - Archival memory holds facts, solved-ticket summaries and documents: archival_memory_insert stores one, \
-archival_memory_search finds them.
+archival_memory_search finds them, archival_memory_supersede replaces one that is no longer true.
 - The ticket tools (list_tickets, get_ticket, search_tickets) read this customer's tickets.
 Never invent history: search before you say what happened before."""
 

@@ -1,66 +1,389 @@
-"""The offline model: a deterministic stand-in for an LLM, used when no OPENAI_API_KEY/OPENAI_BASE_URL is set.
+"""The offline model: a deterministic, extractive stand-in for an LLM, used when no OPENAI_API_KEY/OPENAI_BASE_URL
+is set.
 
-It speaks the same tool protocol as a real model, so the whole pipeline (loop, tools, memory edits,
-traces, replies to the helpdesk) runs on a machine with no network. Its behaviour, step by step:
+It speaks the same tool protocol as a real model (tool calls with request_heartbeat, results read back on the
+next step), so the whole pipeline runs on a machine with no network. It never invents anything: what it stores
+is a phrase the customer stated, what it answers is a sentence it found. Step by step:
 
-Customer message (the new event is "New message from the customer on ticket #N ...")
-  1. First step: ``conversation_search`` and ``archival_memory_search`` for the message's keywords; one
-     memory edit per explicit fact the customer states and core memory does not hold yet:
-     "my name is X" / "I work at X" / "I use X" -> ``core_memory_append`` to ``customer``;
-     "I prefer X" -> ``preferences``; "my order is X" -> ``archival_memory_insert`` (tag ``order``);
-     a ticket not yet listed in ``open_issues`` -> one line there. All with request_heartbeat.
-  2. Next step: ``send_message`` with a template that starts with "(offline model)" and cites the
-     messages and passages the searches found and the facts it recorded. Then it stops.
+Customer message (the new event is "New message from the customer ... :\\n<body>")
+  Step 1. The body is split into sentences; a sentence that asks something ("Can you remind me what my order
+     number is?") is a question and is never a source of facts. Each statement is matched against a few fact
+     patterns (name, employer, product, plan, email, phone, city, address, order and account numbers,
+     preferences); a fact's value ends at its clause boundary (punctuation, "and", "but", "now"...).
+     Core facts go to the ``customer`` or ``preferences`` block: appended when new, replaced
+     (``core_memory_replace``) when the block holds the same kind of fact with another value and the fact is
+     single-valued (a name, an employer) or the sentence says it changed ("now", "new", "changed to",
+     "switched to", "moved to"). A ticket not yet in ``open_issues`` gets one line there. The model also
+     searches recall memory (``conversation_search``) and archival memory (``archival_memory_search``) with
+     the question's words, and lists archival facts of each kind it is about to store or is asked about.
+  Step 2. Archival facts (orders, addresses, accounts): inserted, or, for a changed one, the current passage of
+     that kind is superseded (``archival_memory_supersede``). Then ``send_message``: for each question, the one
+     to three best pieces of evidence (core memory lines, archival passages, messages from the customer or
+     staff; never its own earlier replies), each with its date and source, and "I found nothing about that"
+     when nothing matches; for statements, what it noted. Then it stops.
 Consolidation (the new event is "Ticket #N ... was solved")
   removes the ticket's line from ``open_issues`` with ``core_memory_replace`` if there is one, then stops.
 
-Everything it writes is labelled "offline model" (replies, run.model_name, agent message author).
+Replies start with "(offline model)"; run.model_name and the reply's author are "offline model".
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from support_agent.llm import LLMResponse, ToolCallRequest
 from support_agent.tokens import count_message_tokens, count_tokens
 
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 OFFLINE_NAME = "offline model"
+REPLY_PREFIX = "(offline model)"
 
 _MESSAGE_EVENT = re.compile(
     r'^New message from the customer(?: on ticket #(?P<ticket>\d+) "(?P<subject>.*?)")? \([^)]*\):\n(?P<body>.*)$',
     re.DOTALL,
 )
 _SOLVED_EVENT = re.compile(r'^Ticket #(?P<ticket>\d+) "(?P<subject>.*?)" was solved')
-_STOPWORDS = frozenset(
-    re.findall(
-        r"\S+",
-        "the and for you your with this that have has had was were are not but can could would should our out "
-        "from they them their there what when where which who how why about into just also any all its it's i'm "
-        "please thanks thank hello dear again still since will does did been being very more some than then",
-    )
+_STOPWORDS = _wordset(
+    """
+    the and for you your with this that have has had was were are not but can could would should our out from they
+    them their there what when where which who whom whose how why about into just also any all its it's i'm im
+    please thanks thank hello dear again still since will does did been being very more some than then is am be
+    to of in on at by as or if it me my mine we us an a i do so hi hey there's what's whats where's tell
+    remind know remember let get got give find want need like last time one ones right now currently again
+    """
 )
-# A fact ends at punctuation or at a conjunction that starts another clause ("I use X and my order is Y").
-_END = r"(?=\s+(?:and|but|so|because|which)\b|[.!?\n,;]|$)"
-_FACTS: list[tuple[re.Pattern[str], str, str]] = [
-    # (pattern, where to record it, template); group 1 is the fact.
-    (re.compile(r"\bmy name is ([A-Za-z][\w'-]*(?: [A-Z][\w'-]*){0,2})", re.I), "customer", "Name: {}"),
-    (re.compile(rf"\bI (?:work at|work for) ([^.!?\n,;]{{2,80}}?){_END}", re.I), "customer", "Works at {}"),
-    (re.compile(rf"\bI (?:use|am using|'m using) ([^.!?\n,;]{{2,80}}?){_END}", re.I), "customer", "Uses {}"),
-    (
-        re.compile(rf"\bI (?:prefer|would prefer|'d prefer) ([^.!?\n;]{{2,120}}?){_END}", re.I),
-        "preferences",
-        "Prefers {}",
+# Sentence openings that ask rather than tell.
+_QUESTION_START = re.compile(
+    r"^(?:(?:so|and|but|also|ok|okay|hi|hello|hey)[,!]?\s+)*(?:what|what's|whats|when|where|where's|which|who|"
+    r"whom|whose|why|how|can|could|would|will|do|does|did|is|are|was|were|have|has|should|may|might|any)\b",
+    re.IGNORECASE,
+)
+_QUESTION_PHRASE = re.compile(r"\b(?:remind me|tell me|do you (?:know|remember|have)|let me know)\b", re.IGNORECASE)
+# A request to change a detail states the new value even when phrased as a question.
+_CHANGE_REQUEST = re.compile(r"\b(?:update|change|set|correct)\s+my\b[^?]*?\bto\b", re.IGNORECASE)
+_CHANGE_MARKER = re.compile(
+    r"\b(?:now|new|changed|change|update|updated|switched|moved|instead|no longer|anymore|correction|actually)\b",
+    re.IGNORECASE,
+)
+# Where a fact's value stops: punctuation, or a word that starts another clause or qualifies the sentence.
+_BOUNDARY_WORDS = _wordset(
+    """
+    and but so because which who where as since though although while if when now anymore instead too also btw
+    please thanks thank from not again yet already either here there then i i'm im we we're my our you your is was
+    are were has have had do does did can could will would just last yesterday today tomorrow ago this next every
+    mostly mainly usually always often sometimes currently
+    """
+)
+# A product ends sooner: "the Verifone P400 card reader at our cafe" is the Verifone P400 card reader.
+_PRODUCT_BOUNDARY = _BOUNDARY_WORDS | _wordset("at in for to with after before until")
+_NAME_STOP = _BOUNDARY_WORDS | _wordset("the a an at in on to of by")
+_NAME_PARTICLES = _wordset("de da do dos das del della di du la le van von der den ter ten al el bin ibn ni nic")
+_ABBREVIATIONS = re.compile(r"\b(?:St|Ave|Rd|Apt|No|Dr|Mr|Mrs|Ms|Blvd|Ln|Nr|Str)\.", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of fact: how it is written, where it is kept, whether a customer has one or several."""
+
+    key: str
+    prefix: str  # the stored line starts with this: "Name: ", "Works at "
+    target: str  # "customer", "preferences" or "archival"
+    single: bool  # one current value (a second one replaces the first)
+    reader: str  # how the value is read: "name", "phrase", "code", "email", "phone", "address"
+    triggers: tuple[str, ...]  # regexes ending where the value starts
+    asked_by: tuple[str, ...]  # question words that ask for this kind
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind(
+        "name",
+        "Name: ",
+        "customer",
+        True,
+        "name",
+        (
+            r"\bmy (?:full |real )?name(?: is|'s| has changed to| changed to)",
+            r"(?:^|[,!.]\s*)(?:this is|it's|it is)(?=\s+(?-i:[A-Z]))",
+            # "Sven Lindqvist here." / "Hello, Raj Patel from Patel Logistics.": a signature at the start.
+            r"^(?:(?:hi|hello|hey|good \w+)[,!]?\s+)?"
+            r"(?=(?-i:[A-Z][\w'-]+(?: [A-Z][\w'-]+){1,3} (?:here\b|from [A-Z])))",
+        ),
+        ("name", "called", "spelled", "spell"),
     ),
-    (re.compile(r"\bmy order (?:number |id |no\.? )?is #?([A-Za-z0-9][\w-]{1,40})", re.I), "archival", "Order: {}"),
-]
+    Kind(
+        "employer",
+        "Works at ",
+        "customer",
+        True,
+        "phrase",
+        (
+            r"\bI(?: now| currently)? work (?:at|for)",
+            r"\bI'?m (?:now )?(?:working|employed) (?:at|for)",
+            r"\b(?:my|our) (?:company|employer) is",
+        ),
+        ("work", "company", "employer", "job"),
+    ),
+    Kind(
+        "plan",
+        "Plan: ",
+        "customer",
+        True,
+        "plan",
+        (
+            r"\b(?:I'?m|im|I am|we'?re|we are)(?: now| currently)? on(?= (?:the |a |our )?[\w -]{2,30}? plan\b)",
+            r"\b(?:upgraded|downgraded|switched|moved) to(?= (?:the |a )?[\w -]{2,30}? plan\b)",
+            r"\bmy plan is",
+        ),
+        ("plan", "subscription", "tier"),
+    ),
+    Kind(
+        "email",
+        "Email: ",
+        "customer",
+        True,
+        "email",
+        (
+            r"\bmy (?:new )?e-?mail(?: address)?(?: is| changed to| has changed to| is now)",
+            r"\bmy e-?mail(?: address)? to",
+        ),
+        ("email", "e-mail"),
+    ),
+    Kind(
+        "phone",
+        "Phone: ",
+        "customer",
+        True,
+        "phone",
+        (
+            r"\bmy (?:new )?(?:phone|mobile|cell)(?: number)?(?: is| changed to| is now)",
+            r"\bmy (?:phone|mobile)(?: number)? to",
+        ),
+        ("phone", "mobile", "call"),
+    ),
+    Kind(
+        "city",
+        "Lives in ",
+        "customer",
+        True,
+        "phrase",
+        (
+            r"\bI(?: now)? live in",
+            r"\bI'?m (?:now )?based in",
+            r"\bI(?: have| just)? moved to(?! the\b)",
+            r"\bwe'?re (?:now )?based in",
+        ),
+        ("city", "live", "based", "located"),
+    ),
+    Kind(
+        "product",
+        "Uses ",
+        "customer",
+        False,
+        "product",
+        (
+            r"\b(?:I|we)(?: now| mostly| also)? use(?! to\b)",
+            r"\b(?:I|we)(?:'m|'re| am| are)(?: now)? using",
+            r"\b(?:I|we)(?: have)? switched to(?! the \w+ plan)",
+        ),
+        ("use", "using", "device", "software", "product", "scanner", "reader", "laptop"),
+    ),
+    Kind(
+        "preference",
+        "Prefers ",
+        "preferences",
+        False,
+        "phrase",
+        (r"\bI(?:'d| would)? prefer", r"\bI(?:'d| would) rather"),
+        ("prefer", "preference", "like", "contacted", "contact", "language", "when"),
+    ),
+    Kind(
+        "address",
+        "Address: ",
+        "archival",
+        True,
+        "address",
+        (
+            r"\bmy (?:new )?(?:shipping |billing |delivery |postal |home )?address(?: is| changed to| is now)",
+            r"\bmy (?:shipping |delivery )?address to",
+        ),
+        ("address", "ship", "shipped", "send", "parcels", "deliver", "delivered", "live"),
+    ),
+    Kind(
+        "order",
+        "Order: ",
+        "archival",
+        False,
+        "code",
+        (
+            r"\b(?:my|the|our)(?: new)? order(?: number| no\.?| id)?(?: is| was| changed to| is now)",
+            r"\border (?:number |no\.? )?#",
+        ),
+        ("order",),
+    ),
+    Kind(
+        "account",
+        "Account: ",
+        "archival",
+        True,
+        "code",
+        (r"\bmy (?:new )?(?:account|customer) (?:number|id|no\.?)(?: is| changed to| is now)",),
+        ("account",),
+    ),
+)
+_KIND = {kind.key: kind for kind in KINDS}
+_RESOLUTION_WORDS = _wordset(
+    "fix fixed fixes solution solved solve resolve resolved resolution workaround worked work did do change changed "
+    "refund refunded"
+)
 
 
-def keywords(text: str, limit: int = 5) -> list[str]:
+@dataclass(frozen=True)
+class Fact:
+    kind: Kind
+    value: str
+    changed: bool  # the sentence says the value changed
+
+    @property
+    def line(self) -> str:
+        return f"{self.kind.prefix}{self.value}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the customer's text
+
+
+def sentences(text: str) -> list[str]:
+    """The text's sentences, keeping their end mark; abbreviations like "St." do not end a sentence."""
+    protected = _ABBREVIATIONS.sub(lambda m: m.group(0)[:-1] + "\u2024", text)
+    parts = re.split(r"(?<=[.!?])\s+|\n+", protected)
+    return [part.replace("\u2024", ".").strip() for part in parts if part.strip()]
+
+
+def is_question(sentence: str) -> bool:
+    """A sentence that asks for something. A request to change a detail ("Could you update my address to X?")
+    is not: it states the new value."""
+    text = sentence.strip()
+    if _CHANGE_REQUEST.search(text):
+        return False
+    return text.endswith("?") or bool(_QUESTION_START.match(text)) or bool(_QUESTION_PHRASE.search(text))
+
+
+def _words_until_boundary(text: str, *, max_words: int, boundary: frozenset[str] = _BOUNDARY_WORDS) -> list[str]:
+    words: list[str] = []
+    for raw in text.split():
+        word = raw.strip("\"'()")
+        cut = bool(re.search(r"[,;:!?]$", word)) or (word.endswith(".") and not _ABBREVIATIONS.fullmatch(word))
+        bare = word.rstrip(",;:!?.")
+        if bare.casefold() in boundary or not bare:
+            break
+        words.append(bare)
+        if cut or len(words) >= max_words:
+            break
+    while words and words[-1].casefold() in {"the", "a", "an", "to", "of", "at", "in", "on", "my", "our"}:
+        words.pop()
+    return words
+
+
+def _read_name(text: str) -> str:
+    words: list[str] = []
+    for raw in text.split()[:6]:
+        bare = raw.strip("\"'()").rstrip(",;:!?.")
+        folded = bare.casefold()
+        if not bare or not re.fullmatch(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*", bare):
+            break
+        if folded in _NAME_STOP:
+            break
+        # A name is capitalised words with their particles ("Aoife Ní Bhriain"); all lower case, up to three words.
+        particle = folded in _NAME_PARTICLES and bool(words)
+        if not (particle or bare[0].isupper() or (text[:1].islower() and len(words) < 3)):
+            break
+        words.append(bare)
+        if raw.rstrip()[-1:] in ",;:!?.":
+            break
+    while words and words[-1].casefold() in _NAME_PARTICLES:
+        words.pop()
+    if words and all(word.islower() for word in words):
+        words = [word[:1].upper() + word[1:] for word in words]
+    return " ".join(words[:5])
+
+
+def _read_value(kind: Kind, text: str) -> str:
+    text = text.lstrip(" :#")
+    if kind.reader == "name":
+        return _read_name(text)
+    if kind.reader == "email":
+        found = re.match(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", text)
+        return found.group(0).rstrip(".") if found else ""
+    if kind.reader == "phone":
+        found = re.match(r"\+?\d[\d ()./-]{5,}\d", text)
+        return " ".join(found.group(0).split()) if found else ""
+    if kind.reader == "code":
+        found = re.match(r"#?([A-Za-z0-9][A-Za-z0-9/-]{2,40})", text)
+        code = found.group(1).rstrip("-/") if found else ""
+        return code if re.search(r"\d", code) else ""
+    if kind.reader == "plan":
+        found = re.match(r"(?:(?:the|a|our)\s+)?([\w -]{2,30}?) plan\b", text, re.IGNORECASE)
+        return f"{found.group(1).strip()} plan" if found else " ".join(_words_until_boundary(text, max_words=4))
+    if kind.reader == "address":
+        # An address holds commas: it runs to the end of the sentence or to a new clause.
+        found = re.match(r"(.+?)(?=\s+(?:and|but|so|please|from now on|now|instead)\b|[.!?;](?:\s|$)|$)", text)
+        return found.group(1).strip(" ,") if found else ""
+    if kind.reader == "product":
+        return " ".join(_words_until_boundary(text, max_words=8, boundary=_PRODUCT_BOUNDARY))
+    return " ".join(_words_until_boundary(text, max_words=8))
+
+
+def facts_in(body: str) -> list[Fact]:
+    """The facts the customer states in a message, in order; questions are skipped."""
+    facts: list[Fact] = []
+    for sentence in sentences(body):
+        if is_question(sentence):
+            continue
+        changed = bool(_CHANGE_MARKER.search(sentence)) or bool(_CHANGE_REQUEST.search(sentence))
+        for kind in KINDS:
+            for trigger in kind.triggers:
+                for found in re.finditer(trigger, sentence, re.IGNORECASE):
+                    value = _read_value(kind, sentence[found.end() :])
+                    plan = re.match(r"(?:(?:the|a|our)\s+)?([\w-]{2,20}) plan\b", value, re.IGNORECASE)
+                    if kind.key == "product" and plan:  # "I use the free plan" names a plan, not a product
+                        kind, value = _KIND["plan"], f"{plan.group(1)} plan"
+                    if value and len(value) >= 2 and not any(f.kind == kind and f.value == value for f in facts):
+                        facts.append(Fact(kind, value, changed))
+    return facts
+
+
+def keywords(text: str, limit: int = 6) -> list[str]:
     """The longest distinct content words, in a stable order: the offline model's search terms."""
-    words = {w for w in re.findall(r"[a-z0-9][a-z0-9'-]{2,}", text.lower()) if w not in _STOPWORDS}
+    words = {w for w in re.findall(r"[^\W_][\w'-]{2,}", text.casefold()) if w not in _STOPWORDS}
     return sorted(words, key=lambda w: (-len(w), w))[:limit]
+
+
+def _stem(word: str) -> str:
+    word = word.casefold().strip("'-")
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
+def _terms(text: str) -> set[str]:
+    return {_stem(w) for w in re.findall(r"[^\W_][\w'-]*", text.casefold()) if w not in _STOPWORDS and len(w) > 1}
+
+
+def _asked_kinds(question: str) -> list[Kind]:
+    words = {w.casefold() for w in re.findall(r"[\w-]+", question)}
+    return [kind for kind in KINDS if words & set(kind.asked_by)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The backend
 
 
 def _block_text(system: str, label: str) -> str:
@@ -68,9 +391,18 @@ def _block_text(system: str, label: str) -> str:
     return match.group(1) if match else ""
 
 
+def _block_lines(system: str, label: str) -> list[str]:
+    return [line.strip() for line in _block_text(system, label).splitlines() if line.strip()]
+
+
 def _call(step: int, index: int, name: str, *, request_heartbeat: bool = True, **arguments: Any) -> ToolCallRequest:
     arguments["request_heartbeat"] = request_heartbeat
     return ToolCallRequest(id=f"offline-{step}-{index}", name=name, arguments=json.dumps(arguments))
+
+
+def _body(event: str) -> tuple[str, re.Match[str] | None]:
+    match = _MESSAGE_EVENT.match(event)
+    return (match.group("body") if match else event).strip(), match
 
 
 class OfflineBackend:
@@ -84,14 +416,16 @@ class OfflineBackend:
         system = str(messages[0].get("content") or "") if messages else ""
         step = sum(1 for m in exchange if m.get("role") == "assistant")
         solved = _SOLVED_EVENT.match(event)
+        replied = any(c["function"]["name"] == "send_message" for m in exchange for c in m.get("tool_calls") or [])
         if solved:
             response = self._consolidate(solved, system, step) if not exchange else _stop("Core memory is current.")
         elif not exchange:
             response = self._first_step(event, system, available)
-        elif "send_message" in available:
-            response = self._reply(event, exchange, step)
+        elif "send_message" in available and not replied:
+            response = self._reply(event, system, exchange, step, available)
         else:
-            response = _stop("Nothing more to do.")
+            # Nothing left to do. No text: the loop would deliver text to the customer as a second reply.
+            response = LLMResponse(content=None, tool_calls=[])
         response.prompt_tokens = sum(count_message_tokens(m) for m in messages)
         response.completion_tokens = count_tokens(response.content or "") + sum(
             count_tokens(c.arguments) for c in response.tool_calls
@@ -102,27 +436,31 @@ class OfflineBackend:
         return fallback
 
     def _first_step(self, event: str, system: str, available: set[str]) -> LLMResponse:
-        match = _MESSAGE_EVENT.match(event)
-        body = match.group("body") if match else event
-        query = " or ".join(keywords(body))
+        body, match = _body(event)
+        questions = [s for s in sentences(body) if is_question(s)]
+        query = " or ".join(keywords(" ".join(questions) or body))
         calls = [
-            _call(0, 0, "conversation_search", query=query, request_heartbeat=True),
-            _call(0, 1, "archival_memory_search", query=query, request_heartbeat=True),
+            _call(0, 0, "conversation_search", query=query),
+            _call(0, 1, "archival_memory_search", query=query),
         ]
-        known = system.casefold()
-        for pattern, target, template in _FACTS:
-            for found in pattern.finditer(body):
-                fact = template.format(found.group(1).strip())
-                if fact.casefold() in known:
-                    continue
-                if target == "archival":
-                    calls.append(_call(0, len(calls), "archival_memory_insert", content=fact, tags=["order"]))
+        facts = facts_in(body)
+        listed: set[str] = set()
+        for kind in [f.kind for f in facts] + [k for q in questions for k in _asked_kinds(q)]:
+            if kind.target == "archival" and kind.key not in listed:
+                listed.add(kind.key)
+                calls.append(_call(0, len(calls), "archival_memory_search", query="", tags=[kind.key]))
+        for label, edits in _core_edits(facts, system).items():
+            for operation, old, new in edits:
+                if operation == "append":
+                    calls.append(_call(0, len(calls), "core_memory_append", label=label, content=new))
                 else:
-                    calls.append(_call(0, len(calls), "core_memory_append", label=target, content=fact))
-                known += fact.casefold()
+                    calls.append(
+                        _call(0, len(calls), "core_memory_replace", label=label, old_content=old, new_content=new)
+                    )
         ticket = match.group("ticket") if match else None
-        if ticket and not re.search(rf"#{ticket}\b", _block_text(system, "open_issues")):
-            line = f"#{ticket} {match.group('subject')}: {' '.join(body.split())[:120]}"  # type: ignore[union-attr]
+        if match and ticket and not re.search(rf"#{ticket}\b", _block_text(system, "open_issues")):
+            first = next((s for s in sentences(body) if not is_question(s)), body)
+            line = f"#{ticket} {match.group('subject')}: {' '.join(first.split())[:120]}"
             calls.append(_call(0, len(calls), "core_memory_append", label="open_issues", content=line))
         calls = [c for c in calls if c.name in available]
         return LLMResponse(content=None, tool_calls=calls)
@@ -132,7 +470,7 @@ class OfflineBackend:
         marker = f"#{solved.group('ticket')}"
         hits = [i for i, line in enumerate(lines) if re.search(rf"{marker}\b", line)]
         if not hits:
-            return _stop(f"(offline model) Nothing in open_issues refers to ticket {marker}.")
+            return _stop(f"{REPLY_PREFIX} Nothing in open_issues refers to ticket {marker}.")
         index = hits[0]
         # Take the line with one neighbouring newline so no blank line is left behind.
         old = lines[index] + "\n" if index + 1 < len(lines) else ("\n" if index else "") + lines[index]
@@ -140,22 +478,223 @@ class OfflineBackend:
         call = _call(step, 0, "core_memory_replace", request_heartbeat=False, **arguments)
         return LLMResponse(content=None, tool_calls=[call])
 
-    def _reply(self, event: str, exchange: list[dict[str, Any]], step: int) -> LLMResponse:
-        match = _MESSAGE_EVENT.match(event)
-        body = (match.group("body") if match else event).strip()
+    def _reply(
+        self, event: str, system: str, exchange: list[dict[str, Any]], step: int, available: set[str]
+    ) -> LLMResponse:
+        body, _ = _body(event)
+        found = _Findings.read(exchange)
+        calls: list[ToolCallRequest] = []
+        noted = list(found.noted)
+        for fact in facts_in(body):
+            if fact.kind.target != "archival":
+                continue
+            current = found.passages_of(fact.kind.key)
+            if any(p["text"].casefold() == fact.line.casefold() for p in current):
+                continue
+            replace = current[0] if current and (fact.kind.single or fact.changed) else None
+            if replace is not None and "archival_memory_supersede" in available:
+                calls.append(
+                    _call(
+                        step,
+                        len(calls),
+                        "archival_memory_supersede",
+                        request_heartbeat=False,
+                        passage_id=replace["passage_id"],
+                        content=fact.line,
+                        tags=[fact.kind.key],
+                    )
+                )
+                noted.append(f"{fact.line} (replacing {replace['text'].removeprefix(fact.kind.prefix)})")
+            elif "archival_memory_insert" in available:
+                calls.append(
+                    _call(
+                        step,
+                        len(calls),
+                        "archival_memory_insert",
+                        request_heartbeat=False,
+                        content=fact.line,
+                        tags=[fact.kind.key],
+                    )
+                )
+                noted.append(fact.line)
+        text = _reply_text(body, system, found, noted)
+        calls.append(_call(step, len(calls), "send_message", message=text, request_heartbeat=False))
+        return LLMResponse(content=None, tool_calls=calls)
+
+
+def _core_edits(facts: list[Fact], system: str) -> dict[str, list[tuple[str, str, str]]]:
+    """Per block: (operation, old line, new line) for the core facts that are not in memory yet."""
+    edits: dict[str, list[tuple[str, str, str]]] = {}
+    lines = {label: _block_lines(system, label) for label in ("customer", "preferences")}
+    for fact in facts:
+        if fact.kind.target == "archival":
+            continue
+        block = lines[fact.kind.target]
+        if any(line.casefold() == fact.line.casefold() for line in block):
+            continue
+        same_kind = [line for line in block if line.startswith(fact.kind.prefix)]
+        if same_kind and (fact.kind.single or fact.changed):
+            old = same_kind[-1]
+            edits.setdefault(fact.kind.target, []).append(("replace", old, fact.line))
+            block[block.index(old)] = fact.line
+        else:
+            edits.setdefault(fact.kind.target, []).append(("append", "", fact.line))
+            block.append(fact.line)
+    return edits
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the tool results and answering
+
+
+@dataclass
+class _Evidence:
+    text: str
+    source: str  # "2026-03-02, ticket #12, staff" / "core memory" / "note of 2026-03-02"
+    kind: str = ""  # the fact kind of a stored fact line
+    staff: bool = False  # an answer from support staff, or a solved ticket's resolution
+    order: int = 0  # newer evidence has a higher order
+    context: str = ""  # for a ticket's resolution: the whole summary (what problem it resolved)
+
+
+@dataclass
+class _Findings:
+    passages: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    noted: list[str]
+
+    @classmethod
+    def read(cls, exchange: list[dict[str, Any]]) -> _Findings:
         calls = {c["id"]: c["function"] for m in exchange for c in m.get("tool_calls") or []}
-        found_messages: list[str] = []
-        found_notes: list[str] = []
-        recorded: list[str] = []
+        found = cls([], [], [])
         for message in exchange:
             if message.get("role") != "tool":
                 continue
             function = calls.get(message.get("tool_call_id", ""), {})
             result = _json(message.get("content"))
-            _collect(function, result, body, (found_messages, found_notes, recorded))
-        text = _reply_text(found_messages, found_notes, recorded)
-        call = _call(step, 0, "send_message", message=text, request_heartbeat=False)
-        return LLMResponse(content=None, tool_calls=[call])
+            payload = result.get("result") or {}
+            name = function.get("name")
+            if not result.get("ok"):
+                continue
+            if name == "archival_memory_search":
+                found.passages += [p for p in payload.get("results", []) if p not in found.passages]
+            elif name == "conversation_search":
+                found.messages += [m for m in payload.get("results", []) if m not in found.messages]
+            elif name in {"core_memory_append", "core_memory_replace"}:
+                arguments = _json(function.get("arguments"))
+                if arguments.get("label") == "open_issues":
+                    continue
+                content = arguments.get("content") or arguments.get("new_content") or ""
+                pending = not payload.get("applied", True)
+                found.noted.append(content + (" (awaiting staff review)" if pending else ""))
+        return found
+
+    def passages_of(self, key: str) -> list[dict[str, Any]]:
+        """Current passages of one fact kind, newest first."""
+        rows = [p for p in self.passages if key in (p.get("tags") or [])]
+        return sorted(rows, key=lambda p: (p.get("stored", ""), p.get("passage_id", 0)), reverse=True)
+
+
+def _evidence(system: str, found: _Findings, body: str) -> list[_Evidence]:
+    items: list[_Evidence] = []
+    for label in ("customer", "preferences"):
+        for line in _block_lines(system, label):
+            kind = next((k.key for k in KINDS if line.startswith(k.prefix)), "")
+            items.append(_Evidence(line, "what I have on file", kind, order=10**9))
+    for passage in found.passages:
+        tags = passage.get("tags") or []
+        kind = next((k.key for k in KINDS if k.key in tags and passage["text"].startswith(k.prefix)), "")
+        date = str(passage.get("stored", ""))[:10]
+        ticket = next((t.removeprefix("ticket-") for t in tags if re.fullmatch(r"ticket-\d+", t)), None)
+        source = f"{date}, summary of ticket #{ticket}" if ticket else f"{date}, my notes"
+        for sentence in _passage_sentences(passage["text"]):
+            staff = sentence.startswith("Resolution:")
+            context = passage["text"] if staff else ""
+            items.append(_Evidence(sentence, source, kind, staff, passage.get("passage_id", 0), context))
+    echo = " ".join(body.split())
+    for row in found.messages:
+        role = row.get("from")
+        # Never the agent's own replies (they are not evidence), nor the message being answered.
+        if role not in ("customer", "staff") or " ".join(str(row["text"]).split()) == echo:
+            continue
+        date = str(row.get("when", ""))[:10]
+        where = f", ticket #{row['ticket']}" if row.get("ticket") else ""
+        source = f"{date}{where}, {'support team' if role == 'staff' else 'you wrote'}"
+        for sentence in sentences(str(row["text"])):
+            if role == "customer" and is_question(sentence):
+                continue
+            items.append(_Evidence(sentence, source, staff=role == "staff", order=row.get("message_id", 0)))
+    return items
+
+
+def _passage_sentences(text: str) -> list[str]:
+    """A passage's sentences; a ticket summary's "Resolution: ..." stays one piece, since it is the answer."""
+    head, _, resolution = text.partition(" Resolution: ")
+    parts = sentences(head)
+    if resolution:
+        parts.append(f"Resolution: {resolution.strip()}")
+    return parts
+
+
+def _score(question: str, item: _Evidence, asked: list[Kind]) -> float:
+    wanted = _terms(question)
+    fix_asked = bool(wanted & _RESOLUTION_WORDS)
+    # Asked what fixed something, a resolution counts the words of the problem it resolved too.
+    have = _terms(item.text) | (_terms(item.context) if fix_asked else set())
+    score = float(len(wanted & have))
+    if item.kind and any(kind.key == item.kind for kind in asked):
+        score += 3
+    if fix_asked and item.staff:
+        score += 1.5
+    return score
+
+
+def _answer(question: str, items: list[_Evidence], used: set[str]) -> list[_Evidence]:
+    """The one to three pieces of evidence that best answer a question, best first; none when nothing fits."""
+    asked = _asked_kinds(question)
+    wanted = _terms(question)
+    # One shared word is enough for a short question ("Which error did I get?"), two for a longer one; a stored
+    # fact of the kind asked about ranks first.
+    need = 1.0 if len(wanted) <= 2 else 2.0
+    scored = [(_score(question, item, asked), item.order, item) for item in items if item.text not in used]
+    scored = [row for row in scored if row[0] >= need]
+    scored.sort(key=lambda row: (row[0], row[1]), reverse=True)
+    if not scored:
+        return []
+    best = scored[0][0]
+    picked: list[_Evidence] = []
+    for score, _, item in scored:
+        if score < best * 0.75 or len(picked) == 3:
+            break
+        if item.text not in [p.text for p in picked]:
+            picked.append(item)
+    return picked
+
+
+def _reply_text(body: str, system: str, found: _Findings, noted: list[str]) -> str:
+    questions = [s for s in sentences(body) if is_question(s)]
+    items = _evidence(system, found, body)
+    parts: list[str] = []
+    used: set[str] = set()
+    for question in questions[:3]:
+        picked = _answer(question, items, used)
+        quoted = question if len(question) <= 90 else question[:87] + "..."
+        if not picked:
+            parts.append(f"You asked: \u201c{quoted}\u201d I found nothing about that in your history.")
+            continue
+        used.update(item.text for item in picked)
+        lines = "\n".join(f"- {item.text} ({item.source})" for item in picked)
+        parts.append(f"You asked: \u201c{quoted}\u201d Here is what I found:\n{lines}")
+    if noted:
+        parts.append("I noted: " + "; ".join(noted) + ".")
+    if not questions:
+        statement = " ".join(s for s in sentences(body) if not is_question(s))
+        related = _answer(statement, [i for i in items if i.staff], used) if statement else []
+        if related:
+            parts.append("This may help, from earlier:\n" + "\n".join(f"- {i.text} ({i.source})" for i in related))
+        if not noted and not related:
+            parts.append("I found nothing related in your history; a teammate will follow up.")
+    return f"{REPLY_PREFIX} " + "\n\n".join(parts)
 
 
 def _json(text: Any) -> dict[str, Any]:
@@ -164,42 +703,6 @@ def _json(text: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return parsed if isinstance(parsed, dict) else {}
-
-
-def _collect(
-    function: dict[str, Any], result: dict[str, Any], body: str, found: tuple[list[str], list[str], list[str]]
-) -> None:
-    messages, notes, recorded = found
-    name = function.get("name")
-    payload = result.get("result") or {}
-    if not result.get("ok"):
-        return
-    if name == "conversation_search":
-        # The message being answered is in recall memory too: citing it back would be noise.
-        rows = [row for row in payload.get("results", []) if row["text"].strip() != body[:400].strip()]
-        messages.extend(f"- {row['when']} ({row['from']}): {row['text'][:160]}" for row in rows[:3])
-    elif name == "archival_memory_search":
-        notes.extend(f"- {row['text'][:200]}" for row in payload.get("results", [])[:3])
-    elif name in {"core_memory_append", "archival_memory_insert"}:
-        content = _json(function.get("arguments")).get("content", "")
-        pending = name == "core_memory_append" and not payload.get("applied", True)
-        recorded.append(f"- {content}" + (" (awaiting staff review)" if pending else ""))
-
-
-def _reply_text(messages: list[str], notes: list[str], recorded: list[str]) -> str:
-    parts = [
-        "(offline model) Thanks for your message. I am the offline stand-in model: I can search your history "
-        "and note what you tell me, and a teammate will follow up on the rest."
-    ]
-    if messages:
-        parts.append("From our earlier conversations:\n" + "\n".join(messages))
-    if notes:
-        parts.append("From my notes:\n" + "\n".join(notes))
-    if recorded:
-        parts.append("I noted:\n" + "\n".join(recorded))
-    if not (messages or notes or recorded):
-        parts.append("I found nothing related in your history yet.")
-    return "\n\n".join(parts)
 
 
 def _stop(text: str) -> LLMResponse:

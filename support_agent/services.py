@@ -215,7 +215,10 @@ def ticket_summary_text(*, ticket: Ticket) -> str:
     """A deterministic summary of a ticket from its messages: what the customer reported, what resolved it."""
     messages = list(ticket.messages.order_by("created_at", "id"))
     reported = next((m.body for m in messages if m.author_role == TicketMessage.Role.CUSTOMER), "")
-    answers = [m.body for m in messages if m.author_role in (TicketMessage.Role.STAFF, TicketMessage.Role.AGENT)]
+    # What support staff said resolves a ticket; the agent's replies count only on a ticket staff never answered.
+    answers = [m.body for m in messages if m.author_role == TicketMessage.Role.STAFF] or [
+        m.body for m in messages if m.author_role == TicketMessage.Role.AGENT
+    ]
     opened = when_text(ticket.created_at)[:10]
     closed = when_text(ticket.solved_at)[:10] if ticket.solved_at else "unknown date"
     text = f'Ticket #{ticket.pk} "{ticket.subject}" ({ticket.status}, opened {opened}, solved {closed}).'

@@ -24,8 +24,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memory.models import ChangeSource
-from memory.selectors import SearchPage, block_get, message_search, passage_search
-from memory.services import MemoryEditError, Provenance, block_agent_edit, passage_insert
+from memory.selectors import SearchPage, block_get, message_search, passage_search, passages_for
+from memory.services import MemoryEditError, Provenance, block_agent_edit, passage_insert, passage_supersede
 from support_agent.context import when_text
 from support_agent.models import AgentRun, AgentStep
 from tickets.models import Customer, Ticket, TicketMessage
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
 _SNIPPET = 400
+# A solved-ticket summary ends with its resolution: a passage is shown whole up to this length, so it is not cut off.
+_PASSAGE_SNIPPET = 1200
 
 
 class ToolError(Exception):
@@ -99,6 +101,15 @@ class ArchivalMemoryInsert(ToolArgs):
 
     content: str = Field(description="The fact, self-contained (it is read later without this conversation).")
     tags: list[str] = Field(default_factory=list, description="A few lowercase tags, e.g. ['billing'].")
+
+
+class ArchivalMemorySupersede(ToolArgs):
+    """Replace an archival fact that is no longer true with its new version (an order number, an address that
+    changed). The old passage leaves search results but stays visible to staff, linked to the new one."""
+
+    passage_id: int = Field(description="The passage to replace, as passage_id in archival_memory_search results.")
+    content: str = Field(description="The fact as it is now, self-contained.")
+    tags: list[str] | None = Field(None, description="Tags for the new passage; omitted: the old passage's tags.")
 
 
 class ArchivalMemorySearch(ToolArgs):
@@ -216,6 +227,25 @@ def archival_memory_insert(args: ArchivalMemoryInsert, ctx: RunContext) -> dict[
     return {"stored": created, "passage_id": passage.pk, "note": "" if created else "an identical passage exists"}
 
 
+def archival_memory_supersede(args: ArchivalMemorySupersede, ctx: RunContext) -> dict[str, Any]:
+    # Through passages_for: only this customer's passages, and current ones, can be superseded by its agent.
+    passage = passages_for(organization=ctx.customer.organization, customer=ctx.customer).filter(pk=args.passage_id)
+    old = passage.first()
+    if old is None:
+        raise ToolError(f"No current passage #{args.passage_id} of this customer; archival_memory_search shows them.")
+    try:
+        successor = passage_supersede(
+            passage=old,
+            new_text=args.content.strip(),
+            tags=args.tags,
+            provenance=ctx.provenance("archival_memory_supersede by the agent"),
+            source_message_id=ctx.run.trigger_message_id,
+        )
+    except MemoryEditError as exc:
+        raise ToolError(str(exc)) from exc
+    return {"superseded": old.pk, "passage_id": successor.pk}
+
+
 def _when(value: str | None, *, end: bool = False) -> datetime | None:
     """An ISO date or date-time from the model; a bare end date means the end of that day."""
     if not value:
@@ -245,7 +275,7 @@ def archival_memory_search(args: ArchivalMemorySearch, ctx: RunContext) -> dict[
         page_size=PAGE_SIZE,
     )
     rows = [
-        {"passage_id": p.pk, "stored": when_text(p.created_at), "tags": p.tags, "text": p.text[:_SNIPPET]}
+        {"passage_id": p.pk, "stored": when_text(p.created_at), "tags": p.tags, "text": p.text[:_PASSAGE_SNIPPET]}
         for p in page.results
     ]
     return _page_result(page, rows)
@@ -326,6 +356,9 @@ TOOLS: dict[str, Tool] = {
     "core_memory_append": Tool(CoreMemoryAppend, core_memory_append, _fixed("Updating what I remember about you")),
     "core_memory_replace": Tool(CoreMemoryReplace, core_memory_replace, _fixed("Updating what I remember about you")),
     "archival_memory_insert": Tool(ArchivalMemoryInsert, archival_memory_insert, _fixed("Saving a note for later")),
+    "archival_memory_supersede": Tool(
+        ArchivalMemorySupersede, archival_memory_supersede, _fixed("Updating a note that changed")
+    ),
     "archival_memory_search": Tool(ArchivalMemorySearch, archival_memory_search, _fixed("Searching my notes")),
     "conversation_search": Tool(ConversationSearch, conversation_search, _fixed("Searching our past conversations")),
     "list_tickets": Tool(ListTickets, list_tickets, _fixed("Listing your tickets")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMemoryEdit
-from memory.services import Provenance, block_set_pinned, block_set_value
+from memory.services import Provenance, block_set_pinned, block_set_value, passage_insert
 from support_agent.models import AgentRun
 from support_agent.services import agent_run
 from support_agent.tools import RunContext, tool_execute, tool_schemas
@@ -120,6 +120,55 @@ def test_archival_insert_and_search_with_provenance(actors, blocks):
     assert not bad_date.ok and "ISO date" in bad_date.content
 
 
+def test_archival_supersede_replaces_a_fact_and_keeps_the_old_one_for_staff(actors, blocks):
+    ctx = _context(actors)
+    old, _ = passage_insert(
+        organization=actors.org,
+        customer=actors.customer,
+        text="Order: A-10442",
+        tags=["order"],
+        provenance=Provenance(),
+    )
+    arguments = json.dumps({"passage_id": old.pk, "content": "Order: A-10999"})
+    outcome = tool_execute(call_id="1", name="archival_memory_supersede", raw_arguments=arguments, ctx=ctx)
+    assert outcome.ok, outcome.content
+    old.refresh_from_db()
+    new = ArchivalPassage.objects.get(pk=json.loads(outcome.content)["result"]["passage_id"])
+    assert old.invalidated_at is not None and old.superseded_by_id == new.pk
+    assert (new.text, new.tags, new.change_source, new.agent_run_id) == (
+        "Order: A-10999",
+        ["order"],
+        "agent",
+        ctx.run.pk,
+    )
+    found = tool_execute(call_id="2", name="archival_memory_search", raw_arguments='{"query": "order"}', ctx=ctx)
+    assert "A-10999" in found.content and "A-10442" not in found.content
+    again = tool_execute(call_id="3", name="archival_memory_supersede", raw_arguments=arguments, ctx=ctx)
+    assert not again.ok and "No current passage" in again.content
+
+
+def test_archival_supersede_cannot_reach_another_customer_or_the_organisation(actors, blocks):
+    ctx = _context(actors)
+    lees, _ = passage_insert(
+        organization=actors.org, customer=actors.other_customer, text="Lee's order", provenance=Provenance()
+    )
+    shared, _ = passage_insert(organization=actors.org, customer=None, text="Refund policy", provenance=Provenance())
+    for passage in (lees, shared):
+        arguments = json.dumps({"passage_id": passage.pk, "content": "changed"})
+        outcome = tool_execute(call_id="1", name="archival_memory_supersede", raw_arguments=arguments, ctx=ctx)
+        assert not outcome.ok and "No current passage" in outcome.content
+        passage.refresh_from_db()
+        assert passage.invalidated_at is None
+    mine, _ = passage_insert(
+        organization=actors.org, customer=actors.customer, text="Plan: Pro", provenance=Provenance()
+    )
+    same = json.dumps({"passage_id": mine.pk, "content": "plan: pro"})
+    outcome = tool_execute(call_id="2", name="archival_memory_supersede", raw_arguments=same, ctx=ctx)
+    assert not outcome.ok and "same" in outcome.content
+    mine.refresh_from_db()
+    assert mine.invalidated_at is None
+
+
 def test_every_tool_declares_request_heartbeat_and_no_customer():
     schemas = tool_schemas()
     assert {s["function"]["name"] for s in schemas} == {
@@ -127,6 +176,7 @@ def test_every_tool_declares_request_heartbeat_and_no_customer():
         "core_memory_append",
         "core_memory_replace",
         "archival_memory_insert",
+        "archival_memory_supersede",
         "archival_memory_search",
         "conversation_search",
         "list_tickets",

@@ -1,4 +1,5 @@
-"""The offline model: deterministic, labelled, searches memory and records explicit facts."""
+"""The offline model: facts only from statements, cut at their clause, replaced when they change; replies that
+answer with the evidence found (never its own replies) or say plainly that nothing was found."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import json
 
 from memory.models import ArchivalPassage, MemoryBlock
 from support_agent.models import AgentRun
-from support_agent.offline_model import OfflineBackend, keywords
+from support_agent.offline_model import OfflineBackend, facts_in, is_question, keywords
 from support_agent.services import agent_run
+from support_agent.tools import TOOLS
 from tests.support_agent.helpers import customer_says
-from tickets.models import TicketMessage
+from tickets.models import Customer, TicketMessage
 
 MESSAGE = (
     "Hi, my name is Dana Whitfield. I prefer email updates. I use the Verifone P400 card reader. "
@@ -17,9 +19,27 @@ MESSAGE = (
 )
 
 
-def test_offline_run_records_facts_and_replies_citing_history(actors, blocks, offline):
-    message = customer_says(actors.customer, MESSAGE, actors.open_ticket)
+def _turn(customer: Customer, text: str, ticket=None) -> AgentRun:
+    run = agent_run(customer=customer, trigger="message", message=customer_says(customer, text, ticket))
+    run.refresh_from_db()
+    return run
+
+
+def _values(customer: Customer) -> dict[str, str]:
+    return {b.label: b.value for b in MemoryBlock.objects.filter(customer=customer)}
+
+
+def _every_call_was_valid(run: AgentRun) -> None:
+    """The offline model speaks the tool protocol: known tools, arguments that validate, every result ok."""
+    for step in run.steps.all():
+        for call in step.tool_calls:
+            TOOLS[call["name"]].args.model_validate(json.loads(call["arguments"]))
+        assert all(result["ok"] for result in step.tool_results), step.tool_results
+
+
+def test_offline_run_records_facts_and_replies(actors, blocks, offline):
     events = []
+    message = customer_says(actors.customer, MESSAGE, actors.open_ticket)
     run = agent_run(customer=actors.customer, trigger="message", message=message, on_event=events.append)
     run.refresh_from_db()
     assert (run.model_name, run.status, run.stop_reason, run.step_count) == (
@@ -28,29 +48,89 @@ def test_offline_run_records_facts_and_replies_citing_history(actors, blocks, of
         "end_turn",
         2,
     )
-    assert run.reply.startswith("(offline model)")
-    assert "card reader stopped syncing" in run.reply  # cites the solved ticket's first message
-    assert "I noted:" in run.reply and "Order: A-10442" in run.reply
+    assert run.reply.startswith("(offline model) ") and run.reply.count("offline model") == 1
+    assert "Order: A-10442" in run.reply
+    # A problem report with no question: the staff answer to the same problem, solved before, is offered.
+    assert "firmware to 4.2.3" in run.reply
     reply = TicketMessage.objects.get(pk=run.reply_message_id)
     assert (reply.author_role, reply.author_name, reply.ticket) == ("agent", "offline model", actors.open_ticket)
-    values = {b.label: b.value for b in MemoryBlock.objects.filter(customer=actors.customer)}
-    assert "Name: Dana Whitfield" in values["customer"]
-    assert "Uses the Verifone P400 card reader" in values["customer"]
+    values = _values(actors.customer)
+    assert values["customer"] == "Name: Dana Whitfield\nUses the Verifone P400 card reader"
     assert values["preferences"] == "Prefers email updates"
     assert values["open_issues"].startswith(f"#{actors.open_ticket.pk} Charged twice for March:")
     passage = ArchivalPassage.objects.get(customer=actors.customer, tags=["order"])
     assert passage.text == "Order: A-10442" and passage.source_message_id == message.pk
     labels = [e["label"] for e in events if e["type"] == "step"]
     assert labels[:2] == ["Searching our past conversations", "Searching my notes"]
+    _every_call_was_valid(run)
 
 
-def test_offline_model_does_not_record_a_fact_twice(actors, blocks, offline):
-    agent_run(customer=actors.customer, trigger="message", message=customer_says(actors.customer, MESSAGE))
+def test_a_fact_is_not_recorded_twice(actors, blocks, offline):
+    _turn(actors.customer, MESSAGE)
     before = {b.label: (b.value, b.version) for b in MemoryBlock.objects.filter(customer=actors.customer)}
-    run = agent_run(customer=actors.customer, trigger="message", message=customer_says(actors.customer, MESSAGE))
+    run = _turn(actors.customer, MESSAGE)
     after = {b.label: (b.value, b.version) for b in MemoryBlock.objects.filter(customer=actors.customer)}
     assert before == after and run.status == AgentRun.Status.COMPLETED
     assert ArchivalPassage.objects.filter(customer=actors.customer, tags=["order"]).count() == 1
+
+
+def test_a_fact_ends_at_its_clause_boundary():
+    text = "Hi, my name is Tomás Ferreira and I work at Lisbon Ceramics. Our printer prints blank labels."
+    assert [fact.line for fact in facts_in(text)] == ["Name: Tomás Ferreira", "Works at Lisbon Ceramics"]
+    text = "I use the Verifone P400 and my order number is A-2291. I work at Whitfield Bakery but not on Sundays."
+    assert [f.line for f in facts_in(text)] == ["Uses the Verifone P400", "Order: A-2291", "Works at Whitfield Bakery"]
+
+
+def test_questions_are_never_a_source_of_facts(actors, blocks, offline):
+    assert is_question("Can you remind me what my order number is…")
+    assert facts_in("Can you remind me what my order number is… And is my name spelled right?") == []
+    # A request to change a detail states the new value, question mark or not.
+    assert [f.line for f in facts_in("Could you update my address to 5 Elm Street, Leeds?")] == [
+        "Address: 5 Elm Street, Leeds"
+    ]
+    run = _turn(actors.customer, "Can you remind me what my order number is and what my name is?")
+    assert not ArchivalPassage.objects.filter(customer=actors.customer).exists()
+    assert _values(actors.customer)["customer"] == ""
+    assert "I found nothing about that in your history" in run.reply
+
+
+def test_now_replaces_the_core_fact(actors, blocks, offline):
+    _turn(actors.customer, "Hello, my name is Dana Whitfield.")
+    run = _turn(actors.customer, "Quick update: my name is Dana Whitfield-Okafor now, I got married.")
+    assert _values(actors.customer)["customer"] == "Name: Dana Whitfield-Okafor"
+    assert [c["name"] for c in run.steps.get(index=0).tool_calls].count("core_memory_replace") == 1
+    answer = _turn(actors.customer, "What name do you have on file for me?")
+    assert "Name: Dana Whitfield-Okafor (what I have on file)" in answer.reply
+
+
+def test_a_changed_order_number_supersedes_the_old_one(actors, blocks, offline):
+    _turn(actors.customer, "My order number is 30-551872 and the bracket is missing.")
+    run = _turn(actors.customer, "The warehouse said the order number changed to 30-551990.")
+    _every_call_was_valid(run)
+    old = ArchivalPassage.objects.get(customer=actors.customer, text="Order: 30-551872")
+    new = ArchivalPassage.objects.get(customer=actors.customer, text="Order: 30-551990")
+    assert old.invalidated_at is not None and old.superseded_by_id == new.pk and new.invalidated_at is None
+    assert "replacing 30-551872" in run.reply
+    answer = _turn(actors.customer, "What is my order number?")
+    assert "30-551990" in answer.reply and "30-551872" not in answer.reply
+
+
+def test_answers_with_the_ticket_resolution_never_its_own_replies(actors, blocks, offline):
+    consolidation = agent_run(customer=actors.customer, trigger="consolidation", ticket=actors.solved_ticket)
+    assert consolidation.status == AgentRun.Status.COMPLETED
+    _turn(actors.customer, "Hello there, I have a question about the card reader.")
+    run = _turn(actors.customer, "What was the fix for the card reader last time?")
+    assert "Resolution: Please update the reader firmware to 4.2.3" in run.reply
+    assert f"summary of ticket #{actors.solved_ticket.pk}" in run.reply
+    evidence = [line for line in run.reply.splitlines() if line.startswith("- ")]
+    assert 1 <= len(evidence) <= 3
+    assert not any("(offline model)" in line for line in evidence)
+
+
+def test_says_plainly_when_nothing_was_found(actors, blocks, offline):
+    run = _turn(actors.other_customer, "Is there a student discount?")
+    asked = "\u201cIs there a student discount?\u201d"
+    assert run.reply == f"(offline model) You asked: {asked} I found nothing about that in your history."
 
 
 def test_offline_model_is_deterministic():
@@ -63,12 +143,3 @@ def test_offline_model_is_deterministic():
     two = OfflineBackend().complete(messages=messages, tools=tools)
     assert [(c.name, c.arguments) for c in one.tool_calls] == [(c.name, c.arguments) for c in two.tool_calls]
     assert keywords("The card reader stopped syncing again") == ["stopped", "syncing", "reader", "card"]
-
-
-def test_a_fact_ends_where_the_next_clause_starts():
-    text = "I use the Verifone P400 and my order number is A-2291. I work at Whitfield Bakery but not on Sundays."
-    messages = [{"role": "system", "content": "core"}, {"role": "user", "content": text}]
-    tools = [{"type": "function", "function": {"name": n}} for n in ("core_memory_append", "archival_memory_insert")]
-    calls = OfflineBackend().complete(messages=messages, tools=tools).tool_calls
-    contents = [json.loads(call.arguments)["content"] for call in calls]
-    assert contents == ["Works at Whitfield Bakery", "Uses the Verifone P400", "Order: A-2291"]
