@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, IntegerField, Model, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Count, IntegerField, Min, Model, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Length
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -32,7 +34,8 @@ from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMem
 from memory.selectors import blocks_for_customer, passage_search, passages_for
 from memory.services import MemoryEditError, Provenance, blocks_ensure, passage_insert
 from support_agent.models import AgentRun, AgentStep, CustomerMemory
-from tickets.models import Ticket, TicketMessage
+from support_agent.tokens import count_message_tokens, count_tokens
+from tickets.models import Customer, Ticket, TicketMessage
 from tickets.selectors import ticket_list
 
 RUN_STATUS_BADGE = {"completed": "ok", "failed": "over", "running": "pending", "queued": "system"}
@@ -76,6 +79,73 @@ class PassageRow:
     passage: ArchivalPassage
     badges: SafeString
     author: SafeString
+
+
+def _message_url(message: TicketMessage | None) -> str:
+    """Where a message is read on its customer's page (tickets and conversations both carry the anchor)."""
+    if message is None:
+        return ""
+    return f"{customer_page_url(message.customer_id)}#message-{message.pk}"
+
+
+@dataclass
+class Conversation:
+    """Messages outside any ticket (widget chats, API turns, agent_chat) on one channel, close together in time."""
+
+    channel: str
+    channel_label: str
+    messages: list[TicketMessage]
+
+    @property
+    def started_at(self) -> Any:
+        return self.messages[0].created_at
+
+    @property
+    def ended_at(self) -> Any:
+        return self.messages[-1].created_at
+
+
+# A pause longer than this starts a new conversation on the same channel.
+CONVERSATION_GAP = timedelta(hours=3)
+CONVERSATION_MESSAGES_SHOWN = 400
+
+
+def conversations_for(customer: Customer) -> list[Conversation]:
+    """The customer's chats and API turns as conversations, newest first (the newest messages only)."""
+    newest = list(
+        TicketMessage.objects.filter(customer=customer, ticket__isnull=True).order_by("-created_at", "-id")[
+            :CONVERSATION_MESSAGES_SHOWN
+        ]
+    )
+    labels = dict(Ticket.Channel.choices)
+    conversations: list[Conversation] = []
+    open_by_channel: dict[str, Conversation] = {}
+    for message in reversed(newest):
+        channel = message.channel or Ticket.Channel.WIDGET
+        current = open_by_channel.get(channel)
+        if current is None or message.created_at - current.ended_at > CONVERSATION_GAP:
+            current = Conversation(channel, labels.get(channel, channel), [])
+            conversations.append(current)
+            open_by_channel[channel] = current
+        current.messages.append(message)
+    return sorted(conversations, key=lambda c: c.ended_at, reverse=True)
+
+
+def _link_runs(customer: Customer, messages: list[TicketMessage]) -> None:
+    """Each agent message learns the run that wrote it, each customer message the run that answered it."""
+    runs = AgentRun.objects.filter(customer=customer).values_list("pk", "reply_message_id", "trigger_message_id")
+    wrote = {reply: pk for pk, reply, _ in runs if reply}
+    answered = {trigger: pk for pk, _, trigger in runs if trigger}
+    for message in messages:
+        message.written_by_run = wrote.get(message.pk)  # type: ignore[attr-defined]
+        message.answered_by_run = answered.get(message.pk)  # type: ignore[attr-defined]
+
+
+def _first_seen(customer: Customer) -> Any:
+    """When the customer first wrote: an imported history is older than the customer's row."""
+    first_message = TicketMessage.objects.filter(customer=customer).aggregate(first=Min("created_at"))["first"]
+    first_ticket = Ticket.objects.filter(customer=customer).aggregate(first=Min("created_at"))["first"]
+    return min(moment for moment in (customer.created_at, first_message, first_ticket) if moment is not None)
 
 
 def _count_of(rows: QuerySet[Any]) -> Coalesce:
@@ -165,15 +235,24 @@ class CustomerMemoryAdmin(ScopedObjectAdmin):
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         customer = self.scoped_object(request, object_id)
+        tickets = list(
+            ticket_list(customer=customer).prefetch_related(
+                Prefetch("messages", queryset=TicketMessage.objects.order_by("created_at", "id"))
+            )
+        )
+        conversations = conversations_for(customer)
+        _link_runs(
+            customer, [m for t in tickets for m in t.messages.all()] + [m for c in conversations for m in c.messages]
+        )
         context = self.page_context(
             request,
             str(customer),
             customer=customer,
             **self._memory_context(customer),
             **self._passage_context(request, customer),
-            tickets=ticket_list(customer=customer).prefetch_related(
-                Prefetch("messages", queryset=TicketMessage.objects.order_by("created_at", "id"))
-            ),
+            tickets=tickets,
+            conversations=conversations,
+            first_seen=_first_seen(customer),
             runs=self._runs(customer),
             can_edit_memory=request.user.has_perm("memory.change_memoryblock"),
             can_add_passage=request.user.has_perm("memory.add_archivalpassage"),
@@ -308,14 +387,61 @@ def _result_view(result: Any) -> ResultView:
 
 
 @dataclass
+class PromptPart:
+    title: str
+    role: str
+    tokens: int
+    text: str
+
+
+_SECTION_HEADING = re.compile(r"\n\n(?=### )")
+
+
+def _content_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    text = content if isinstance(content, str) else (pretty_json(content) if content else "")
+    calls = message.get("tool_calls") or []
+    if calls:
+        text += "".join(f"\n→ {name}({pretty_json(args)})" for name, args in map(_call_parts, calls))
+    return text.strip()
+
+
+def prompt_parts(request_messages: list[dict[str, Any]]) -> list[PromptPart]:
+    """The prompt as staff read it: the system message cut at its sections, then every message, each counted.
+
+    The system message is compiled as instructions then "### ..." sections (core memory, statistics, summary,
+    pressure); cutting at those headings is for display only, the model saw one message.
+    """
+    parts: list[PromptPart] = []
+    for message in request_messages:
+        role = str(message.get("role", ""))
+        text = _content_text(message)
+        if role == "system" and not parts:
+            for piece in _SECTION_HEADING.split(text):
+                title, _, _ = piece.partition("\n")
+                title = title[4:] if title.startswith("### ") else "Instructions"
+                parts.append(PromptPart(title, role, count_tokens(piece), piece))
+            continue
+        title = {"user": "Customer / event", "assistant": "Assistant", "tool": "Tool result"}.get(role, role.title())
+        parts.append(PromptPart(title, role, count_message_tokens(message), text))
+    return parts
+
+
+@dataclass
 class StepView:
     step: AgentStep
+    number: int
     text: str
     calls: list[tuple[str, str]]
     results: list[ResultView]
+    prompt: list[PromptPart]
     request_json: str
     response_json: str
     is_last: bool
+
+    @property
+    def prompt_total(self) -> int:
+        return sum(part.tokens for part in self.prompt)
 
 
 def step_view(step: AgentStep, *, is_last: bool) -> StepView:
@@ -323,9 +449,11 @@ def step_view(step: AgentStep, *, is_last: bool) -> StepView:
     results = [_result_view(result) for result in (step.tool_results or [])]
     return StepView(
         step=step,
+        number=step.index + 1,
         text=_response_text(step.response),
         calls=calls,
         results=results,
+        prompt=prompt_parts(step.request_messages or []),
         request_json=pretty_json(step.request_messages),
         response_json=pretty_json(step.response),
         is_last=is_last,
@@ -407,6 +535,7 @@ class AgentRunAdmin(ScopedObjectAdmin):
             run=run,
             status=status_badge(run),
             offline=run.model_name.startswith("offline"),
+            reply_url=_message_url(run.reply_message),
             steps=[step_view(step, is_last=i == len(steps) - 1) for i, step in enumerate(steps)],
             duration=duration,
             trigger_message=prompting_message_html(run.trigger_message_id),

@@ -51,7 +51,7 @@ from tickets.auth import (
     widget_token_issue,
 )
 from tickets.errors import error_body
-from tickets.models import Customer, CustomerIdentity, Organization, TicketMessage
+from tickets.models import Customer, CustomerIdentity, Organization, Ticket, TicketMessage
 from tickets.selectors import message_list, ticket_get
 from tickets.services import customer_resolve, message_ingest
 
@@ -84,7 +84,7 @@ def _run_for(customer: Customer, run_id: int) -> AgentRun:
     return run
 
 
-def _customer_turn(*, customer: Customer, body: str, ticket_id: int | None = None) -> TicketMessage:
+def _customer_turn(*, customer: Customer, body: str, channel: str, ticket_id: int | None = None) -> TicketMessage:
     """Store the customer's message; the caller runs the agent (so the helpdesk path does not, too)."""
     ticket = ticket_get(customer=customer, ticket_id=ticket_id) if ticket_id else None
     message, _ = message_ingest(
@@ -93,6 +93,7 @@ def _customer_turn(*, customer: Customer, body: str, ticket_id: int | None = Non
         body=body,
         author_role=TicketMessage.Role.CUSTOMER,
         author_name=customer.name,
+        channel="" if ticket else channel,
         trigger_agent=False,
     )
     return message
@@ -123,7 +124,10 @@ class TurnView(ApiView):
         data = TurnCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         message = _customer_turn(
-            customer=customer, body=data.validated_data["message"], ticket_id=data.validated_data["ticket_id"]
+            customer=customer,
+            body=data.validated_data["message"],
+            channel=Ticket.Channel.API,
+            ticket_id=data.validated_data["ticket_id"],
         )
         run = agent_run(customer=customer, trigger=AgentRun.Trigger.API, message=message, ticket=message.ticket)
         return Response(AgentRunSerializer(_run_for(customer, run.pk)).data, status=201)
@@ -334,7 +338,9 @@ class WidgetMessagesView(WidgetView):
     def get(self, request: Request, publishable_key: str) -> Response:
         query = WidgetHistoryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        conversation = message_list(customer=self.visitor.customer).filter(ticket__isnull=True, is_public=True)
+        conversation = message_list(customer=self.visitor.customer).filter(
+            ticket__isnull=True, channel=Ticket.Channel.WIDGET, is_public=True
+        )
         newest = list(conversation.order_by("-created_at", "-id")[: query.validated_data["limit"]])
         return Response(WidgetMessageSerializer(reversed(newest), many=True).data)
 
@@ -353,7 +359,7 @@ class WidgetMessagesView(WidgetView):
         data = WidgetMessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         customer = self.visitor.customer
-        message = _customer_turn(customer=customer, body=data.validated_data["body"])
+        message = _customer_turn(customer=customer, body=data.validated_data["body"], channel=Ticket.Channel.WIDGET)
         response = StreamingHttpResponse(_turn_stream(customer, message), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come

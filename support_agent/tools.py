@@ -168,6 +168,8 @@ def send_message(args: SendMessage, ctx: RunContext) -> dict[str, Any]:
         body=text,
         author_role=TicketMessage.Role.AGENT,
         author_name=_agent_author(ctx),
+        # A reply outside a ticket goes back on the channel the customer wrote on (widget, API, agent_chat).
+        channel="" if ctx.run.ticket_id else getattr(ctx.run.trigger_message, "channel", ""),
         trigger_agent=False,
     )
     ctx.replies.append(message)

@@ -217,6 +217,9 @@ class TicketMessage(models.Model):
     body = models.TextField()
     is_public = models.BooleanField(default=True)
     external_id = models.CharField(max_length=255, blank=True)
+    # Where a message outside any ticket came from (the widget, the API, agent_chat); blank inside a ticket,
+    # whose own channel says it. Keeps a widget conversation apart from API turns for the same customer.
+    channel = models.CharField(max_length=16, choices=Ticket.Channel.choices, blank=True)
     created_at = models.DateTimeField(db_index=True)
     search_vector = models.GeneratedField(
         expression=SearchVector("body", config="english"),

@@ -144,6 +144,7 @@ def message_ingest(
     author_name: str = "",
     is_public: bool = True,
     external_id: str = "",
+    channel: str = "",
     created_at: datetime | None = None,
     announce: bool = True,
     trigger_agent: bool = True,
@@ -171,6 +172,7 @@ def message_ingest(
                 body=body,
                 is_public=is_public,
                 external_id=external_id,
+                channel=channel,
                 created_at=created_at or timezone.now(),
             )
     except IntegrityError:

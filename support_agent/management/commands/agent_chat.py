@@ -11,7 +11,7 @@ from django.http import Http404
 from support_agent.llm import backend_configured
 from support_agent.models import AgentRun
 from support_agent.services import agent_run
-from tickets.models import Customer, Organization, TicketMessage
+from tickets.models import Customer, Organization, Ticket, TicketMessage
 from tickets.selectors import customer_by_external_id
 from tickets.services import message_ingest
 
@@ -64,6 +64,7 @@ class Command(BaseCommand):
             body=text,
             author_role=TicketMessage.Role.CUSTOMER,
             author_name=customer.name,
+            channel=Ticket.Channel.CHAT,
             trigger_agent=False,
         )
         run = agent_run(customer=customer, trigger=AgentRun.Trigger.MANUAL, message=message)
