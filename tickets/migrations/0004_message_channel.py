@@ -13,7 +13,7 @@ def ticketless_were_widget(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tickets', '0002_webhooks_outbound'),
+        ('tickets', '0003_integration_verifies_emails'),
     ]
 
     operations = [
