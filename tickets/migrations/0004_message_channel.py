@@ -11,16 +11,27 @@ def ticketless_were_widget(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tickets', '0003_integration_verifies_emails'),
+        ("tickets", "0003_integration_verifies_emails"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ticketmessage',
-            name='channel',
-            field=models.CharField(blank=True, choices=[('email', 'Email'), ('chat', 'Chat'), ('widget', 'Chat widget'), ('phone', 'Phone'), ('web', 'Web form'), ('api', 'API'), ('social', 'Social')], max_length=16),
+            model_name="ticketmessage",
+            name="channel",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("email", "Email"),
+                    ("chat", "Chat"),
+                    ("widget", "Chat widget"),
+                    ("phone", "Phone"),
+                    ("web", "Web form"),
+                    ("api", "API"),
+                    ("social", "Social"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.RunPython(ticketless_were_widget, migrations.RunPython.noop),
     ]
