@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from the package: /api/docs/ works offline
     "simple_history",
     "tickets",
     "memory",
@@ -169,6 +170,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Customer-support memory: customers, tickets, memory blocks, archival search, agent turns.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "TicketStatusEnum": "tickets.models.Ticket.Status",
         "AgentRunStatusEnum": "support_agent.models.AgentRun.Status",
