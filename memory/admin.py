@@ -218,6 +218,16 @@ def _url(name: str, *args: Any) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class StaleEdit:
+    """A save refused because the block moved on: the version it is at now, and how the refused text differs."""
+
+    version: int
+    value: str
+    last_change: Any
+    diff: SafeString
+
+
 class BlockEditForm(forms.Form):
     value = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 12, "class": "sm-code"}))
     reason = forms.CharField(
@@ -320,6 +330,7 @@ class MemoryBlockAdmin(ScopedObjectAdmin):
             badges=block_badges(block),
             last_change=block_last_change(block),
             next_url=safe_next(request, ""),
+            conflict=getattr(form, "conflict", None),
         )
         return TemplateResponse(request, "admin/memory/memoryblock/edit.html", context)
 
@@ -333,12 +344,19 @@ class MemoryBlockAdmin(ScopedObjectAdmin):
                 expected_version=form.cleaned_data["expected_version"],
             )
         except VersionConflict as exc:
-            # Show the newer version; the next save (now against it) is the staff member's informed choice.
+            # Keep the staff member's text in the form and show the newer version beside it, with a diff; the
+            # next save (now against that version) is an informed choice, and its button says what it replaces.
             block.refresh_from_db()
             data = request.POST.copy()
             data["expected_version"] = str(block.version)
             form.data = data
-            form.add_error(None, f"{exc} Someone else saved it meanwhile: check the current text, then save again.")
+            form.conflict = StaleEdit(  # type: ignore[attr-defined]
+                version=block.version,
+                value=block.value,
+                last_change=block_last_change(block),
+                diff=diff_html(block.value, form.cleaned_data["value"]),
+            )
+            form.add_error(None, f"{exc} Someone else saved it meanwhile: read their text below, then save again.")
             return None
         if saved.version == form.cleaned_data["expected_version"]:
             messages.info(request, f"“{block.label}” was already exactly that; nothing changed.")

@@ -104,5 +104,5 @@ class CustomerMemory(Customer):
 
     class Meta:
         proxy = True
-        verbose_name = "customer memory"
-        verbose_name_plural = "customer memory"
+        verbose_name = "customer"
+        verbose_name_plural = "customers"

@@ -93,6 +93,11 @@ class CustomerAdmin(OrgScopedAdmin):
     search_fields = ["name", "email", "identities__external_id"]
     inlines = [CustomerIdentityInline]
 
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        # One "Customers" list for staff: the customer page (support_agent). This admin stays reachable from
+        # there for editing a customer's record and identities by hand.
+        return False
+
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         for instance in formset.save(commit=False):
             if isinstance(instance, CustomerIdentity):

@@ -65,6 +65,13 @@ def test_a_stale_edit_is_refused_and_shows_the_newer_version(staff_client, memor
     assert stale.status_code == 200
     assert b"now at version 2" in stale.content
     assert b'name="expected_version" value="2"' in stale.content  # saving again is an informed overwrite
+    html = stale.content.decode()
+    assert 'id="stale-edit"' in html  # the newer text is shown, not hidden behind the refused one
+    current = html.split('id="stale-edit-current">', 1)[1].split("</pre>", 1)[0]
+    block.refresh_from_db()
+    assert block.value.splitlines()[0] in current
+    assert "<ins>mine</ins>" in html  # and what the refused save would change in it
+    assert "Replace version 2 with my text" in html
     block.refresh_from_db()
     assert block.value != "mine"
 

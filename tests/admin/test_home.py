@@ -69,3 +69,24 @@ def test_home_says_so_when_nothing_waits(staff_client, actors):
     html = staff_client.get("/admin/").content.decode()
     assert "Nothing is waiting" in html
     assert "What needs attention" in html
+
+
+def test_one_customers_list_with_plain_labels(staff_client, actors, memory):
+    home = staff_client.get("/admin/").content.decode()
+    assert "/admin/support_agent/customermemory/" in home
+    assert 'href="/admin/tickets/customer/"' not in home  # the record admin is reached from the customer page
+    listing = staff_client.get("/admin/support_agent/customermemory/").content.decode()
+    assert "Select customer to change" in listing and "customer memory" not in listing.lower()
+    page = staff_client.get(f"/admin/support_agent/customermemory/{actors.customer.pk}/change/").content.decode()
+    assert f"/admin/tickets/customer/{actors.customer.pk}/change/" in page
+    assert "0 minutes ago" not in page and "now" in page  # "Last changed now", not "0 minutes ago"
+    assert "customer since " + actors.solved_ticket.created_at.strftime("%b") in page  # the history's start
+
+
+def test_a_missing_page_is_a_styled_404(staff_client, actors):
+    response = staff_client.get("/admin/tickets/customer/987654/change/")
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "There is nothing here" in html and "supportmem" in html and "<style>" in html
+    other = staff_client.get(f"/admin/support_agent/customermemory/{actors.stranger.pk}/change/")
+    assert other.status_code == 404 and "There is nothing here" in other.content.decode()
