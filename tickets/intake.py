@@ -21,10 +21,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from tickets.helpdesks import MessageData, NormalisedEvent, PayloadError, body_hash, envelope_read, event_parse
 from tickets.models import Customer, Integration, Ticket, WebhookEvent
-from tickets.parsers import MessageData, NormalisedEvent, PayloadError, envelope_read, event_parse
 from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
-from tickets.webhooks import body_hash
 
 logger = logging.getLogger(__name__)
 

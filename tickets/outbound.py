@@ -1,4 +1,4 @@
-"""Agent replies back to the helpdesk: one request builder per vendor, retries with backoff, every attempt logged.
+"""Agent replies back to the helpdesk: built by the helpdesk's module, retried with backoff, every attempt logged.
 
 A delivery is claimed in a short transaction (attempt counted, ``next_attempt_at`` pushed past the request
 timeout) and the HTTP call happens outside any transaction, so a slow helpdesk never holds a row lock.
@@ -8,46 +8,25 @@ configuration) is dead at once and can be replayed from the admin after the conf
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from tickets.helpdesks import HELPDESKS, OutboundConfigError, OutboundRequest
 from tickets.intake import backoff_seconds
-from tickets.models import CustomerIdentity, Integration, OutboundAttempt, OutboundDelivery, TicketMessage
-from tickets.webhooks import SignatureError, standard_sign
+from tickets.models import Integration, OutboundAttempt, OutboundDelivery, TicketMessage
 
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 15.0
 _IN_FLIGHT = timedelta(seconds=REQUEST_TIMEOUT * 4)
 _RETRYABLE = {408, 425, 429}
-DEFAULT_BASES = {
-    "intercom": "https://api.intercom.io",
-    "helpscout": "https://api.helpscout.net",
-    "front": "https://api2.frontapp.com",
-}
-
-
-class OutboundConfigError(Exception):
-    """The integration cannot send this reply as configured (no URL, no credentials, no ticket id)."""
-
-
-@dataclass(frozen=True)
-class OutboundRequest:
-    method: str
-    url: str
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,156 +81,6 @@ def outbound_delivery_create(*, message: TicketMessage) -> OutboundDelivery | No
     return delivery
 
 
-# ---------------------------------------------------------------- request builders
-
-
-def _json(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
-def _credential(integration: Integration, name: str) -> str:
-    value = str((integration.outbound_credentials or {}).get(name) or "")
-    if not value:
-        raise OutboundConfigError(f"{integration.kind} outbound needs credential {name!r}")
-    return value
-
-
-def _base(integration: Integration) -> str:
-    base = integration.outbound_base_url or DEFAULT_BASES.get(integration.kind, "")
-    if not base:
-        raise OutboundConfigError(f"{integration.kind} outbound needs outbound_base_url")
-    return base.rstrip("/")
-
-
-def _ticket_id(delivery: OutboundDelivery) -> str:
-    ticket = delivery.message.ticket
-    if ticket is None or not ticket.external_id:
-        raise OutboundConfigError("the reply's ticket has no helpdesk id")
-    return ticket.external_id
-
-
-def _bearer(integration: Integration, name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {_credential(integration, name)}"}
-
-
-def _zendesk(delivery: OutboundDelivery) -> OutboundRequest:
-    integration = delivery.integration
-    creds = integration.outbound_credentials or {}
-    if creds.get("oauth_token"):
-        auth = f"Bearer {creds['oauth_token']}"
-    else:
-        pair = f"{_credential(integration, 'email')}/token:{_credential(integration, 'api_token')}"
-        auth = "Basic " + base64.b64encode(pair.encode()).decode()
-    public = delivery.reply_mode == Integration.ReplyMode.PUBLIC
-    body = _json({"ticket": {"comment": {"body": delivery.message.body, "public": public}}})
-    url = f"{_base(integration)}/api/v2/tickets/{_ticket_id(delivery)}.json"
-    return OutboundRequest("PUT", url, body, {"Authorization": auth})
-
-
-def _intercom(delivery: OutboundDelivery) -> OutboundRequest:
-    integration = delivery.integration
-    body = _json(
-        {
-            "message_type": "comment" if delivery.reply_mode == Integration.ReplyMode.PUBLIC else "note",
-            "type": "admin",
-            "admin_id": _credential(integration, "admin_id"),
-            "body": delivery.message.body,
-        }
-    )
-    headers = {**_bearer(integration, "access_token"), "Intercom-Version": "2.11"}
-    return OutboundRequest("POST", f"{_base(integration)}/conversations/{_ticket_id(delivery)}/reply", body, headers)
-
-
-def _helpscout(delivery: OutboundDelivery) -> OutboundRequest:
-    integration = delivery.integration
-    url = f"{_base(integration)}/v2/conversations/{_ticket_id(delivery)}"
-    if delivery.reply_mode != Integration.ReplyMode.PUBLIC:
-        return OutboundRequest(
-            "POST", url + "/notes", _json({"text": delivery.message.body}), _bearer(integration, "access_token")
-        )
-    identity = CustomerIdentity.objects.filter(customer_id=delivery.message.customer_id, source="helpscout").first()
-    if identity is None or not identity.external_id.isdigit():
-        raise OutboundConfigError("a Help Scout reply needs the customer's Help Scout id")
-    payload: dict[str, Any] = {"customer": {"id": int(identity.external_id)}, "text": delivery.message.body}
-    if (integration.outbound_credentials or {}).get("user_id"):
-        payload["user"] = int(integration.outbound_credentials["user_id"])
-    return OutboundRequest("POST", url + "/reply", _json(payload), _bearer(integration, "access_token"))
-
-
-def _front(delivery: OutboundDelivery) -> OutboundRequest:
-    integration = delivery.integration
-    payload: dict[str, Any] = {"body": delivery.message.body}
-    if (integration.outbound_credentials or {}).get("author_id"):
-        payload["author_id"] = integration.outbound_credentials["author_id"]
-    path = "messages" if delivery.reply_mode == Integration.ReplyMode.PUBLIC else "comments"
-    url = f"{_base(integration)}/conversations/{_ticket_id(delivery)}/{path}"
-    return OutboundRequest("POST", url, _json(payload), _bearer(integration, "api_token"))
-
-
-def _standard(delivery: OutboundDelivery) -> OutboundRequest:
-    """A generic Standard Webhooks POST; the id is stable across retries so the receiver can deduplicate."""
-    integration, message = delivery.integration, delivery.message
-    secret = (integration.outbound_credentials or {}).get("webhook_secret") or integration.signing_secret
-    if not str(secret).startswith("whsec_"):
-        raise OutboundConfigError("standard outbound needs a whsec_ secret (outbound_credentials.webhook_secret)")
-    ticket = message.ticket
-    body = _json(
-        {
-            "type": "message.created",
-            "timestamp": message.created_at.isoformat(),
-            "data": {
-                "ticket": {"id": _ticket_id(delivery), "subject": ticket.subject if ticket else ""},
-                "customer": {"id": message.customer_id, "email": message.customer.email, "name": message.customer.name},
-                "message": {
-                    "id": str(message.pk),
-                    "body": message.body,
-                    "author_role": message.author_role,
-                    "public": delivery.reply_mode == Integration.ReplyMode.PUBLIC,
-                    "created_at": message.created_at.isoformat(),
-                },
-            },
-        }
-    )
-    msg_id, stamp = f"msg_supportmem_{delivery.pk}", int(time.time())
-    try:
-        signature = standard_sign(str(secret), msg_id, stamp, body)
-    except SignatureError as exc:
-        raise OutboundConfigError(str(exc)) from None
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(stamp), "webhook-signature": signature}
-    if not integration.outbound_base_url:
-        raise OutboundConfigError("standard outbound needs outbound_base_url (the receiver's URL)")
-    return OutboundRequest("POST", integration.outbound_base_url, body, headers)
-
-
-BUILDERS: dict[str, Callable[[OutboundDelivery], OutboundRequest]] = {
-    "zendesk": _zendesk,
-    "intercom": _intercom,
-    "helpscout": _helpscout,
-    "front": _front,
-    "freshdesk": _standard,
-    "standard": _standard,
-}
-
-
-def _remote_id(kind: str, response: httpx.Response) -> str:
-    """The helpdesk's id for the posted reply, so its webhook echo of our own reply is not stored twice."""
-    if kind == "helpscout":
-        return response.headers.get("resource-id", "")
-    try:
-        data = response.json()
-    except ValueError:
-        return ""
-    if not isinstance(data, dict):
-        return ""
-    if kind == "zendesk":
-        events = (data.get("audit") or {}).get("events") or []
-        return next((str(e.get("id")) for e in events if isinstance(e, dict) and e.get("type") == "Comment"), "")
-    if kind == "intercom":
-        parts = (data.get("conversation_parts") or {}).get("conversation_parts") or []
-        return str(parts[-1].get("id", "")) if parts and isinstance(parts[-1], dict) else ""
-    return str(data.get("id") or data.get("message_uid") or "") if kind == "front" else ""
-
-
 # ---------------------------------------------------------------- delivering
 
 
@@ -262,7 +91,7 @@ def outbound_deliver(*, delivery_id: int) -> DeliveryResult:
         return DeliveryResult("skipped")
     started = time.monotonic()
     try:
-        request = BUILDERS[delivery.integration.kind](delivery)
+        request = HELPDESKS[delivery.integration.kind].reply_request(delivery)
     except (OutboundConfigError, ValueError, TypeError, KeyError) as exc:  # e.g. a non-numeric user_id
         _attempt_log(
             delivery,
@@ -287,7 +116,9 @@ def outbound_deliver(*, delivery_id: int) -> DeliveryResult:
         return _delivery_settle(delivery, ok=False, retryable=isinstance(exc, httpx.HTTPError), error=error)
     _attempt_log(delivery, request, response, "", started)
     if response.is_success:
-        return _delivery_settle(delivery, ok=True, remote_id=_remote_id(delivery.integration.kind, response))
+        return _delivery_settle(
+            delivery, ok=True, remote_id=HELPDESKS[delivery.integration.kind].reply_remote_id(response)
+        )
     retryable = response.status_code in _RETRYABLE or response.status_code >= 500
     return _delivery_settle(
         delivery,

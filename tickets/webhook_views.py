@@ -8,8 +8,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from tickets.errors import error_response
+from tickets.helpdesks import SignatureError, signature_verify
 from tickets.intake import integration_for_webhook, webhook_intake
-from tickets.webhooks import SignatureError, signature_verify
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -10,10 +10,10 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.tickets.fake_helpdesk import FakeHelpdesk
+from tickets.helpdesks import signature_verify
 from tickets.models import Integration, OutboundAttempt, OutboundDelivery, TicketMessage
 from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
 from tickets.tasks import webhooks_sweep_task
-from tickets.webhooks import signature_verify
 
 WHSEC = "whsec_" + base64.b64encode(b"outbound-test-secret-32-bytes!!!").decode()
 

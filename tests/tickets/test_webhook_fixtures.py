@@ -1,4 +1,4 @@
-"""Every fixture in ../shared/data/webhooks replayed end to end through the real URL, and every way to be refused."""
+"""Every fixture in fixtures/<vendor>/ replayed end to end through the real URL, and every way to be refused."""
 
 from __future__ import annotations
 

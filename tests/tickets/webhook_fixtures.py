@@ -1,4 +1,4 @@
-"""Helpdesk webhook fixtures (../shared/data/webhooks) and an independent re-signer for tests."""
+"""Helpdesk webhook fixtures (``fixtures/<vendor>/``, each with its provenance) and an independent re-signer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path("/work/shared/data/webhooks")
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 KINDS = {
     "zendesk": "zendesk",
     "intercom": "intercom",
@@ -39,14 +39,20 @@ class Fixture:
 
 
 def load(name: str) -> Fixture:
-    data = json.loads((FIXTURES / name).read_text())
+    data = json.loads(fixture_path(name).read_text())
     signing = data.get("signing") or {}
     kind = KINDS[data["vendor"]]
     secret = signing.get("test_secret") or data["request"]["headers"].get("x-webhook-token", "")
     return Fixture(name, kind, dict(data["request"]["headers"]), data["request"]["raw_body"].encode(), secret)
 
 
-ALL = sorted(p.name for p in FIXTURES.glob("*.json") if "test-vector" not in p.name)
+def fixture_path(name: str) -> Path:
+    """A fixture by file name, whichever vendor folder holds it."""
+    (path,) = FIXTURES.glob(f"*/{name}")
+    return path
+
+
+ALL = sorted(p.name for p in FIXTURES.glob("*/*.json") if "test-vector" not in p.name)
 
 
 def _b64(key: bytes, message: bytes, digest: str) -> str:
