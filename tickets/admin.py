@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from tickets.auth import api_key_create, api_key_revoke, widget_secret_rotate
 from tickets.models import (
     ApiKey,
     Customer,
@@ -59,17 +67,79 @@ class OrgScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+def masked(secret: str) -> str:
+    """A secret as the console shows it: enough to tell two apart, never enough to use."""
+    return f"••••••••{secret[-4:]}" if len(secret) > 8 else "••••••••"
+
+
 @admin.register(Organization)
 class OrganizationAdmin(OrgScopedAdmin):
+    """Organisation settings, changed by organisation admins; the widget secret is masked and only rotated."""
+
     org_field = "id"
     list_display = ["name", "slug", "step_limit", "memory_edits_need_approval", "created_at"]
     search_fields = ["name", "slug"]
-    readonly_fields = ["widget_publishable_key", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug"]}),
+        ("Agent", {"fields": ["step_limit", "context_window_tokens", "memory_edits_need_approval"]}),
+        (
+            "Chat widget",
+            {"fields": ["widget_publishable_key", "widget_secret_masked", "widget_allowed_origins"]},
+        ),
+        (None, {"fields": ["created_at"]}),
+    ]
+    readonly_fields = ["widget_publishable_key", "widget_secret_masked", "created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         queryset = admin.ModelAdmin.get_queryset(self, request)
         org_id = staff_organization_id(request)
         return queryset if org_id is None else queryset.filter(pk=org_id)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The slug is in webhook URLs and commands: fixed once the organisation exists.
+        return [*self.readonly_fields, "slug"] if obj is not None else list(self.readonly_fields)
+
+    @admin.display(description="widget secret")
+    def widget_secret_masked(self, organization: Organization) -> SafeString:
+        if not organization.pk:
+            return format_html("{}", "created with the organisation")
+        rotate = reverse("admin:tickets_organization_rotate_widget_secret", args=[organization.pk])
+        return format_html(
+            '<code>{}</code> <button type="submit" form="rotate-widget-secret" class="button" formaction="{}">'
+            'Rotate</button><div class="help">Signs the widget\'s user_hash. Rotating shows the new secret once; '
+            "every site that computes user_hash must switch to it.</div>",
+            masked(organization.widget_secret),
+            rotate,
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/rotate-widget-secret/",
+                self.admin_site.admin_view(self.rotate_widget_secret_view),
+                name="tickets_organization_rotate_widget_secret",
+            ),
+            *super().get_urls(),
+        ]
+
+    def rotate_widget_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        organization = self.get_object(request, unquote(object_id))
+        if organization is None:
+            raise Http404("Not found")
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:tickets_organization_change", args=[organization.pk]))
+        if not self.has_change_permission(request, organization):
+            raise PermissionDenied
+        secret = widget_secret_rotate(organization=organization)
+        messages.warning(
+            request,
+            format_html(
+                "New widget secret: <code>{}</code>. Copy it now: it is not shown again. "
+                "The old one no longer signs sessions.",
+                secret,
+            ),
+        )
+        return HttpResponseRedirect(reverse("admin:tickets_organization_change", args=[organization.pk]))
 
 
 @admin.register(StaffMembership)
@@ -143,10 +213,72 @@ class TicketMessageAdmin(OrgScopedAdmin):
     date_hierarchy = "created_at"
 
 
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="Who uses it, e.g. “chat widget backend” or “reporting job”.")
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(OrgScopedAdmin):
-    list_display = ["prefix", "name", "organization", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
+    """Server API keys: created by organisation admins (the key is shown once), revoked, never edited."""
+
+    list_display = ["prefix", "name", "organization", "created_at", "last_used_at", "state"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    fields = ["prefix", "name", "organization", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    @admin.display(description="state")
+    def state(self, key: ApiKey) -> str:
+        return f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a key is created and revoked, never edited: the page is read-only, with no Save
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoked keys stay listed: who had access, and until when
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None) -> Any:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        organization = _staff_organization(request)
+        form = ApiKeyCreateForm(request.POST or None)
+        created: tuple[ApiKey, str] | None = None
+        if request.method == "POST" and form.is_valid():
+            created = api_key_create(organization=organization, name=form.cleaned_data["name"])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "New API key",
+            "form": form,
+            "organization": organization,
+            "created_key": created[1] if created else None,
+            "created_row": created[0] if created else None,
+        }
+        return TemplateResponse(request, "admin/tickets/apikey/create.html", context)
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        revoked = sum(
+            api_key_revoke(organization=key.organization, prefix=key.prefix)
+            for key in queryset.select_related("organization")
+        )
+        self.message_user(request, f"Revoked {revoked} key{'s' if revoked != 1 else ''}.", messages.SUCCESS)
+
+
+def _staff_organization(request: HttpRequest) -> Organization:
+    """The organisation a new object belongs to: the staff member's own (superusers: the only one, or refuse)."""
+    org_id = staff_organization_id(request)
+    if org_id is None:
+        organizations = list(Organization.objects.all()[:2])
+        if len(organizations) != 1:
+            raise PermissionDenied("A superuser with several organisations creates keys with create_api_key --org.")
+        return organizations[0]
+    organization = Organization.objects.filter(pk=org_id).first()
+    if organization is None:
+        raise PermissionDenied
+    return organization
 
 
 # ---------------------------------------------------------------- webhook inbox and outbound replies

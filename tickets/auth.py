@@ -117,6 +117,13 @@ def user_hash_for(*, organization: Organization, user_id: str) -> str:
     return hmac.new(organization.widget_secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
+def widget_secret_rotate(*, organization: Organization) -> str:
+    """A new widget secret for the organisation; sessions signed with the old one stop verifying at once."""
+    organization.widget_secret = secrets.token_urlsafe(32)
+    organization.save(update_fields=["widget_secret"])
+    return organization.widget_secret
+
+
 def user_hash_valid(*, organization: Organization, user_id: str, user_hash: str) -> bool:
     return hmac.compare_digest(user_hash_for(organization=organization, user_id=user_id), user_hash.lower())
 

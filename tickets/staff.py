@@ -6,6 +6,9 @@ from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 
 SUPPORT_STAFF_GROUP = "Support staff"
 MEMORY_REVIEWERS_GROUP = "Memory reviewers"
+ORGANIZATION_ADMINS_GROUP = "Organisation admins"
+# What an organisation admin may do beyond support staff: change the organisation's settings, manage API keys.
+_ORG_ADMIN_PERMISSIONS = ["change_organization", "add_apikey", "view_apikey", "view_organization"]
 
 _STAFF_APPS = ["tickets", "memory", "support_agent"]
 # Rows staff read but never change by hand: traces, raw history, organisations' keys.
@@ -15,6 +18,10 @@ _READ_ONLY_MODELS = {"agentrun", "agentstep", "historicalmemoryblock", "apikey",
 def ensure_staff_groups() -> tuple[Group, Group]:
     staff, _ = Group.objects.get_or_create(name=SUPPORT_STAFF_GROUP)
     reviewers, _ = Group.objects.get_or_create(name=MEMORY_REVIEWERS_GROUP)
+    org_admins, _ = Group.objects.get_or_create(name=ORGANIZATION_ADMINS_GROUP)
+    org_admins.permissions.set(
+        Permission.objects.filter(content_type__app_label="tickets", codename__in=_ORG_ADMIN_PERMISSIONS)
+    )
     permissions = Permission.objects.filter(content_type__app_label__in=_STAFF_APPS)
     staff_permissions = [
         p
@@ -28,8 +35,10 @@ def ensure_staff_groups() -> tuple[Group, Group]:
     return staff, reviewers
 
 
-def grant_staff_permissions(user: AbstractBaseUser, *, reviewer: bool = False) -> None:
+def grant_staff_permissions(user: AbstractBaseUser, *, reviewer: bool = False, org_admin: bool = False) -> None:
     staff, reviewers = ensure_staff_groups()
     user.groups.add(staff)  # type: ignore[attr-defined]
     if reviewer:
         user.groups.add(reviewers)  # type: ignore[attr-defined]
+    if org_admin:
+        user.groups.add(Group.objects.get(name=ORGANIZATION_ADMINS_GROUP))  # type: ignore[attr-defined]

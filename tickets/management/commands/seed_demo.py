@@ -58,7 +58,7 @@ class Command(BaseCommand):
             user.set_password(DEMO_STAFF["password"])
             user.save()
         StaffMembership.objects.get_or_create(user=user, defaults={"organization": organization})
-        grant_staff_permissions(user, reviewer=True)
+        grant_staff_permissions(user, reviewer=True, org_admin=True)
 
     def _customer(self, organization: Organization, data: dict[str, object]) -> int:
         identities = cast(list[tuple[str, str]], data["identities"])
