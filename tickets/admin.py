@@ -223,7 +223,7 @@ class ApiKeyAdmin(OrgScopedAdmin):
 
     list_display = ["prefix", "name", "organization", "created_at", "last_used_at", "state"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
-    fields = ["prefix", "name", "organization", "created_at", "last_used_at", "revoked_at"]
+    fields = ("prefix", "name", "organization", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
     actions = ["revoke"]
 
