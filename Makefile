@@ -25,16 +25,18 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+# gunicorn and the Celery worker write their Prometheus samples to one folder, so /metrics counts both.
 run: install
+	rm -rf .data/metrics && mkdir -p .data/metrics
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 	$(PY) manage.py collectstatic --noinput -v 0
 	@if [ -n "$$REDIS_URL" ]; then \
 		echo "REDIS_URL set: starting a Celery worker and beat"; \
-		$(VENV)/bin/celery -A support_agent worker --beat -l info --concurrency 2 & \
+		PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/metrics $(VENV)/bin/celery -A support_agent worker --beat -l info --concurrency 2 & \
 	fi; \
 	echo "supportmem on http://$(HOST):$(PORT)/  (admin /admin/, API docs /api/docs/, widget /widget/demo/)"; \
-	HOST=$(HOST) PORT=$(PORT) exec $(VENV)/bin/gunicorn -c python:support_agent.gunicorn_conf support_agent.wsgi:application
+	HOST=$(HOST) PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/metrics exec $(VENV)/bin/gunicorn -c python:support_agent.gunicorn_conf support_agent.wsgi:application
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -148,6 +148,11 @@ def embedder_get(key: str | None = None) -> Embedder:
         return _LOADED[key]
 
 
+def embedder_loaded(key: str | None = None) -> bool:
+    """Whether this process has the configured backend ready (readiness probes ask; loading MiniLM is slow)."""
+    return (key or settings.SUPPORTMEM_EMBEDDINGS) in _LOADED
+
+
 # A search embeds its query on a worker thread while PostgreSQL ranks by full text: the MiniLM forward pass
 # and an HTTP call to a provider both release the GIL, so the two overlap. Recent query vectors are kept:
 # the agent pages through results and repeats searches within a run.

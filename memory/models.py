@@ -23,6 +23,7 @@ class ChangeSource(models.TextChoices):
     AGENT = "agent", "Agent"
     SYSTEM = "system", "System"
     API = "api", "API"
+    MCP = "mcp", "MCP client"
 
 
 class ProvenanceFields(models.Model):

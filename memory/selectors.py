@@ -22,6 +22,7 @@ from django.db.models import QuerySet
 from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
 from memory.models import ArchivalPassage, MemoryBlock
 from memory.query_dates import query_periods
+from telemetry.metrics import SEARCH_SECONDS
 from tickets.models import Customer, Organization, TicketMessage
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def _page_bounds(page: int, page_size: int) -> tuple[int, int]:
     return offset, page_size
 
 
+@SEARCH_SECONDS.labels("messages").time()
 def message_search(
     *,
     customer: Customer,
@@ -204,6 +206,7 @@ def _message_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tupl
     return ranked
 
 
+@SEARCH_SECONDS.labels("passages").time()
 def passage_search(
     *,
     organization: Organization,

@@ -28,6 +28,7 @@ from support_agent.tools import (
     tool_label,
     tool_schemas,
 )
+from telemetry.metrics import AGENT_STEP_SECONDS, LLM_TOKENS
 from tickets.models import TicketMessage
 
 Emit = Callable[[dict[str, Any]], None]
@@ -81,7 +82,11 @@ def run_loop(*, ctx: RunContext, turn: Turn, emit: Emit) -> str:
         compiled = _context_for_step(ctx, turn, run_messages, tools)
         started = time.perf_counter()
         response = turn.backend.complete(messages=compiled.messages, tools=tools)
-        latency_ms = round((time.perf_counter() - started) * 1000)
+        elapsed = time.perf_counter() - started
+        latency_ms = round(elapsed * 1000)
+        AGENT_STEP_SECONDS.observe(elapsed)
+        LLM_TOKENS.labels(turn.backend.name, "prompt").inc(response.prompt_tokens)
+        LLM_TOKENS.labels(turn.backend.name, "completion").inc(response.completion_tokens)
         ctx.step = _step_open(ctx.run, index, compiled, response, latency_ms)
         outcomes = [] if response.finish_reason == "length" else _execute(ctx, response, index, emit)
         _step_close(ctx.step, ctx.run, outcomes)

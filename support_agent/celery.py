@@ -3,12 +3,41 @@
 import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import beat_init, worker_init
+
+from telemetry.logs import log_context, log_enter, log_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support_agent.settings")
 
-app = Celery("supportmem")
+# The header a task message carries its queuer's log context in (request, organisation, event, run ids).
+LOG_CONTEXT_HEADER = "supportmem_log_context"
+
+
+class ContextTask(Task):
+    """A task runs with the log context of the code that queued it: a webhook's event id reaches the run it
+    started and the reply delivery that run queued, across worker processes."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
+        context = log_context()
+        if context:
+            options["headers"] = {**(options.get("headers") or {}), LOG_CONTEXT_HEADER: context}
+        return super().apply_async(args, kwargs, **options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        # A worker exposes custom headers as request attributes; an eager call keeps them in request.headers.
+        context = getattr(request, LOG_CONTEXT_HEADER, None) or (getattr(request, "headers", None) or {}).get(
+            LOG_CONTEXT_HEADER
+        )
+        token = log_enter(context if isinstance(context, dict) else {})
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            log_exit(token)
+
+
+app = Celery("supportmem", task_cls=ContextTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

@@ -1,17 +1,27 @@
 """gunicorn's configuration for `make run` (`gunicorn -c python:support_agent.gunicorn_conf`).
 
 The master prepares the service once (data folder, embedded database when DATABASE_URL is unset) before it
-forks the workers, which inherit the exported DATABASE_URL.
+forks the workers, which inherit the exported DATABASE_URL. Prometheus samples go to files in
+PROMETHEUS_MULTIPROC_DIR (by default `metrics/` in the data folder, emptied when the master starts), so that
+/metrics answers the same totals from any worker.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from typing import Any
 
 from support_agent.bootstrap import service_prepare
-from support_agent.env import env_int
+from support_agent.env import data_dir_from_env, env_int
 
 service_prepare()
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _metrics_dir = data_dir_from_env() / "metrics"
+    shutil.rmtree(_metrics_dir, ignore_errors=True)  # samples of a previous run's dead processes
+    _metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
@@ -19,3 +29,10 @@ workers = env_int("WEB_CONCURRENCY", 2)
 threads = env_int("SUPPORTMEM_WEB_THREADS", 8)
 timeout = 120
 accesslog = "-"
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges leave the totals; its counters stay (they count what happened)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -20,6 +20,8 @@ from support_agent.context import CONSOLIDATION_INSTRUCTIONS, SYSTEM_INSTRUCTION
 from support_agent.llm import Backend, LLMError, backend_get
 from support_agent.models import AgentRun
 from support_agent.tools import RunContext
+from telemetry.logs import log_scope
+from telemetry.metrics import AGENT_RUN_SECONDS, AGENT_RUNS
 from tickets.models import Customer, Ticket, TicketMessage
 
 logger = logging.getLogger(__name__)
@@ -139,11 +141,19 @@ PICKED_STALE_AFTER = timedelta(hours=1)
 def _run_claimed(
     run: AgentRun, customer: Customer, backend: Backend, emit: Callable[[dict[str, Any]], None]
 ) -> AgentRun:
-    with customer_lock(customer.pk):
+    with (
+        customer_lock(customer.pk),
+        log_scope(organization=customer.organization_id, customer=customer.pk, run_id=run.pk),
+    ):
         run.status, run.started_at = AgentRun.Status.RUNNING, timezone.now()
         run.save(update_fields=["status", "started_at"])
         emit({"type": "run_started", "run_id": run.pk})
+        logger.info("agent run %s started (%s)", run.pk, run.trigger)
         _run_guarded(run, customer, backend, emit)
+        elapsed = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
+        AGENT_RUNS.labels(run.trigger, run.status, run.stop_reason).inc()
+        AGENT_RUN_SECONDS.labels(run.trigger).observe(elapsed)
+        logger.info("agent run %s %s (%s) in %.2fs", run.pk, run.status, run.stop_reason, elapsed)
     emit({"type": "run_finished", "run_id": run.pk, "status": run.status, "stop_reason": run.stop_reason})
     return run
 

@@ -88,6 +88,19 @@ def _bearer_token(request: Request) -> str | None:
         raise AuthenticationFailed("The token contains invalid characters.") from None
 
 
+def api_key_authenticate(token: str) -> ApiClient | None:
+    """The client a live server API key belongs to, or None (every door that takes a key uses this)."""
+    api_key = (
+        ApiKey.objects.select_related("organization").filter(key_hash=_hash_key(token), revoked_at__isnull=True).first()
+    )
+    if api_key is None:
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return ApiClient(organization=api_key.organization, api_key=api_key)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """Authorization: Bearer smk_… (a server API key)."""
 
@@ -95,17 +108,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         token = _bearer_token(request)
         if token is None:
             return None
-        api_key = (
-            ApiKey.objects.select_related("organization")
-            .filter(key_hash=_hash_key(token), revoked_at__isnull=True)
-            .first()
-        )
-        if api_key is None:
+        client = api_key_authenticate(token)
+        if client is None:
             raise AuthenticationFailed("Invalid or revoked API key.")
-        now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > _LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        return ApiClient(organization=api_key.organization, api_key=api_key), api_key
+        return client, client.api_key
 
     def authenticate_header(self, request: Request) -> str:
         # A WWW-Authenticate header makes DRF answer 401 (not 403) when credentials are missing.

@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from telemetry.logs import log_bind, log_scope
+from telemetry.metrics import WEBHOOK_EVENTS, WEBHOOK_LAG
 from tickets.helpdesks import MessageData, NormalisedEvent, PayloadError, body_hash, envelope_read, event_parse
 from tickets.models import Customer, Integration, Ticket, WebhookEvent
 from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
@@ -87,11 +89,15 @@ def webhook_intake(
                 next_attempt_at=now + stuck_after() if envelope.handled else None,
                 processed_at=None if envelope.handled else now,
             )
+            # Bound before the commit that queues processing, so the queued task (and what it starts) carries it.
+            log_bind(organization=integration.organization_id, event_id=event.pk)
             if envelope.handled:
                 _dispatch_after_commit(event.pk)
     except IntegrityError:
         # A concurrent delivery of the same event committed first.
         return IntakeResult(WebhookEvent.objects.get(integration=integration, delivery_key=key), False)
+    WEBHOOK_EVENTS.labels(integration.kind, status).inc()
+    logger.info("webhook event %s stored (%s, %s)", event.pk, integration.kind, status)
     return IntakeResult(event, True)
 
 
@@ -100,6 +106,12 @@ def webhook_intake(
 
 def webhook_event_process(*, event_id: int) -> str:
     """Normalise one stored event into customer, ticket and messages. Returns the event's status after."""
+    with log_scope(event_id=event_id):
+        status = _event_process(event_id)
+    return status
+
+
+def _event_process(event_id: int) -> str:
     if not _event_claim(event_id):
         return "skipped"
     try:
@@ -147,6 +159,7 @@ def _event_apply(event: WebhookEvent) -> str:
         return _event_finish(event, WebhookEvent.Status.IGNORED)
     normalised = event_parse(kind=kind, event_type=event.event_type, headers=event.headers, payload=payload)
     organization = event.integration.organization
+    log_bind(organization=organization.pk)
     customer = customer_resolve(
         organization=organization,
         source=kind,
@@ -155,6 +168,7 @@ def _event_apply(event: WebhookEvent) -> str:
         email=normalised.customer.email[:254],
         email_verified=event.integration.verifies_emails,
     )
+    log_bind(customer=customer.pk)
     ticket = ticket_upsert(
         organization=organization,
         customer=customer,
@@ -210,6 +224,10 @@ def _event_finish(
     event.next_attempt_at = None
     event.last_error = ""
     event.save(update_fields=["status", "customer", "ticket", "processed_at", "next_attempt_at", "last_error"])
+    kind = event.integration.kind
+    WEBHOOK_EVENTS.labels(kind, status).inc()
+    WEBHOOK_LAG.labels(kind).observe((event.processed_at - event.received_at).total_seconds())
+    logger.info("webhook event %s %s", event.pk, status)
     return status
 
 
@@ -223,6 +241,8 @@ def _event_fail(event_id: int, error: str, *, permanent: bool) -> str:
         event.last_error = error[:4000]
         event.next_attempt_at = None if dead else timezone.now() + timedelta(seconds=backoff_seconds(event.attempts))
         event.save(update_fields=["status", "last_error", "next_attempt_at"])
+    WEBHOOK_EVENTS.labels(event.integration.kind, event.status).inc()
+    logger.warning("webhook event %s %s: %s", event_id, event.status, error[:200])
     return event.status
 
 

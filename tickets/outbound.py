@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from telemetry.logs import log_scope
+from telemetry.metrics import OUTBOUND_DELIVERIES
 from tickets.helpdesks import HELPDESKS, OutboundConfigError, OutboundRequest
 from tickets.intake import backoff_seconds
 from tickets.models import Integration, OutboundAttempt, OutboundDelivery, TicketMessage
@@ -86,6 +88,14 @@ def outbound_delivery_create(*, message: TicketMessage) -> OutboundDelivery | No
 
 def outbound_deliver(*, delivery_id: int) -> DeliveryResult:
     """One attempt at one delivery, if it is due. The caller schedules ``retry_in`` (the sweeper also will)."""
+    with log_scope(delivery_id=delivery_id):
+        result = _deliver(delivery_id)
+        OUTBOUND_DELIVERIES.labels(result.status).inc()
+        logger.info("outbound delivery %s: %s", delivery_id, result.status)
+    return result
+
+
+def _deliver(delivery_id: int) -> DeliveryResult:
     delivery = _delivery_claim(delivery_id)
     if delivery is None:
         return DeliveryResult("skipped")
