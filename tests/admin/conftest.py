@@ -3,10 +3,15 @@ steps, archival passages current and superseded, and two agent edits waiting for
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMemoryEdit
 from memory.services import (
@@ -18,7 +23,7 @@ from memory.services import (
     passage_supersede,
 )
 from support_agent.models import AgentRun, AgentStep
-from tests.conftest import Actors
+from tests.conftest import Actors, build_actors
 from tickets.models import TicketMessage
 
 WRONG_FACT = "Dana Whitfield runs a flower shop on the Starter plan."
@@ -139,3 +144,46 @@ def build_memory(actors: Actors) -> Memory:
 @pytest.fixture
 def memory(actors: Actors) -> Memory:
     return build_memory(actors)
+
+
+# Browser tests: a real Chromium (Debian's), a logged-in page, screenshots under tests/screenshots/.
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test body are still
+    # synchronous, so tell Django not to refuse them.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def world(live_server: Any) -> tuple[Actors, Memory]:
+    actors = build_actors()
+    return actors, build_memory(actors)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1320, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def log_in(page: Page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f"pw-{username}")
+    page.click("input[type=submit]")
+    expect(page.locator("#user-tools")).to_contain_text(username.upper(), ignore_case=True)
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
