@@ -41,6 +41,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # django-stubs imports the settings, which only declare: no database starts.
 typecheck: install
