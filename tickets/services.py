@@ -181,6 +181,9 @@ def message_ingest(
         return TicketMessage.objects.get(ticket=ticket, external_id=external_id), False
     if ticket is not None and (created_at or message.created_at) > ticket.updated_at:
         Ticket.objects.filter(pk=ticket.pk).update(updated_at=message.created_at)
+    if announce and author_role == TicketMessage.Role.AGENT and ticket is not None:
+        # An agent reply on a helpdesk ticket goes back to that helpdesk (the delivery row makes it once only).
+        transaction.on_commit(lambda: _reply_send(message.pk))
     if announce:
         transaction.on_commit(
             lambda: message_ingested.send(
@@ -188,3 +191,11 @@ def message_ingest(
             )
         )
     return message, True
+
+
+def _reply_send(message_id: int) -> None:
+    from tickets.outbound import outbound_delivery_create  # outbound imports intake, which imports this module
+
+    message = TicketMessage.objects.select_related("ticket__integration", "customer").filter(pk=message_id).first()
+    if message is not None:
+        outbound_delivery_create(message=message)

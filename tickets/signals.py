@@ -9,5 +9,3 @@ from django.dispatch import Signal
 message_ingested = Signal()
 # kwargs: ticket_id
 ticket_solved = Signal()
-# kwargs: organization_id, customer_ids, persona, policies, blocks ({customer_id: {label: value}})
-demo_seeded = Signal()

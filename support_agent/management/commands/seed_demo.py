@@ -1,4 +1,5 @@
-"""Load the demo organisation: a staff login and customers with months of ticket history. Idempotent."""
+"""Load the demo organisation: a staff login, customers with months of ticket history and their starting
+memory. Idempotent. It lives in the top layer because it fills every layer below (tickets, then memory)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from tickets.demo_data import (
+from memory.models import MemoryBlock
+from memory.services import Provenance, block_set_value, blocks_ensure
+from memory.tasks import dispatch, embed_pending_task
+from support_agent.demo_data import (
     DEMO_CUSTOMERS,
     DEMO_ORGANIZATION,
     DEMO_PERSONA,
@@ -18,9 +22,8 @@ from tickets.demo_data import (
     DEMO_STAFF,
     DemoTicket,
 )
-from tickets.models import Organization, StaffMembership, Ticket
+from tickets.models import Customer, Organization, StaffMembership, Ticket
 from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
-from tickets.signals import demo_seeded
 from tickets.staff import grant_staff_permissions
 
 
@@ -37,15 +40,10 @@ class Command(BaseCommand):
                 organization.save(update_fields=["widget_allowed_origins"])
             self._staff(organization)
             customer_ids = [self._customer(organization, data) for data in DEMO_CUSTOMERS]
-        # Memory (default blocks, embeddings) is set up by whoever listens: tickets knows nothing of it.
-        demo_seeded.send(
-            sender=Organization,
-            organization_id=organization.pk,
-            customer_ids=customer_ids,
-            persona=DEMO_PERSONA,
-            policies=DEMO_POLICIES,
-            blocks={cid: data.get("blocks", {}) for cid, data in zip(customer_ids, DEMO_CUSTOMERS, strict=True)},
-        )
+            blocks = {cid: data.get("blocks", {}) for cid, data in zip(customer_ids, DEMO_CUSTOMERS, strict=True)}
+            _memory(organization, customer_ids, cast(dict[int, dict[str, str]], blocks))
+        # The history was bulk-loaded without announcements: embed all of it in batches.
+        dispatch(embed_pending_task, organization.pk)
         self.stdout.write(self.style.SUCCESS(f"Demo organisation '{organization.slug}' ready."))
         self.stdout.write(f"Staff login: {DEMO_STAFF['username']} / {DEMO_STAFF['password']}")
 
@@ -104,3 +102,18 @@ class Command(BaseCommand):
             solved_at=now
         )
         return customer.pk
+
+
+def _memory(organization: Organization, customer_ids: list[int], blocks: dict[int, dict[str, str]]) -> None:
+    """Default blocks and starting facts for the demo customers, persona and policies (blank blocks only)."""
+    seed = Provenance(reason="demo data")
+    for customer in Customer.objects.filter(organization=organization, pk__in=customer_ids):
+        blocks_ensure(customer=customer)
+        for label, value in blocks.get(customer.pk, {}).items():
+            block = MemoryBlock.objects.get(organization=organization, customer=customer, label=label)
+            if not block.value:
+                block_set_value(block=block, value=value, provenance=seed)
+    for label, value in (("persona", DEMO_PERSONA), ("policies", DEMO_POLICIES)):
+        block = MemoryBlock.objects.get(organization=organization, customer__isnull=True, label=label)
+        if not block.value:
+            block_set_value(block=block, value=value, provenance=seed)
