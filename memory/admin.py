@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString, mark_safe
 
-from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMemoryEdit
+from memory.models import ArchivalPassage, BlockTemplate, ChangeSource, MemoryBlock, PendingMemoryEdit
 from memory.selectors import passage_search
 from memory.services import (
     MemoryEditError,
@@ -32,6 +32,8 @@ from memory.services import (
     VersionConflict,
     apply_append,
     apply_replace,
+    block_create,
+    block_delete,
     block_revert,
     block_set_pinned,
     block_set_value,
@@ -42,7 +44,7 @@ from memory.services import (
     pending_edit_reject,
 )
 from tickets.admin import OrgScopedAdmin, staff_organization_id
-from tickets.models import Organization, TicketMessage
+from tickets.models import Customer, Organization, TicketMessage
 
 # simple-history stores the change reason in a 100-character column: longer reasons would fail at the database.
 REASON_MAX = 100
@@ -228,6 +230,25 @@ class StaleEdit:
     diff: SafeString
 
 
+class BlockCreateForm(forms.Form):
+    label = forms.SlugField(max_length=64, help_text="Lower-case words joined by _ or -, e.g. billing_account.")
+    description = forms.CharField(
+        max_length=500, required=False, help_text="Tells the agent what belongs in the block; shown in its prompt."
+    )
+    value = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 6, "class": "sm-code"}))
+    char_limit = forms.IntegerField(min_value=100, max_value=10_000, initial=2000)
+    read_only = forms.BooleanField(required=False, help_text="Pinned: the agent may read it but not edit it.")
+    reason = forms.CharField(max_length=REASON_MAX, help_text="Why this block exists. Kept in its history.")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        value, limit = clean_text(cleaned.get("value") or ""), cleaned.get("char_limit")
+        cleaned["value"] = value
+        if limit is not None and len(value) > limit:
+            self.add_error("value", f"This is {len(value)} characters; the limit you chose is {limit}.")
+        return cleaned
+
+
 class BlockEditForm(forms.Form):
     value = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 12, "class": "sm-code"}))
     reason = forms.CharField(
@@ -266,12 +287,63 @@ class MemoryBlockAdmin(ScopedObjectAdmin):
     list_select_related = ["customer", "organization"]
     search_fields = ["label", "value", "customer__name", "customer__email"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # Blocks come from the defaults (blocks_ensure) and the agent; staff correct them, never fork them here.
-        return False
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None) -> Any:
+        """A new block for one customer (?customer=ID) or, without one, for the whole organisation."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        customer = self._customer_for_new_block(request)
+        organization = customer.organization if customer else self._staff_organization(request)
+        form = BlockCreateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            fields = dict(form.cleaned_data)
+            reason = fields.pop("reason")
+            provenance = Provenance(source=ChangeSource.STAFF, user=request.user, reason=reason)  # type: ignore[arg-type]
+            try:
+                block = block_create(organization=organization, customer=customer, provenance=provenance, **fields)
+            except MemoryEditError as exc:
+                form.add_error("label", str(exc))
+            else:
+                messages.success(request, f"Created the block “{block.label}”.")
+                return HttpResponseRedirect(self._after_edit_url(request, block))
+        context = self.page_context(
+            request, "New memory block", form=form, customer=customer, organization=organization
+        )
+        return TemplateResponse(request, "admin/memory/memoryblock/add.html", context)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False  # a block's history is the audit trail; emptying its value is the way to forget
+    def _customer_for_new_block(self, request: HttpRequest) -> Any:
+        customer_id = request.GET.get("customer", "")
+        if not customer_id:
+            return None
+        if not customer_id.isdigit():
+            raise Http404("Not found")
+        customers = Customer.objects.filter(pk=int(customer_id))
+        org_id = staff_organization_id(request)
+        customer = (customers if org_id is None else customers.filter(organization_id=org_id)).first()
+        if customer is None:
+            raise Http404("Not found")
+        return customer
+
+    def _staff_organization(self, request: HttpRequest) -> Organization:
+        org_id = staff_organization_id(request)
+        organization = Organization.objects.filter(pk=org_id).first() if org_id not in (None, -1) else None
+        if organization is None:
+            # A superuser sees every organisation: an organisation-wide block needs one, so go through a customer.
+            raise PermissionDenied("Open a customer of the organisation and add the block from their page.")
+        return organization
+
+    def delete_model(self, request: HttpRequest, obj: MemoryBlock) -> None:
+        block_delete(
+            block=obj,
+            provenance=Provenance(source=ChangeSource.STAFF, user=request.user, reason="deleted in the console"),  # type: ignore[arg-type]
+        )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[MemoryBlock]) -> None:
+        for block in queryset:
+            self.delete_model(request, block)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
+        response = super().response_delete(request, obj_display, obj_id)
+        return HttpResponseRedirect(safe_next(request, response["Location"]))
 
     @admin.display(description="belongs to")
     def owner(self, block: MemoryBlock) -> SafeString:
@@ -826,3 +898,39 @@ class ArchivalPassageAdmin(ScopedObjectAdmin):
             form.add_error("text", str(exc))
             return None
         return HttpResponseRedirect(_url("memory_archivalpassage_change", result.pk))
+
+
+@admin.register(BlockTemplate)
+class BlockTemplateAdmin(OrgScopedAdmin):
+    """Blocks every customer of the organisation gets beside the defaults, from their agent's next run on."""
+
+    list_display = ["label", "description", "char_limit", "read_only", "organization"]
+    search_fields = ["label", "description"]
+    fields = ["organization", "label", "description", "value", "char_limit", "read_only"]
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
+        # Staff belong to one organisation: the template is theirs. Superusers choose.
+        return self.fields if staff_organization_id(request) is None else self.fields[1:]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form_class = super().get_form(request, obj, change, **kwargs)
+        org_id = staff_organization_id(request)
+
+        class TemplateForm(form_class):  # type: ignore[valid-type,misc]
+            def clean(self) -> dict[str, Any]:
+                cleaned = super().clean()
+                organization_id = org_id if org_id is not None else getattr(cleaned.get("organization"), "pk", None)
+                taken = BlockTemplate.objects.filter(organization_id=organization_id, label=cleaned.get("label"))
+                if self.instance.pk:
+                    taken = taken.exclude(pk=self.instance.pk)
+                if taken.exists():
+                    self.add_error("label", "The organisation already has a template with this label.")
+                return cleaned
+
+        return TemplateForm
+
+    def save_model(self, request: HttpRequest, obj: BlockTemplate, form: Any, change: bool) -> None:
+        org_id = staff_organization_id(request)
+        if org_id is not None:
+            obj.organization_id = org_id
+        super().save_model(request, obj, form, change)

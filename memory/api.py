@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from memory.models import ArchivalPassage, ChangeSource, MemoryBlock
 from memory.selectors import blocks_for_customer, passage_search, passages_for
 from memory.serializers import (
+    MemoryBlockCreateSerializer,
     MemoryBlockSerializer,
     MemoryBlockUpdateSerializer,
     PassageCreateSerializer,
@@ -24,8 +27,17 @@ from memory.serializers import (
     PassageSerializer,
     PassageSupersedeSerializer,
 )
-from memory.services import Provenance, block_set_value, passage_delete, passage_insert, passage_supersede
-from tickets.api import ApiView
+from memory.services import (
+    MemoryEditError,
+    Provenance,
+    block_create,
+    block_delete,
+    block_set_value,
+    passage_delete,
+    passage_insert,
+    passage_supersede,
+)
+from tickets.api import ApiView, Conflict
 from tickets.auth import ApiClient
 from tickets.models import Customer
 
@@ -35,6 +47,9 @@ _IF_MATCH = OpenApiParameter(
     OpenApiParameter.HEADER,
     required=False,
     description='The block version you read (its ETag, e.g. "3"). A stale version gets 409.',
+)
+_DELETE_REASON = OpenApiParameter(
+    "reason", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False, description="Kept in the block's history."
 )
 _ETAG_VERSION = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 
@@ -73,6 +88,30 @@ class BlockUpdateMixin:
         return _block_response(updated)
 
 
+def _block_create(request: Request, *, organization: Any, customer: Customer | None) -> Response:
+    data = MemoryBlockCreateSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    fields = dict(data.validated_data)
+    reason = fields.pop("reason") or "created through the API"
+    base = _api_provenance(request)
+    provenance = replace(base, reason=f"{reason} ({base.reason})")
+    try:
+        block = block_create(organization=organization, customer=customer, provenance=provenance, **fields)
+    except MemoryEditError as exc:
+        raise Conflict(str(exc)) from None
+    response = _block_response(block)
+    response.status_code = 201
+    return response
+
+
+def _block_delete(request: Request, block: MemoryBlock) -> Response:
+    base = _api_provenance(request)
+    reason = request.query_params.get("reason", "").replace("\x00", "").strip()[:60]
+    provenance = replace(base, reason=f"{reason or 'deleted through the API'} ({base.reason})")
+    block_delete(block=block, provenance=provenance)
+    return Response(status=204)
+
+
 class CustomerBlockListView(ApiView):
     pagination_class = None  # a handful of blocks: one plain list
 
@@ -82,6 +121,15 @@ class CustomerBlockListView(ApiView):
     )
     def get(self, request: Request, customer_id: int) -> Response:
         return Response(MemoryBlockSerializer(blocks_for_customer(customer=self.get_customer()), many=True).data)
+
+    @extend_schema(
+        summary="Create a block in the customer's core memory (409 when the label exists)",
+        request=MemoryBlockCreateSerializer,
+        responses={201: MemoryBlockSerializer},
+    )
+    def post(self, request: Request, customer_id: int) -> Response:
+        customer = self.get_customer()
+        return _block_create(request, organization=customer.organization, customer=customer)
 
 
 class CustomerBlockDetailView(BlockUpdateMixin, ApiView):
@@ -107,6 +155,14 @@ class CustomerBlockDetailView(BlockUpdateMixin, ApiView):
     def patch(self, request: Request, customer_id: int, label: str) -> Response:
         return self.update_block(request, self.get_block())
 
+    @extend_schema(
+        summary="Delete a customer block (its history keeps every version)",
+        parameters=[_DELETE_REASON],
+        responses={204: None},
+    )
+    def delete(self, request: Request, customer_id: int, label: str) -> Response:
+        return _block_delete(request, self.get_block())
+
 
 class OrganizationBlockListView(ApiView):
     pagination_class = None
@@ -117,6 +173,14 @@ class OrganizationBlockListView(ApiView):
     def get(self, request: Request) -> Response:
         blocks = MemoryBlock.objects.filter(organization=self.organization, customer__isnull=True).order_by("label")
         return Response(MemoryBlockSerializer(blocks, many=True).data)
+
+    @extend_schema(
+        summary="Create an organisation-wide block, shared by every customer's agent (409 when the label exists)",
+        request=MemoryBlockCreateSerializer,
+        responses={201: MemoryBlockSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        return _block_create(request, organization=self.organization, customer=None)
 
 
 class OrganizationBlockDetailView(BlockUpdateMixin, ApiView):
@@ -140,6 +204,14 @@ class OrganizationBlockDetailView(BlockUpdateMixin, ApiView):
     )
     def patch(self, request: Request, label: str) -> Response:
         return self.update_block(request, self.get_block())
+
+    @extend_schema(
+        summary="Delete an organisation-wide block (its history keeps every version)",
+        parameters=[_DELETE_REASON],
+        responses={204: None},
+    )
+    def delete(self, request: Request, label: str) -> Response:
+        return _block_delete(request, self.get_block())
 
 
 def _first_or_404(rows: QuerySet[MemoryBlock]) -> MemoryBlock:

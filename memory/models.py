@@ -94,6 +94,27 @@ class MemoryBlock(models.Model):
         return f"{header}\n{description}{self.value}\n</{self.label}>"
 
 
+class BlockTemplate(models.Model):
+    """A core memory block every customer of the organisation gets besides the defaults (e.g. "billing")."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="block_templates")
+    label = models.SlugField(max_length=64, help_text="Lower-case words joined by _ or -, e.g. billing_account.")
+    description = models.CharField(
+        max_length=500, blank=True, help_text="Tells the agent what belongs in the block; shown in its prompt."
+    )
+    value = models.TextField(blank=True, help_text="The text a new customer's block starts with (often empty).")
+    char_limit = models.PositiveIntegerField(default=2000)
+    read_only = models.BooleanField(default=False, help_text="Pinned from the start: the agent may read, not edit.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label"]
+        constraints = [models.UniqueConstraint(fields=["organization", "label"], name="block_template_label_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.label} (template)"
+
+
 class PendingMemoryEdit(ProvenanceFields):
     """An agent edit waiting for staff review (organisations that require approval)."""
 

@@ -40,6 +40,25 @@ class MemoryBlockUpdateSerializer(serializers.Serializer):
     version = serializers.IntegerField(required=False, min_value=1, max_value=_BIGINT_MAX)
 
 
+class MemoryBlockCreateSerializer(serializers.Serializer):
+    """A new block: its label (a slug), what belongs in it, its first value and size limit."""
+
+    label = serializers.SlugField(max_length=64)
+    description = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+    value = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, max_length=MAX_PASSAGE_CHARS, required=False, default=""
+    )
+    char_limit = serializers.IntegerField(min_value=100, max_value=MAX_PASSAGE_CHARS, required=False, default=2000)
+    read_only = serializers.BooleanField(required=False, default=False)
+    # History keeps 100 characters of reason; the API key's prefix is appended to it.
+    reason = serializers.CharField(max_length=60, allow_blank=True, required=False, default="")
+
+    def validate(self, attrs: dict) -> dict:  # type: ignore[type-arg]
+        if len(attrs["value"]) > attrs["char_limit"]:
+            raise serializers.ValidationError({"value": [f"At most {attrs['char_limit']} characters for this block."]})
+        return attrs
+
+
 class PassageSerializer(serializers.ModelSerializer):
     superseded_by_id = serializers.IntegerField(allow_null=True, read_only=True)
     source_message_id = serializers.IntegerField(allow_null=True, read_only=True)

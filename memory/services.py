@@ -9,7 +9,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMemoryEdit, content_hash
+from memory.models import (
+    ArchivalPassage,
+    BlockTemplate,
+    ChangeSource,
+    MemoryBlock,
+    PendingMemoryEdit,
+    content_hash,
+)
 from memory.signals_out import passage_saved
 from tickets.models import Customer, Organization
 
@@ -80,13 +87,32 @@ def blocks_ensure(*, customer: Customer) -> list[MemoryBlock]:
         _block_get_or_create(
             organization=organization, customer=customer, label=label, description=description, limit=limit
         )
+    for template in BlockTemplate.objects.filter(organization=organization):
+        _block_get_or_create(
+            organization=organization,
+            customer=customer,
+            label=template.label,
+            description=template.description,
+            limit=template.char_limit,
+            value=template.value,
+            read_only=template.read_only,
+            reason=f"from the organisation's template {template.label!r}",
+        )
     return list(
         MemoryBlock.objects.filter(organization=organization, customer__in=[customer]).order_by("label")
     ) + list(MemoryBlock.objects.filter(organization=organization, customer__isnull=True).order_by("label"))
 
 
 def _block_get_or_create(
-    *, organization: Organization, customer: Customer | None, label: str, description: str, limit: int
+    *,
+    organization: Organization,
+    customer: Customer | None,
+    label: str,
+    description: str,
+    limit: int,
+    value: str = "",
+    read_only: bool = False,
+    reason: str = "default block created",
 ) -> MemoryBlock:
     existing = MemoryBlock.objects.filter(organization=organization, customer=customer, label=label).first()
     if existing is not None:
@@ -94,9 +120,15 @@ def _block_get_or_create(
     try:
         with transaction.atomic():
             block = MemoryBlock(
-                organization=organization, customer=customer, label=label, description=description, char_limit=limit
+                organization=organization,
+                customer=customer,
+                label=label,
+                description=description,
+                char_limit=limit,
+                value=value,
+                read_only=read_only,
             )
-            block._provenance = {**Provenance().fields(), "reason": "default block created"}  # type: ignore[attr-defined]
+            block._provenance = {**Provenance().fields(), "reason": reason}  # type: ignore[attr-defined]
             block.save()
             return block
     except IntegrityError:
@@ -127,6 +159,16 @@ def block_create(
     )
     _save_with_provenance(block, provenance)
     return block
+
+
+def block_delete(*, block: MemoryBlock, provenance: Provenance) -> None:
+    """Forget a block. Its history keeps every version and a deletion record saying who removed it and why."""
+    with transaction.atomic():
+        current = _locked(block)
+        current._provenance = {**provenance.fields(), "reason": provenance.reason}  # type: ignore[attr-defined]
+        if provenance.user is not None:
+            current._history_user = provenance.user  # type: ignore[attr-defined]
+        current.delete()
 
 
 def _save_with_provenance(block: MemoryBlock, provenance: Provenance) -> None:

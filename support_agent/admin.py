@@ -255,6 +255,8 @@ class CustomerMemoryAdmin(ScopedObjectAdmin):
             first_seen=_first_seen(customer),
             runs=self._runs(customer),
             can_edit_memory=request.user.has_perm("memory.change_memoryblock"),
+            can_add_memory=request.user.has_perm("memory.add_memoryblock"),
+            can_delete_memory=request.user.has_perm("memory.delete_memoryblock"),
             can_add_passage=request.user.has_perm("memory.add_archivalpassage"),
             passage_form=PassageTextForm(),
         )
