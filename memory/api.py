@@ -16,11 +16,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from memory.models import ArchivalPassage, ChangeSource, MemoryBlock
-from memory.selectors import blocks_for_customer, passage_search, passages_for
+from memory.selectors import (
+    blocks_for_customer,
+    message_search,
+    message_search_organization,
+    passage_search,
+    passages_for,
+)
 from memory.serializers import (
     MemoryBlockCreateSerializer,
     MemoryBlockSerializer,
     MemoryBlockUpdateSerializer,
+    MessageSearchQuerySerializer,
+    MessageSearchResultSerializer,
     PassageCreateSerializer,
     PassageSearchQuerySerializer,
     PassageSearchResultSerializer,
@@ -40,13 +48,15 @@ from memory.services import (
 from tickets.api import ApiView, Conflict
 from tickets.auth import ApiClient
 from tickets.models import Customer
+from tickets.selectors import customer_get
 
 _IF_MATCH = OpenApiParameter(
     "If-Match",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     required=False,
-    description='The block version you read (its ETag, e.g. "3"). A stale version gets 409.',
+    description='The block version you read (its ETag, e.g. "3"), or "version" in the body; one of the two is '
+    "required (428 without). A stale version gets 409.",
 )
 _DELETE_REASON = OpenApiParameter(
     "reason", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False, description="Kept in the block's history."
@@ -54,15 +64,30 @@ _DELETE_REASON = OpenApiParameter(
 _ETAG_VERSION = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 
 
-def _api_provenance(request: Request) -> Provenance:
+class PreconditionRequired(exceptions.APIException):
+    status_code = 428
+    default_detail = (
+        'Send the version you read, as If-Match (its ETag, e.g. "3") or "version" in the body, so that a '
+        "change made since is not overwritten."
+    )
+    default_code = "precondition_required"
+
+
+def _api_provenance(request: Request, reason: str = "") -> Provenance:
     client = request.user
     assert isinstance(client, ApiClient)
-    return Provenance(source=ChangeSource.API, reason=f"API key {client.api_key.prefix}")
+    key = f"API key {client.api_key.prefix}"
+    return Provenance(source=ChangeSource.API, reason=f"{reason} ({key})" if reason else key)
 
 
 def _expected_version(request: Request, body_version: int | None) -> int | None:
+    """The version the client read. None only for an explicit "If-Match: *" (overwrite whatever is there)."""
     header = request.headers.get("If-Match")
-    if header is None or header.strip() == "*":
+    if header is not None and header.strip() == "*":
+        return body_version
+    if header is None:
+        if body_version is None:
+            raise PreconditionRequired()
         return body_version
     match = _ETAG_VERSION.match(header)
     if match is None:
@@ -82,9 +107,8 @@ class BlockUpdateMixin:
         if len(value) > block.char_limit:
             raise exceptions.ValidationError({"value": [f"At most {block.char_limit} characters for this block."]})
         expected = _expected_version(request, data.validated_data.get("version"))
-        updated = block_set_value(
-            block=block, value=value, provenance=_api_provenance(request), expected_version=expected
-        )
+        provenance = _api_provenance(request, data.validated_data["reason"].strip())
+        updated = block_set_value(block=block, value=value, provenance=provenance, expected_version=expected)
         return _block_response(updated)
 
 
@@ -133,7 +157,7 @@ class CustomerBlockListView(ApiView):
 
 
 class CustomerBlockDetailView(BlockUpdateMixin, ApiView):
-    extra_error_codes = [409]
+    extra_error_codes = [409, 428]
 
     def get_block(self) -> MemoryBlock:
         customer = self.get_customer()
@@ -184,7 +208,7 @@ class OrganizationBlockListView(ApiView):
 
 
 class OrganizationBlockDetailView(BlockUpdateMixin, ApiView):
-    extra_error_codes = [409]
+    extra_error_codes = [409, 428]
 
     def get_block(self) -> MemoryBlock:
         blocks = MemoryBlock.objects.filter(
@@ -327,3 +351,23 @@ class PassageSupersedeView(PassageViewMixin):
             provenance=_api_provenance(request),
         )
         return Response(PassageSerializer(successor).data, status=201)
+
+
+class MessageSearchView(ApiView):
+    @extend_schema(
+        summary="Search the organisation's messages (every channel, internal notes included: API clients are staff)",
+        parameters=[MessageSearchQuerySerializer],
+        responses=MessageSearchResultSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        query = MessageSearchQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = dict(query.validated_data)
+        customer_id, text = params.pop("customer_id"), params.pop("q")
+        if customer_id is not None:
+            customer = customer_get(organization=self.organization, customer_id=customer_id)
+            result = message_search(customer=customer, query=text, **params)
+        else:
+            result = message_search_organization(organization=self.organization, query=text, **params)
+        body = {**result.__dict__, "has_next": result.has_next}
+        return Response(MessageSearchResultSerializer(body).data)

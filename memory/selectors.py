@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
@@ -155,6 +156,31 @@ def message_search(
     )
     ranked = _message_rerank(ranked, query=query)
     return _page_of(TicketMessage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
+
+
+def message_search_organization(
+    *,
+    organization: Organization,
+    query: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    page: int = 1,
+    page_size: int = 10,
+) -> SearchPage[TicketMessage]:
+    """Every customer's messages of one organisation matching the query's words (full text, websearch syntax),
+    best first, then newest. For staff and API clients: internal notes included."""
+    offset, page_size = _page_bounds(page, page_size)
+    messages = TicketMessage.objects.filter(organization=organization).select_related("customer")
+    if start:
+        messages = messages.filter(created_at__gte=start)
+    if end:
+        messages = messages.filter(created_at__lte=end)
+    ordered: QuerySet[TicketMessage] = messages.order_by("-created_at", "-id")
+    if query.strip():
+        words = SearchQuery(query, config="english", search_type="websearch")
+        ranked = messages.filter(search_vector=words).annotate(rank=SearchRank("search_vector", words))
+        ordered = ranked.order_by("-rank", "-created_at", "-id")
+    return SearchPage(list(ordered[offset : offset + page_size]), page, page_size, ordered.count())
 
 
 # After fusion, a message's score is raised by SESSION_WEIGHT x the scores of the other candidates from the

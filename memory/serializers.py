@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from memory.models import ArchivalPassage, MemoryBlock
+from tickets.serializers import MessageSerializer
 
 MAX_PASSAGE_CHARS = 10_000
 _BIGINT_MAX = 2**63 - 1
@@ -33,11 +34,19 @@ class MemoryBlockSerializer(serializers.ModelSerializer):
         return "customer" if block.customer_id else "organization"
 
 
+# The reason lands in simple-history's 100-character column with " (API key <prefix>)" after it.
+API_REASON_MAX = 80
+
+
 class MemoryBlockUpdateSerializer(serializers.Serializer):
-    """A whole new value. The version you read goes in If-Match or here; a stale one gets 409."""
+    """A whole new value and why. The version you read goes in If-Match or here: without either the update is
+    refused (428), a stale one gets 409."""
 
     value = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_PASSAGE_CHARS)
     version = serializers.IntegerField(required=False, min_value=1, max_value=_BIGINT_MAX)
+    reason = serializers.CharField(
+        max_length=API_REASON_MAX, help_text="Why the block changes; kept in its history, as in the admin."
+    )
 
 
 class MemoryBlockCreateSerializer(serializers.Serializer):
@@ -112,6 +121,37 @@ class PassageSearchQuerySerializer(serializers.Serializer):
 
 class PassageSearchResultSerializer(serializers.Serializer):
     results = PassageSerializer(many=True)
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    total = serializers.IntegerField()
+    has_next = serializers.BooleanField()
+
+
+class MessageSearchQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    customer_id = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=_BIGINT_MAX,
+        help_text="Only this customer's messages, ranked by the agent's hybrid recall search.",
+    )
+    start = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    end = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    page = serializers.IntegerField(min_value=1, max_value=10_000, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=100, default=10)
+
+
+class MessageSearchHitSerializer(MessageSerializer):
+    customer_id = serializers.IntegerField(read_only=True)
+
+    class Meta(MessageSerializer.Meta):
+        fields = ["customer_id", *MessageSerializer.Meta.fields]
+
+
+class MessageSearchResultSerializer(serializers.Serializer):
+    results = MessageSearchHitSerializer(many=True)
     page = serializers.IntegerField()
     page_size = serializers.IntegerField()
     total = serializers.IntegerField()

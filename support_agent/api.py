@@ -125,7 +125,7 @@ class TurnView(ApiView):
         data.is_valid(raise_exception=True)
         message = _customer_turn(
             customer=customer,
-            body=data.validated_data["message"],
+            body=data.validated_data["body"],
             channel=Ticket.Channel.API,
             ticket_id=data.validated_data["ticket_id"],
         )

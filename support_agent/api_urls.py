@@ -36,6 +36,7 @@ widget_urls: list[URLPattern | URLResolver] = [
 urlpatterns: list[URLPattern | URLResolver] = [
     path("customers/", tickets_api.CustomerListView.as_view(), name="api-customers"),
     path("customers/<int:customer_id>/", include(customer_urls)),
+    path("messages/search/", memory_api.MessageSearchView.as_view(), name="api-message-search"),
     path("memory/", memory_api.OrganizationBlockListView.as_view(), name="api-org-blocks"),
     path("memory/<slug:label>/", memory_api.OrganizationBlockDetailView.as_view(), name="api-org-block"),
     path("widget/<str:publishable_key>/", include(widget_urls)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from support_agent.models import AgentRun, AgentStep
@@ -79,8 +81,23 @@ class AgentRunSummarySerializer(AgentRunSerializer):
 
 
 class TurnCreateSerializer(serializers.Serializer):
-    message = serializers.CharField(max_length=20_000, help_text="What the customer says.")
+    """The customer's message in ``body``, the name the widget and every message listing use. ``message`` is the
+    older name of the same field, still accepted; sending both is refused."""
+
+    body = serializers.CharField(max_length=20_000, required=False, help_text="What the customer says.")
+    message = serializers.CharField(
+        max_length=20_000, required=False, help_text="Deprecated name of body, still accepted."
+    )
     ticket_id = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "body" in attrs and "message" in attrs:
+            raise serializers.ValidationError({"message": ["Send body only (message is its older name)."]})
+        text = attrs.pop("message", None) if "body" not in attrs else attrs["body"]
+        if text is None:
+            raise serializers.ValidationError({"body": ["This field is required."]})
+        attrs["body"] = text
+        return attrs
 
 
 class ExportSerializer(serializers.Serializer):

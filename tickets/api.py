@@ -44,6 +44,7 @@ _ERROR_TEXT = {
     409: "Conflict: the object changed since you read it, or the id is taken.",
     413: "The request body is too large.",
     415: "Unsupported content type; send application/json.",
+    428: "The version you read is required (If-Match or version), so a newer change is not overwritten.",
     429: "Too many requests; retry after details.retry_after seconds.",
 }
 

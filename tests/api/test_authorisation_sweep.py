@@ -25,7 +25,7 @@ SERVER_OPERATIONS: dict[tuple[str, str], Any] = {
     ("POST", "/api/customers/{customer_id}/messages/"): {"body": "Sweep"},
     ("GET", "/api/customers/{customer_id}/memory/"): None,
     ("GET", "/api/customers/{customer_id}/memory/{label}/"): None,
-    ("PATCH", "/api/customers/{customer_id}/memory/{label}/"): {"value": "Sweep"},
+    ("PATCH", "/api/customers/{customer_id}/memory/{label}/"): {"value": "Sweep", "reason": "r", "version": 1},
     ("GET", "/api/customers/{customer_id}/passages/"): None,
     ("POST", "/api/customers/{customer_id}/passages/"): {"text": "Sweep"},
     ("GET", "/api/customers/{customer_id}/passages/search/"): None,
@@ -43,9 +43,10 @@ SERVER_OPERATIONS: dict[tuple[str, str], Any] = {
 ORGANIZATION_OPERATIONS: dict[tuple[str, str], Any] = {
     ("GET", "/api/customers/"): None,
     ("POST", "/api/customers/"): {"external_id": "sweep-1"},
+    ("GET", "/api/messages/search/"): None,
     ("GET", "/api/memory/"): None,
     ("GET", "/api/memory/{label}/"): None,
-    ("PATCH", "/api/memory/{label}/"): {"value": "Sweep"},
+    ("PATCH", "/api/memory/{label}/"): {"value": "Sweep", "reason": "r", "version": 1},
 }
 WIDGET_OPERATIONS: dict[tuple[str, str], Any] = {
     ("GET", "/api/widget/{publishable_key}/messages/"): None,

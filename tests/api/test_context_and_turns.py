@@ -18,7 +18,7 @@ def test_compiled_context_has_the_prompt_and_its_token_counts(actors, api):
 
 def test_turn_runs_the_agent_and_returns_the_run_with_steps(actors, api):
     url = f"/api/customers/{actors.customer.pk}/turns/"
-    response = api.post(url, {"message": "What firmware fixed my card reader?"}, format="json")
+    response = api.post(url, {"body": "What firmware fixed my card reader?"}, format="json")
     assert response.status_code == 201, response.content
     run = response.json()
     assert run["trigger"] == "api" and run["status"] == "completed"
@@ -36,6 +36,17 @@ def test_turn_runs_the_agent_and_returns_the_run_with_steps(actors, api):
 def test_turn_input_is_checked_before_anything_is_stored(actors, api):
     url = f"/api/customers/{actors.customer.pk}/turns/"
     before = TicketMessage.objects.count()
+    assert_error(api.post(url, {"body": ""}, format="json"), 400)
     assert_error(api.post(url, {"message": ""}, format="json"), 400)
-    assert_error(api.post(url, {"message": "hi", "ticket_id": 10**9}, format="json"), 404)
+    assert_error(api.post(url, {}, format="json"), 400)
+    both = assert_error(api.post(url, {"body": "hi", "message": "hi"}, format="json"), 400)
+    assert "message" in both["details"]
+    assert_error(api.post(url, {"body": "hi", "ticket_id": 10**9}, format="json"), 404)
     assert TicketMessage.objects.count() == before and not AgentRun.objects.exists()
+
+
+def test_turn_takes_body_like_the_widget_and_still_accepts_message(actors, api):
+    url = f"/api/customers/{actors.customer.pk}/turns/"
+    old = api.post(url, {"message": "Old field name still works."}, format="json")
+    assert old.status_code == 201, old.content
+    assert TicketMessage.objects.get(pk=old.json()["trigger_message_id"]).body == "Old field name still works."
