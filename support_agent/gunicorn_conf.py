@@ -36,3 +36,10 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Each worker loads the embedding model before it takes requests, so the first reply is not the slow one."""
+    from support_agent.warmup import service_warm_up
+
+    service_warm_up()

@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from support_agent.models import AgentRun
 from tests.support_agent.fake_openai import Error, tool_calls
+from tickets.models import TicketMessage
 
 
 def _chat(*args: str, **options) -> str:
@@ -55,3 +56,12 @@ def test_agent_chat_interactive(actors, offline, monkeypatch):
     monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
     output = _chat("--org", "acme", "--customer", "zd-1")
     assert "Order: B-77" in output and AgentRun.objects.count() == 1
+
+
+@pytest.mark.parametrize("word", ["quit", "exit", " QUIT "])
+def test_agent_chat_quit_ends_the_session_without_a_run(actors, offline, monkeypatch, word):
+    answers = iter(["My order number is B-77.", word, "never sent"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    _chat("--org", "acme", "--customer", "zd-1")
+    assert AgentRun.objects.count() == 1
+    assert not TicketMessage.objects.filter(body__iexact=word.strip()).exists()

@@ -15,6 +15,9 @@ from tickets.models import Customer, Organization, Ticket, TicketMessage
 from tickets.selectors import customer_by_external_id
 from tickets.services import message_ingest
 
+# Typed alone at the prompt, these end the session instead of being sent to the agent.
+QUIT_WORDS = frozenset({"quit", "exit", "/quit", "/exit", ":q"})
+
 
 class Command(BaseCommand):
     help = "Send a message to the agent as one customer and print its reply (-v 2 prints each step)."
@@ -43,13 +46,14 @@ class Command(BaseCommand):
         self._interactive(customer, verbosity)
 
     def _interactive(self, customer: Customer, verbosity: int) -> None:
-        self.stderr.write("Type a message and press Enter; an empty line or Ctrl-D ends the session.")
+        self.stderr.write("Type a message and press Enter; quit, exit, an empty line or Ctrl-D ends the session.")
         while True:
             try:
                 text = input("you> ")
-            except EOFError:
+            except (EOFError, KeyboardInterrupt):
+                self.stderr.write("")
                 return
-            if not text.strip():
+            if not text.strip() or text.strip().casefold() in QUIT_WORDS:
                 return
             run = self._turn(customer, text, verbosity)
             if run.status == AgentRun.Status.FAILED:
