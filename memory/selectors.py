@@ -10,6 +10,7 @@ embedding lands. Every design choice below that changes ranking was kept because
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -191,19 +192,40 @@ SESSION_TOP = 3
 # during that period, or up to DATE_AFTER_DAYS after it, by 1 + DATE_BOOST. A preference, not a filter.
 DATE_BOOST = 2.0
 DATE_AFTER_DAYS = 14
+# A query that names a participant by name ("What did Dana say about ...") multiplies the score of what that
+# person wrote by 1 + SPEAKER_BOOST. A preference, not a filter; a query naming no author changes nothing.
+SPEAKER_BOOST = 0.0
 # Messages with the same text (auto-replies, a widget message echoed by a helpdesk) are shown once.
 DEDUPLICATE = True
 
+# What the re-scoring reads of each candidate: (conversation, time, text hash, author). A passage made from a
+# message belongs to that message's ticket and author; any other passage is a conversation of its own.
+_MESSAGE_FACTS_SQL = (
+    "SELECT id, ticket_id, created_at, md5(lower(btrim(body))), author_name FROM tickets_ticketmessage "
+    "WHERE id = ANY(%s)"
+)
+_PASSAGE_FACTS_SQL = (
+    "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at, p.text_hash, coalesce(m.author_name, '') "
+    "FROM memory_archivalpassage p LEFT JOIN tickets_ticketmessage m ON m.id = p.source_message_id "
+    "WHERE p.id = ANY(%s)"
+)
+
 
 def _message_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tuple[int, float]]:
+    return _rerank(ranked, query=query, facts_sql=_MESSAGE_FACTS_SQL)
+
+
+def _passage_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tuple[int, float]]:
+    return _rerank(ranked, query=query, facts_sql=_PASSAGE_FACTS_SQL)
+
+
+def _rerank(ranked: list[tuple[int, float]], *, query: str, facts_sql: str) -> list[tuple[int, float]]:
+    """Fused scores re-scored by conversation support, a named date and a named author; duplicates dropped."""
     periods = query_periods(query) if DATE_BOOST else []
-    if not ranked or not (SESSION_WEIGHT or periods or DEDUPLICATE):
+    if not ranked or not (SESSION_WEIGHT or periods or SPEAKER_BOOST or DEDUPLICATE):
         return ranked
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, ticket_id, created_at, md5(lower(btrim(body))) FROM tickets_ticketmessage WHERE id = ANY(%s)",
-            [[pk for pk, _ in ranked]],
-        )
+        cursor.execute(facts_sql, [[pk for pk, _ in ranked]])
         facts = {row[0]: row[1:] for row in cursor.fetchall()}
     ranked = [(pk, score) for pk, score in ranked if pk in facts]
     if SESSION_WEIGHT:
@@ -220,6 +242,10 @@ def _message_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tupl
         after = timedelta(days=DATE_AFTER_DAYS)
         dated = {pk for pk, _ in ranked if any(p.contains(facts[pk][1].date(), after=after) for p in periods)}
         ranked = [(pk, score * (1 + DATE_BOOST) if pk in dated else score) for pk, score in ranked]
+    if SPEAKER_BOOST:
+        named = named_authors(query, {facts[pk][3] for pk, _ in ranked})
+        if named:
+            ranked = [(pk, score * (1 + SPEAKER_BOOST) if facts[pk][3] in named else score) for pk, score in ranked]
     ranked.sort(key=lambda item: (-item[1], -item[0]))
     if DEDUPLICATE:
         seen: set[str] = set()
@@ -230,6 +256,27 @@ def _message_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tupl
                 unique.append((pk, score))
         ranked = unique
     return ranked
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*", re.UNICODE)
+
+
+def named_authors(query: str, authors: set[str]) -> set[str]:
+    """The authors whose name (first name, or the whole name) the query mentions, possessives included.
+
+    Only some: when the query names every author there is no one to prefer.
+    """
+    words = {word.casefold().removesuffix("'s").removesuffix("\u2019s") for word in _WORD.findall(query)}
+    named = set()
+    for author in authors:
+        parts = [part.casefold() for part in _WORD.findall(author)]
+        if parts and (parts[0] in words or " ".join(parts) in query.casefold()):
+            named.add(author)
+    return named if len(named) < len([a for a in authors if a]) else set()
+
+
+# Passages are re-scored like messages (a passage made from a message counts as part of its conversation).
+PASSAGE_RERANK = False
 
 
 @SEARCH_SECONDS.labels("passages").time()
@@ -281,6 +328,8 @@ def passage_search(
         distance="m.embedding <=> %s::vector",
         hits_sql=_PASSAGE_HITS_SQL if customer is not None else _ORGANIZATION_PASSAGE_HITS_SQL,
     )
+    if PASSAGE_RERANK:
+        ranked = _passage_rerank(ranked, query=query)
     return _page_of(ArchivalPassage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
 
 

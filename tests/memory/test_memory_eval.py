@@ -77,8 +77,8 @@ def test_memory_eval_ingests_through_the_normal_path_with_session_dates(db, sett
 
 
 def _run_then_snapshot(run, seen):
-    def wrapped(self, organization, samples, ks, *, quiet):
-        tally = run(self, organization, samples, ks, quiet=quiet)
+    def wrapped(self, organization, samples, ks, **options):
+        tally = run(self, organization, samples, ks, **options)
         messages = TicketMessage.objects.filter(organization=organization).order_by("created_at")
         seen["snapshot"] = [(m.external_id, m.created_at.date().isoformat(), m.author_name) for m in messages]
         seen["snapshot_caption"] = messages.get(external_id="D1:2").body
@@ -102,3 +102,81 @@ def test_memory_eval_text_output_and_bad_input(db, settings, locomo_file, tmp_pa
     wrong.write_text('{"not": "a list"}')
     with pytest.raises(CommandError, match="not a LoCoMo file"):
         call_command("memory_eval", str(wrong))
+
+
+def _eval(locomo_file, *args):
+    out = io.StringIO()
+    call_command("memory_eval", str(locomo_file), "--json", *args, stdout=out, stderr=io.StringIO())
+    return json.loads(out.getvalue())
+
+
+def _two_conversation_file(tmp_path, count=6):
+    """``count`` copies of SAMPLE with their own ids; only the sixth onwards ask about the beach."""
+    samples = []
+    for index in range(count):
+        sample = json.loads(json.dumps(SAMPLE))
+        sample["sample_id"] = f"conv-{index + 1}"
+        if index < 5:
+            sample["qa"] = [q for q in sample["qa"] if q["category"] != 1]
+        samples.append(sample)
+    path = tmp_path / "six.json"
+    path.write_text(json.dumps(samples))
+    return path
+
+
+def test_memory_eval_splits_tune_from_validate(db, settings, tmp_path):
+    use_fake(settings)
+    path = _two_conversation_file(tmp_path)
+    tune = _eval(path, "--split", "tune")
+    validate = _eval(path, "--split", "validate")
+    everything = _eval(path)
+    assert tune["split"] == "tune" and validate["split"] == "validate" and everything["split"] == "all"
+    assert tune["questions"] == 5 * 2  # conversations 1-5: the router and puppy questions
+    assert validate["questions"] == 3  # conversation 6 alone, with its multi-hop question
+    assert everything["questions"] == tune["questions"] + validate["questions"]
+    assert "1" not in tune["by_category"] and "1" in validate["by_category"]
+
+
+def test_memory_eval_searches_archival_passages_made_from_the_turns(db, settings, locomo_file, monkeypatch):
+    use_fake(settings)
+    from memory import selectors
+
+    searched = []
+    original = selectors.passage_search
+
+    def spy(**kwargs):
+        page = original(**kwargs)
+        searched.append([p.text for p in page.results])
+        return page
+
+    from memory.management.commands import memory_eval
+
+    monkeypatch.setattr(memory_eval, "passage_search", spy)
+    report = _eval(locomo_file, "--target", "archival", "--k", "1,5")
+    assert report["target"] == "archival" and report["questions"] == 3
+    assert report["by_category"]["4"]["1"] == 1.0  # the passage "Ana: ... a puppy named Rex!" maps to D1:3
+    assert report["recall"]["5"] == 1.0
+    assert "Ana: Yes, twice. I also adopted a puppy named Rex!" in searched[0]
+    assert not Organization.objects.filter(slug__startswith="memory-eval").exists()
+
+
+def test_memory_eval_keeps_and_reuses_the_ingested_organisation(db, settings, locomo_file):
+    use_fake(settings)
+    err = io.StringIO()
+    out = io.StringIO()
+    call_command("memory_eval", str(locomo_file), "--json", "--keep", stdout=out, stderr=err)
+    first = json.loads(out.getvalue())
+    slug = err.getvalue().strip().split()[-1]
+    organization = Organization.objects.get(slug=slug)
+    messages = TicketMessage.objects.filter(organization=organization).count()
+    assert messages == 5 and organization.passages.count() == 5  # both targets kept
+    assert not organization.passages.filter(embedding__isnull=True).exists()  # passages embedded in the batch
+    again = _eval(locomo_file, "--reuse", slug)
+    archival = _eval(locomo_file, "--reuse", slug, "--target", "archival")
+    assert again["recall"] == first["recall"] and again["by_category"] == first["by_category"]
+    assert archival["questions"] == first["questions"]
+    assert TicketMessage.objects.filter(organization=organization).count() == messages  # nothing ingested again
+    with pytest.raises(CommandError, match="No organisation"):
+        call_command("memory_eval", str(locomo_file), "--reuse", "no-such-org")
+    with pytest.raises(CommandError, match="--split"):
+        call_command("memory_eval", str(locomo_file), "--split", "half")

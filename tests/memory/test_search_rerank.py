@@ -117,3 +117,69 @@ def _org_scope(actors):
     scope = selectors._Scope(table="memory_archivalpassage m", exact=False)
     scope.add("m.organization_id = %s", actors.org.pk)
     return scope
+
+
+def _said_by(actors, author, body, *, role="customer", ticket=None):
+    message, _ = message_ingest(
+        customer=actors.customer,
+        ticket=ticket or actors.open_ticket,
+        body=body,
+        author_role=role,
+        author_name=author,
+        announce=False,
+    )
+    return message
+
+
+def test_named_authors_reads_first_names_possessives_and_full_names():
+    authors = {"Dana Whitfield", "Sam", ""}
+    assert selectors.named_authors("What did Dana say about the refund?", authors) == {"Dana Whitfield"}
+    assert selectors.named_authors("What is Sam\u2019s favourite router?", authors) == {"Sam"}
+    assert selectors.named_authors("Did dana whitfield pay?", authors) == {"Dana Whitfield"}
+    assert selectors.named_authors("What did they say about the refund?", authors) == set()
+    # Naming everyone prefers no one.
+    assert selectors.named_authors("What did Dana and Sam agree?", authors) == set()
+
+
+def test_a_person_named_in_the_query_prefers_what_they_wrote(actors, fake, monkeypatch):
+    agent = _said_by(actors, "Sam", "Your printer queue is paused; the printer needs a restart.", role="staff")
+    dana = _said_by(actors, "Dana Whitfield", "My printer prints blank pages.")
+
+    def first(query):
+        return message_search(customer=actors.customer, query=query).results[0].pk
+
+    monkeypatch.setattr(selectors, "SESSION_WEIGHT", 0.0)
+    monkeypatch.setattr(selectors, "AUTHOR_IN_TEXT", False)  # the name matters only through the preference
+    monkeypatch.setattr(selectors, "SPEAKER_BOOST", 0.0)
+    assert first("What did Dana say about the printer?") == agent.pk  # "printer" twice: first on words alone
+    monkeypatch.setattr(selectors, "SPEAKER_BOOST", 1.0)
+    assert first("What did Dana say about the printer?") == dana.pk
+    assert first("What happened to the printer?") == agent.pk  # no one named: nothing changes
+
+
+def test_passages_made_from_messages_are_re_scored_with_their_conversation(actors, fake, monkeypatch):
+    provenance = Provenance(reason="test")
+    sources = [
+        _said_by(actors, "Dana Whitfield", "printer offline", ticket=actors.solved_ticket),
+        _said_by(actors, "Dana Whitfield", "printer offline again"),
+        _said_by(actors, "Dana Whitfield", "still no printing"),
+    ]
+    alone, together, mate = (
+        passage_insert(
+            organization=actors.org,
+            customer=actors.customer,
+            text=message.body,
+            provenance=provenance,
+            source_message_id=message.pk,
+        )[0]
+        for message in sources
+    )
+    loose, _ = passage_insert(
+        organization=actors.org, customer=actors.customer, text="loose fact", provenance=provenance
+    )
+    ranked = [(alone.pk, 0.50), (together.pk, 0.48), (mate.pk, 0.20), (loose.pk, 0.10)]
+    monkeypatch.setattr(selectors, "DATE_BOOST", 0.0)
+    monkeypatch.setattr(selectors, "SESSION_WEIGHT", 0.2)
+    reranked = selectors._passage_rerank(list(ranked), query="printer offline")
+    assert [pk for pk, _ in reranked] == [together.pk, alone.pk, mate.pk, loose.pk]
+    assert dict(reranked)[loose.pk] == pytest.approx(0.10)  # a passage from no message is a conversation alone

@@ -5,6 +5,13 @@ ingested through ``tickets.services.message_ingest`` (the path every channel tak
 its time, then embedded by the same batch service the product runs after a bulk load. Every question of
 categories 1-4 is then asked of ``memory.selectors.message_search``, the search the agent's
 ``conversation_search`` tool calls. The organisation is deleted afterwards.
+
+``--target archival`` also stores every turn as an archival passage of the customer (``passage_insert``,
+"<speaker>: <text>", dated like its session, pointing to its message) and asks ``passage_search`` instead.
+``--split`` fixes which conversations are asked: ``tune`` (the first five) is where ranking constants are
+chosen, ``validate`` (the other five) where a change must also improve (docs/recall.md). ``--keep`` leaves the
+ingested, embedded organisation in the database (both targets) and ``--reuse SLUG`` asks its questions again
+without ingesting or embedding anything.
 """
 
 from __future__ import annotations
@@ -22,13 +29,21 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from memory.embeddings import embeddings_embed_pending
-from memory.selectors import message_search
+from memory.models import ArchivalPassage
+from memory.receivers import embed_saved_passage
+from memory.selectors import message_search, passage_search
+from memory.services import Provenance, passage_insert
+from memory.signals_out import passage_saved
 from tickets.models import Customer, Organization, TicketMessage
 from tickets.services import TicketChanges, customer_resolve, message_ingest, organization_create, ticket_upsert
 
 SCORED_CATEGORIES = ("1", "2", "3", "4")
 SESSION_DATE_FORMAT = "%I:%M %p on %d %B, %Y"
 MAX_K = 100
+# LoCoMo's ten conversations: constants are chosen on the first five and confirmed on the other five.
+SPLITS = {"tune": range(0, 5), "validate": range(5, 10), "all": range(0, 10_000)}
+TARGETS = ("messages", "archival")
+PASSAGE_EMBED_RECEIVER = "memory.embed_saved_passage"
 
 
 @dataclass
@@ -37,6 +52,7 @@ class Sample:
 
     customer: Customer
     turns: dict[str, int] = field(default_factory=dict)
+    passages: dict[int, int] = field(default_factory=dict)  # archival passage id -> the message it was made from
 
 
 @dataclass
@@ -56,26 +72,72 @@ class Command(BaseCommand):
         parser.add_argument("--k", default="5,10,25", help="comma-separated cut-offs (default 5,10,25)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N samples")
+        parser.add_argument(
+            "--split", choices=sorted(SPLITS), default="all", help="tune: samples 1-5, validate: 6-10 (default all)"
+        )
+        parser.add_argument(
+            "--target", choices=TARGETS, default="messages", help="search recall memory or archival passages"
+        )
+        parser.add_argument("--keep", action="store_true", help="keep the ingested organisation; prints its slug")
+        parser.add_argument("--reuse", metavar="SLUG", help="ask again on an organisation that --keep left")
 
     def handle(self, *args: Any, **options: Any) -> None:
         ks = _parse_ks(options["k"])
         samples = _load(options["file"])
         if options["limit"] > 0:
             samples = samples[: options["limit"]]
-        organization = organization_create(name="memory_eval (temporary)", slug=f"memory-eval-{uuid.uuid4().hex[:12]}")
-        try:
-            tally = self._run(organization, samples, ks, quiet=options["json"])
-        finally:
-            organization.delete()
+        chosen = SPLITS[options["split"]]
+        if options["reuse"]:
+            organization = Organization.objects.filter(slug=options["reuse"]).first()
+            if organization is None:
+                raise CommandError(f"No organisation {options['reuse']!r} to reuse: run with --keep first.")
+            tally = self._ask_again(organization, samples, chosen, ks, target=options["target"])
+        else:
+            organization = organization_create(
+                name="memory_eval (kept)" if options["keep"] else "memory_eval (temporary)",
+                slug=f"memory-eval-{uuid.uuid4().hex[:12]}",
+            )
+            try:
+                tally = self._run(
+                    organization,
+                    samples,
+                    ks,
+                    quiet=options["json"],
+                    chosen=chosen,
+                    target=options["target"],
+                    passages=options["keep"] or options["target"] == "archival",
+                )
+            finally:
+                if not options["keep"]:
+                    organization.delete()
+            if options["keep"]:
+                self.stderr.write(f"kept: --reuse {organization.slug}")
         report = _report(tally, ks)
+        report.update(split=options["split"], target=options["target"])
         if options["json"]:
             self.stdout.write(json.dumps(report))
         else:
             self._print(report, ks)
 
-    def _run(self, organization: Organization, samples: list[dict[str, Any]], ks: list[int], *, quiet: bool) -> Tally:
+    def _run(
+        self,
+        organization: Organization,
+        samples: list[dict[str, Any]],
+        ks: list[int],
+        *,
+        quiet: bool,
+        chosen: range = SPLITS["all"],
+        target: str = "messages",
+        passages: bool = False,
+    ) -> Tally:
         started = time.perf_counter()
-        ingested = [_ingest(organization, sample) for sample in samples]
+        # A bulk load: passages are embedded in batches below, like the messages (which are not announced),
+        # not one model call each as they are stored.
+        passage_saved.disconnect(dispatch_uid=PASSAGE_EMBED_RECEIVER)
+        try:
+            ingested = [_ingest(organization, sample, passages=passages) for sample in samples]
+        finally:
+            passage_saved.connect(embed_saved_passage, dispatch_uid=PASSAGE_EMBED_RECEIVER)
         turns = sum(len(s.turns) for s in ingested)
         if not quiet:
             self.stderr.write(
@@ -86,8 +148,18 @@ class Command(BaseCommand):
         if not quiet:
             self.stderr.write(f"embedded them in {time.perf_counter() - started:.1f}s")
         tally = Tally()
-        for sample, data in zip(ingested, samples, strict=True):
-            _ask(sample, data["qa"], ks, tally)
+        for index, (sample, data) in enumerate(zip(ingested, samples, strict=True)):
+            if index in chosen:
+                _ask(sample, data["qa"], ks, tally, target=target)
+        return tally
+
+    def _ask_again(
+        self, organization: Organization, samples: list[dict[str, Any]], chosen: range, ks: list[int], *, target: str
+    ) -> Tally:
+        tally = Tally()
+        for index, data in enumerate(samples):
+            if index in chosen:
+                _ask(_ingested(organization, data), data["qa"], ks, tally, target=target)
         return tally
 
     def _print(self, report: dict[str, Any], ks: list[int]) -> None:
@@ -136,7 +208,24 @@ def _sessions(conversation: dict[str, Any]) -> list[tuple[int, datetime, list[di
     return sorted(sessions)
 
 
-def _ingest(organization: Organization, data: dict[str, Any]) -> Sample:
+def _ingested(organization: Organization, data: dict[str, Any]) -> Sample:
+    """A sample that ``--keep`` left in ``organization``, found again by its ids."""
+    customer = Customer.objects.filter(
+        organization=organization, identities__source="api", identities__external_id=str(data.get("sample_id"))
+    ).first()
+    if customer is None:
+        raise CommandError(f"Sample {data.get('sample_id')!r} is not in {organization.slug}: kept from another file?")
+    sample = Sample(customer=customer)
+    sample.turns = dict(TicketMessage.objects.filter(customer=customer).values_list("external_id", "pk"))
+    sample.passages = {
+        pk: source
+        for pk, source in ArchivalPassage.objects.filter(customer=customer).values_list("pk", "source_message_id")
+        if source is not None
+    }
+    return sample
+
+
+def _ingest(organization: Organization, data: dict[str, Any], *, passages: bool = False) -> Sample:
     conversation = data["conversation"]
     speaker_a = conversation.get("speaker_a", "")
     with transaction.atomic():
@@ -171,10 +260,27 @@ def _ingest(organization: Organization, data: dict[str, Any]) -> Sample:
                     announce=False,  # a bulk load: embedded in batches below, and no agent runs
                 )
                 sample.turns[turn["dia_id"]] = message.pk
+                if passages:
+                    _store_passage(sample, message)
     return sample
 
 
-def _ask(sample: Sample, questions: list[dict[str, Any]], ks: list[int], tally: Tally) -> None:
+def _store_passage(sample: Sample, message: TicketMessage) -> None:
+    """The turn as an archival passage of the customer, dated like the turn, pointing to its message."""
+    text = f"{message.author_name}: {message.body}" if message.author_name else message.body
+    passage, created = passage_insert(
+        organization=sample.customer.organization,
+        customer=sample.customer,
+        text=text,
+        provenance=Provenance(),
+        source_message_id=message.pk,
+    )
+    if created:  # a passage is dated when it is stored; here, when its turn was said (a repeat keeps the first)
+        ArchivalPassage.objects.filter(pk=passage.pk).update(created_at=message.created_at)
+        sample.passages[passage.pk] = message.pk
+
+
+def _ask(sample: Sample, questions: list[dict[str, Any]], ks: list[int], tally: Tally, *, target: str) -> None:
     for item in questions:
         category = str(item.get("category"))
         if category not in SCORED_CATEGORIES:
@@ -183,11 +289,19 @@ def _ask(sample: Sample, questions: list[dict[str, Any]], ks: list[int], tally: 
         if not evidence:  # no evidence, or only malformed ids: nothing to recall
             continue
         started = time.perf_counter()
-        page = message_search(customer=sample.customer, query=str(item["question"]), page_size=max(ks))
+        found = _search(sample, str(item["question"]), max(ks), target=target)
         tally.latencies_ms.append((time.perf_counter() - started) * 1000)
-        found = [message.pk for message in page.results]
         for k in ks:
             tally.add(category, k, len(evidence & set(found[:k])) / len(evidence))
+
+
+def _search(sample: Sample, query: str, k: int, *, target: str) -> list[int]:
+    """The ids of the messages found for ``query``, best first (for passages: the messages they came from)."""
+    if target == "archival":
+        customer = sample.customer
+        page = passage_search(organization=customer.organization, customer=customer, query=query, page_size=k)
+        return [sample.passages[p.pk] for p in page.results if p.pk in sample.passages]
+    return [message.pk for message in message_search(customer=sample.customer, query=query, page_size=k).results]
 
 
 def _report(tally: Tally, ks: list[int]) -> dict[str, Any]:
