@@ -325,7 +325,7 @@ class MemoryBlockAdmin(ScopedObjectAdmin):
 
     def _staff_organization(self, request: HttpRequest) -> Organization:
         org_id = staff_organization_id(request)
-        organization = Organization.objects.filter(pk=org_id).first() if org_id not in (None, -1) else None
+        organization = Organization.objects.filter(pk=org_id).first() if org_id is not None and org_id != -1 else None
         if organization is None:
             # A superuser sees every organisation: an organisation-wide block needs one, so go through a customer.
             raise PermissionDenied("Open a customer of the organisation and add the block from their page.")
@@ -906,9 +906,9 @@ class BlockTemplateAdmin(OrgScopedAdmin):
 
     list_display = ["label", "description", "char_limit", "read_only", "organization"]
     search_fields = ["label", "description"]
-    fields = ["organization", "label", "description", "value", "char_limit", "read_only"]
+    fields = ("organization", "label", "description", "value", "char_limit", "read_only")
 
-    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         # Staff belong to one organisation: the template is theirs. Superusers choose.
         return self.fields if staff_organization_id(request) is None else self.fields[1:]
 
@@ -920,7 +920,7 @@ class BlockTemplateAdmin(OrgScopedAdmin):
             def clean(self) -> dict[str, Any]:
                 cleaned = super().clean()
                 organization_id = org_id if org_id is not None else getattr(cleaned.get("organization"), "pk", None)
-                taken = BlockTemplate.objects.filter(organization_id=organization_id, label=cleaned.get("label"))
+                taken = BlockTemplate.objects.filter(organization_id=organization_id or 0, label=cleaned.get("label"))
                 if self.instance.pk:
                     taken = taken.exclude(pk=self.instance.pk)
                 if taken.exists():

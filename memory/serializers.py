@@ -52,13 +52,13 @@ class MemoryBlockUpdateSerializer(serializers.Serializer):
 class MemoryBlockCreateSerializer(serializers.Serializer):
     """A new block: its label (a slug), what belongs in it, its first value and size limit."""
 
-    label = serializers.SlugField(max_length=64)
+    label = serializers.SlugField(max_length=64)  # type: ignore[assignment]  # DRF pops declared fields
     description = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
     value = serializers.CharField(
         allow_blank=True, trim_whitespace=False, max_length=MAX_PASSAGE_CHARS, required=False, default=""
     )
     char_limit = serializers.IntegerField(min_value=100, max_value=MAX_PASSAGE_CHARS, required=False, default=2000)
-    read_only = serializers.BooleanField(required=False, default=False)
+    read_only = serializers.BooleanField(required=False, default=False)  # type: ignore[assignment]
     # History keeps 100 characters of reason; the API key's prefix is appended to it.
     reason = serializers.CharField(max_length=60, allow_blank=True, required=False, default="")
 
