@@ -19,7 +19,7 @@ def main() -> None:
         if type(exc.__cause__).__name__ != "UndefinedTable":
             raise
         missing = str(exc.__cause__).splitlines()[0]
-        sys.exit(f"The database has no supportmem tables yet ({missing}): run `python manage.py migrate` first.")
+        sys.exit(f"The database is not migrated ({missing}): run `python manage.py migrate` first.")
 
 
 if __name__ == "__main__":
