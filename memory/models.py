@@ -170,6 +170,11 @@ class ArchivalPassage(ProvenanceFields):
     source_message = models.ForeignKey(
         TicketMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    staff_only = models.BooleanField(
+        default=False,
+        help_text="Derived from internal notes (or written by a staff-audience run): never shown to a run "
+        "whose reply reaches the customer.",
+    )
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     embedding_model = models.CharField(max_length=100, blank=True)
     search_vector = models.GeneratedField(

@@ -79,13 +79,21 @@ def block_get(*, customer: Customer, label: str) -> MemoryBlock | None:
 
 
 def passages_for(
-    *, organization: Organization, customer: Customer | None, include_invalidated: bool = False
+    *,
+    organization: Organization,
+    customer: Customer | None,
+    include_invalidated: bool = False,
+    include_staff_only: bool = True,
 ) -> QuerySet[ArchivalPassage]:
+    """Archival passages of a customer (or the organisation). ``include_staff_only=False`` is the view of a
+    customer-audience agent run: passages derived from internal notes are left out (docs/security.md)."""
     passages = ArchivalPassage.objects.filter(organization=organization)
     if customer is not None:
         passages = passages.filter(customer=customer)
     if not include_invalidated:
         passages = passages.filter(invalidated_at__isnull=True)
+    if not include_staff_only:
+        passages = passages.filter(staff_only=False)
     return passages
 
 
@@ -127,10 +135,17 @@ def message_search(
     end: datetime | None = None,
     page: int = 1,
     page_size: int = 10,
+    include_internal: bool = True,
 ) -> SearchPage[TicketMessage]:
-    """Recall memory: the customer's messages ranked by hybrid search (newest first for an empty query)."""
+    """Recall memory: the customer's messages ranked by hybrid search (newest first for an empty query).
+
+    ``include_internal=False`` (a customer-audience agent run) leaves internal notes out of the whole search
+    scope: they are neither returned nor used as a neighbouring turn's words or vector.
+    """
     offset, page_size = _page_bounds(page, page_size)
     messages = TicketMessage.objects.filter(customer=customer)
+    if not include_internal:
+        messages = messages.filter(is_public=True)
     if start:
         messages = messages.filter(created_at__gte=start)
     if end:
@@ -140,6 +155,8 @@ def message_search(
         return SearchPage(list(ordered[offset : offset + page_size]), page, page_size, ordered.count())
     scope = _Scope(table="tickets_ticketmessage m", smoothed_vector_sql=_MESSAGE_SMOOTHED_VECTOR_SQL)
     scope.add("m.customer_id = %s", customer.pk)
+    if not include_internal:
+        scope.add("m.is_public")
     if start:
         scope.add("m.created_at >= %s", start)
     if end:
@@ -308,15 +325,22 @@ def passage_search(
     page: int = 1,
     page_size: int = 10,
     include_invalidated: bool = False,
+    include_staff_only: bool = True,
 ) -> SearchPage[ArchivalPassage]:
     """Archival memory of one customer (customer=None: the whole organisation, for staff), hybrid-ranked.
 
-    Superseded passages are left out unless ``include_invalidated``; ``tags`` must all be present.
+    Superseded passages are left out unless ``include_invalidated``; ``tags`` must all be present;
+    ``include_staff_only=False`` (a customer-audience agent run) leaves out passages derived from internal notes.
     """
     offset, page_size = _page_bounds(page, page_size)
     clean_tags = sorted({tag.strip().lower() for tag in tags or [] if tag.strip()})
     if not query.strip():
-        passages = passages_for(organization=organization, customer=customer, include_invalidated=include_invalidated)
+        passages = passages_for(
+            organization=organization,
+            customer=customer,
+            include_invalidated=include_invalidated,
+            include_staff_only=include_staff_only,
+        )
         if clean_tags:
             passages = passages.filter(tags__contains=clean_tags)
         if start:
@@ -331,6 +355,8 @@ def passage_search(
         scope.add("m.customer_id = %s", customer.pk)
     if not include_invalidated:
         scope.add("m.invalidated_at IS NULL")
+    if not include_staff_only:
+        scope.add("NOT m.staff_only")
     if clean_tags:
         scope.add("m.tags @> %s::varchar(100)[]", clean_tags)
     if start:

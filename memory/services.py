@@ -365,10 +365,13 @@ def passage_insert(
     tags: list[str] | None = None,
     provenance: Provenance,
     source_message_id: int | None = None,
+    staff_only: bool = False,
 ) -> tuple[ArchivalPassage, bool]:
     """Store a passage once per owner (identical text is deduplicated). Returns (passage, created).
 
-    It is searchable by full text at once; its embedding is computed after commit.
+    It is searchable by full text at once; its embedding is computed after commit. ``staff_only`` marks a
+    passage derived from internal notes: customer-audience runs never see it. Storing the same text again
+    without the mark lifts it (the text then reached memory by a customer-visible path too).
     """
     text = text.strip()
     if not text:
@@ -379,6 +382,9 @@ def passage_insert(
         organization=organization, customer=customer, text_hash=digest, invalidated_at__isnull=True
     ).first()
     if existing is not None:
+        if existing.staff_only and not staff_only:
+            ArchivalPassage.objects.filter(pk=existing.pk).update(staff_only=False)
+            existing.staff_only = False
         return existing, False
     try:
         with transaction.atomic():
@@ -389,6 +395,7 @@ def passage_insert(
                 text_hash=digest,
                 tags=clean_tags,
                 source_message_id=source_message_id,
+                staff_only=staff_only,
                 created_by_id=provenance.user.pk
                 if provenance.user and provenance.source == ChangeSource.STAFF
                 else None,

@@ -112,6 +112,7 @@ def _context_for_step(
             until=turn.until,
             tools=tools,
             instructions=turn.instructions,
+            include_internal=ctx.sees_internal,
         )
 
     compiled = compile_now()

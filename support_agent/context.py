@@ -27,6 +27,7 @@ from support_agent.tokens import (
     truncate_to_tokens,
 )
 from tickets.models import Customer, TicketMessage
+from tickets.selectors import message_list
 
 MEMORY_PRESSURE_RATIO = 0.75
 # After an eviction the context should be back to this share of the window, leaving room to work.
@@ -61,6 +62,12 @@ archival_memory_search finds them, archival_memory_supersede replaces one that i
 - The ticket tools (list_tickets, get_ticket, search_tickets) read this customer's tickets.
 Never invent history: search before you say what happened before."""
 
+STAFF_AUDIENCE_INSTRUCTIONS = """\
+This run's output is read by support staff only. Messages marked as internal notes were written for staff and \
+the customer never saw them: use them to inform staff, never quote them to the customer, and never copy them \
+into core memory (every conversation with the customer reads core memory). Passages you store in this run are \
+kept for staff only."""
+
 CONSOLIDATION_INSTRUCTIONS = """\
 This is a consolidation run, not a conversation: a ticket was solved. Do not message the customer. \
 Update core memory so it stays true (remove the solved problem from open_issues, record anything durable you \
@@ -76,6 +83,7 @@ class ContextUnit:
     source: str  # "recall" (a stored TicketMessage) or "run" (this run's own tool exchange)
     message_id: int | None = None
     created_at: datetime | None = None
+    internal: bool = False  # an internal note (staff-audience runs only): never folded into the shared summary
 
 
 @dataclass
@@ -108,8 +116,17 @@ def when_text(moment: datetime) -> str:
 
 
 def message_to_chat(message: TicketMessage) -> dict[str, Any]:
-    """A stored message as the model sees it in its conversation."""
+    """A stored message as the model sees it in its conversation. Internal notes reach only staff-audience
+    runs (``compile_context(include_internal=True)``) and are marked as such, never as words to the customer."""
     where = f"{when_text(message.created_at)}" + (f" · ticket #{message.ticket_id}" if message.ticket_id else "")
+    if not message.is_public:
+        who = f" by {message.get_author_role_display().lower()}" + (
+            f" ({message.author_name})" if message.author_name else ""
+        )
+        return {
+            "role": "system",
+            "content": f"[{where}] Internal note{who}, staff only, the customer never saw it: {message.body}",
+        }
     if message.author_role == TicketMessage.Role.CUSTOMER:
         return {"role": "user", "content": f"[{where}] {message.body}"}
     if message.author_role == TicketMessage.Role.AGENT:
@@ -140,9 +157,9 @@ def _run_units(run_messages: list[dict[str, Any]]) -> list[ContextUnit]:
 
 
 def _in_context_messages(
-    customer: Customer, state: AgentContextState, exclude_id: int | None, until: datetime | None
+    customer: Customer, state: AgentContextState, exclude_id: int | None, until: datetime | None, include_internal: bool
 ) -> QuerySet[TicketMessage]:
-    messages = TicketMessage.objects.filter(customer=customer)
+    messages = message_list(customer=customer, include_internal=include_internal)
     if exclude_id is not None:
         messages = messages.exclude(pk=exclude_id)
     if state.evicted_until_at is not None:
@@ -162,14 +179,14 @@ def _recall_units(messages: QuerySet[TicketMessage], budget: int) -> tuple[list[
     units: list[ContextUnit] = []
     used, offset = 0, 0
     newest_first = messages.order_by("-created_at", "-id").only(
-        "id", "body", "author_role", "author_name", "ticket_id", "created_at"
+        "id", "body", "author_role", "author_name", "ticket_id", "created_at", "is_public"
     )
     while True:
         batch = list(newest_first[offset : offset + _BATCH])
         for message in batch:
             chat = message_to_chat(message)
             tokens = count_message_tokens(chat)
-            units.append(ContextUnit([chat], tokens, "recall", message.pk, message.created_at))
+            units.append(ContextUnit([chat], tokens, "recall", message.pk, message.created_at, not message.is_public))
             used += tokens
             if used > budget:
                 return list(reversed(units)), messages.count() - len(units)
@@ -178,8 +195,10 @@ def _recall_units(messages: QuerySet[TicketMessage], budget: int) -> tuple[list[
         offset += _BATCH
 
 
-def _stats_text(customer: Customer, in_context: int, total_messages: int) -> str:
-    passages = passages_for(organization=customer.organization, customer=customer).count()
+def _stats_text(customer: Customer, in_context: int, total_messages: int, include_internal: bool) -> str:
+    passages = passages_for(
+        organization=customer.organization, customer=customer, include_staff_only=include_internal
+    ).count()
     out_of_context = max(total_messages - in_context, 0)
     return (
         "### Memory statistics\n"
@@ -207,8 +226,12 @@ def compile_context(
     until: datetime | None = None,
     tools: list[dict[str, Any]] | None = None,
     instructions: str | None = None,
+    include_internal: bool = False,
 ) -> CompiledContext:
     """Build the prompt for one model call. Pure read: it never evicts, summarises or writes.
+
+    ``include_internal`` is for staff-audience runs only: internal notes and staff-only passages are then
+    shown (marked internal); by default the context is what a customer may be told.
 
     ``new_event_message`` is a stored message that is the new event (shown last, not also in history);
     ``run_messages`` are this run's tool exchanges; ``until`` hides messages stored after the run began
@@ -217,6 +240,8 @@ def compile_context(
     window = context_window_for(customer)
     state = context_state_get(customer=customer)
     system_text = instructions or SYSTEM_INSTRUCTIONS
+    if include_internal:
+        system_text = f"{system_text}\n\n{STAFF_AUDIENCE_INSTRUCTIONS}"
     core_text = core_memory_text(customer)
     summary_text = f"### Summary of messages moved out of context\n{state.summary}" if state.summary else ""
     event_text = new_event if new_event is not None else ""
@@ -231,10 +256,12 @@ def compile_context(
         "messages": sum(unit.tokens for unit in run_units),
         "new_event": count_message_tokens({"content": event_text}) if event_text else 0,
     }
-    in_context = _in_context_messages(customer, state, new_event_message.pk if new_event_message else None, until)
+    exclude_id = new_event_message.pk if new_event_message else None
+    in_context = _in_context_messages(customer, state, exclude_id, until, include_internal)
     recall_units, not_loaded = _recall_units(in_context, window - sum(sections.values()))
-    total_messages = TicketMessage.objects.filter(customer=customer).count()
-    stats_text = _stats_text(customer, len(recall_units) + (1 if new_event_message else 0), total_messages)
+    total_messages = message_list(customer=customer, include_internal=include_internal).count()
+    in_context_count = len(recall_units) + (1 if new_event_message else 0)
+    stats_text = _stats_text(customer, in_context_count, total_messages, include_internal)
     sections["memory_stats"] = count_tokens(stats_text)
     sections["messages"] += sum(unit.tokens for unit in recall_units)
     parts = [system_text, core_text, stats_text, summary_text]
@@ -303,7 +330,9 @@ def context_evict(
     plan = eviction_plan(compiled, target_tokens=int(EVICTION_TARGET_RATIO * compiled.context_window))
     if not plan:
         return 0
-    lines = [_unit_line(unit) for unit in plan]
+    # The summary is shared by every later run of the customer, whatever its audience: internal notes stay out
+    # of it (they remain in recall memory, where staff-audience runs find them).
+    lines = [_unit_line(unit) for unit in plan if not unit.internal]
     if compiled.older_not_loaded:
         lines.insert(0, f"({compiled.older_not_loaded} older messages went to recall memory unread.)")
     budget = max(int(SUMMARY_RATIO * compiled.context_window), 100)

@@ -15,6 +15,10 @@ class AgentRun(models.Model):
         API = "api", "API"
         WIDGET = "widget", "Chat widget"
 
+    class Audience(models.TextChoices):
+        CUSTOMER = "customer", "Customer (widget, API turn, public helpdesk reply)"
+        STAFF = "staff", "Staff (internal-note draft, consolidation)"
+
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -32,6 +36,9 @@ class AgentRun(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="agent_runs")
     ticket = models.ForeignKey(Ticket, on_delete=models.SET_NULL, null=True, blank=True, related_name="agent_runs")
     trigger = models.CharField(max_length=32, choices=Trigger.choices)
+    # Who reads what the run writes. A customer-audience run never sees internal notes nor staff-only passages
+    # (docs/security.md, "Audience"); set once, when the run is recorded.
+    audience = models.CharField(max_length=16, choices=Audience.choices, default=Audience.CUSTOMER)
     trigger_message = models.ForeignKey(
         TicketMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -23,6 +23,7 @@ from support_agent.tools import RunContext
 from telemetry.logs import log_scope
 from telemetry.metrics import AGENT_RUN_SECONDS, AGENT_RUNS
 from tickets.models import Customer, Ticket, TicketMessage
+from tickets.selectors import ticket_messages
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +95,29 @@ def _run_record(
     customer: Customer, trigger: str, message: TicketMessage | None, ticket: Ticket | None, **fields: Any
 ) -> AgentRun:
     _check_scope(customer, trigger, message, ticket)
+    ticket = ticket or (message.ticket if message is not None else None)
     return AgentRun.objects.create(
         organization_id=customer.organization_id,
         customer=customer,
-        ticket=ticket or (message.ticket if message is not None else None),
+        ticket=ticket,
         trigger=trigger,
+        audience=run_audience(trigger=trigger, ticket=ticket),
         trigger_message=message,
         **fields,
     )
+
+
+def run_audience(*, trigger: str, ticket: Ticket | None) -> str:
+    """Who reads what a run writes. Staff: a consolidation, and a helpdesk message whose integration posts the
+    agent's reply as an internal note (a draft staff review). Everything else reaches the customer (widget,
+    API turn, public helpdesk reply, agent_chat) and is the customer's audience: the safe default."""
+    if trigger == AgentRun.Trigger.CONSOLIDATION:
+        return AgentRun.Audience.STAFF
+    integration = ticket.integration if ticket is not None else None
+    drafts_a_note = integration is not None and integration.reply_mode == integration.ReplyMode.NOTE
+    if trigger == AgentRun.Trigger.MESSAGE and drafts_a_note:
+        return AgentRun.Audience.STAFF
+    return AgentRun.Audience.CUSTOMER
 
 
 def agent_run_start(*, run_id: int, backend: Backend | None = None) -> AgentRun | None:
@@ -222,8 +238,9 @@ def consolidation_event(*, ticket: Ticket, summary: str) -> str:
 
 
 def ticket_summary_text(*, ticket: Ticket) -> str:
-    """A deterministic summary of a ticket from its messages: what the customer reported, what resolved it."""
-    messages = list(ticket.messages.order_by("created_at", "id"))
+    """A deterministic summary of a ticket from its public messages: what the customer reported, what resolved
+    it. Internal notes stay out: the summary is an ordinary passage every later run of the customer reads."""
+    messages = list(ticket_messages(ticket=ticket, include_internal=False))
     reported = next((m.body for m in messages if m.author_role == TicketMessage.Role.CUSTOMER), "")
     # What support staff said resolves a ticket; the agent's replies count only on a ticket staff never answered.
     answers = [m.body for m in messages if m.author_role == TicketMessage.Role.STAFF] or [
@@ -249,7 +266,8 @@ def ticket_summary_archive(*, ticket: Ticket, run: AgentRun, backend: Backend) -
     if (found := existing.first()) is not None:
         return found
     fallback = ticket_summary_text(ticket=ticket)
-    transcript = "\n".join(f"{m.author_role}: {m.body}" for m in ticket.messages.order_by("created_at", "id"))
+    public = ticket_messages(ticket=ticket, include_internal=False)
+    transcript = "\n".join(f"{m.author_role}: {m.body}" for m in public)
     summary = backend.summarize(
         instruction=TICKET_SUMMARY_INSTRUCTION,
         text=f'Ticket #{ticket.pk} "{ticket.subject}"\n{transcript}',

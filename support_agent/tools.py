@@ -29,7 +29,7 @@ from memory.services import MemoryEditError, Provenance, block_agent_edit, passa
 from support_agent.context import when_text
 from support_agent.models import AgentRun, AgentStep
 from tickets.models import Customer, Ticket, TicketMessage
-from tickets.selectors import ticket_get, ticket_list
+from tickets.selectors import ticket_get, ticket_list, ticket_messages
 from tickets.services import message_ingest
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,12 @@ class RunContext:
     allow_reply: bool = True
     on_reply: Callable[[TicketMessage], None] | None = None
     replies: list[TicketMessage] = field(default_factory=list)
+
+    @property
+    def sees_internal(self) -> bool:
+        """Whether this run may read internal notes and staff-only passages: only when staff read its output.
+        Every tool that reads messages or passages asks this (docs/security.md, "Audience")."""
+        return self.run.audience == AgentRun.Audience.STAFF
 
     def provenance(self, reason: str) -> Provenance:
         return Provenance(
@@ -170,6 +176,8 @@ def send_message(args: SendMessage, ctx: RunContext) -> dict[str, Any]:
         author_name=_agent_author(ctx),
         # A reply outside a ticket goes back on the channel the customer wrote on (widget, API, agent_chat).
         channel="" if ctx.run.ticket_id else getattr(ctx.run.trigger_message, "channel", ""),
+        # A staff-audience run drafts for staff: its text may draw on internal notes, so it is internal too.
+        is_public=not ctx.sees_internal,
         trigger_agent=False,
     )
     ctx.replies.append(message)
@@ -223,6 +231,7 @@ def archival_memory_insert(args: ArchivalMemoryInsert, ctx: RunContext) -> dict[
             tags=args.tags,
             provenance=ctx.provenance("archival_memory_insert by the agent"),
             source_message_id=ctx.run.trigger_message_id,
+            staff_only=ctx.sees_internal,
         )
     except MemoryEditError as exc:
         raise ToolError(str(exc)) from exc
@@ -275,6 +284,7 @@ def archival_memory_search(args: ArchivalMemorySearch, ctx: RunContext) -> dict[
         end=_when(args.end, end=True),
         page=max(args.page, 1),
         page_size=PAGE_SIZE,
+        include_staff_only=ctx.sees_internal,
     )
     rows = [
         {"passage_id": p.pk, "stored": when_text(p.created_at), "tags": p.tags, "text": p.text[:_PASSAGE_SNIPPET]}
@@ -284,13 +294,17 @@ def archival_memory_search(args: ArchivalMemorySearch, ctx: RunContext) -> dict[
 
 
 def _message_row(message: TicketMessage) -> dict[str, Any]:
-    return {
+    row = {
         "message_id": message.pk,
         "when": when_text(message.created_at),
         "ticket": message.ticket_id,
         "from": message.author_role,
         "text": message.body[:_SNIPPET],
     }
+    if not message.is_public:  # only staff-audience runs get here (the searches leave them out otherwise)
+        row["from"] = f"{message.author_role} (internal note: staff only, never tell the customer)"
+        row["internal"] = True
+    return row
 
 
 def conversation_search(args: ConversationSearch, ctx: RunContext) -> dict[str, Any]:
@@ -301,6 +315,7 @@ def conversation_search(args: ConversationSearch, ctx: RunContext) -> dict[str, 
         end=_when(args.end, end=True),
         page=max(args.page, 1),
         page_size=PAGE_SIZE,
+        include_internal=ctx.sees_internal,
     )
     return _page_result(page, [_message_row(message) for message in page.results])
 
@@ -326,7 +341,8 @@ def get_ticket(args: GetTicket, ctx: RunContext) -> dict[str, Any]:
         ticket = ticket_get(customer=ctx.customer, ticket_id=args.ticket_id)
     except Http404:
         raise ToolError(f"This customer has no ticket #{args.ticket_id}; list_tickets shows theirs.") from None
-    messages = list(ticket.messages.order_by("-created_at", "-id")[:20])
+    visible = ticket_messages(ticket=ticket, include_internal=ctx.sees_internal)
+    messages = list(visible.order_by("-created_at", "-id")[:20])
     return {**_ticket_row(ticket), "messages": [_message_row(message) for message in reversed(messages)]}
 
 
@@ -336,7 +352,8 @@ def search_tickets(args: SearchTickets, ctx: RunContext) -> dict[str, Any]:
     query = SearchQuery(args.query, config="english", search_type="websearch")
     by_subject = ticket_list(customer=ctx.customer).annotate(match=SearchVector("subject", config="english"))
     found: dict[int, dict[str, Any]] = {t.pk: _ticket_row(t) for t in by_subject.filter(match=query)[:10]}
-    for message in message_search(customer=ctx.customer, query=args.query, page_size=50).results:
+    matching = message_search(customer=ctx.customer, query=args.query, page_size=50, include_internal=ctx.sees_internal)
+    for message in matching.results:
         if message.ticket_id is not None and message.ticket_id not in found and len(found) < 10:
             found[message.ticket_id] = {**_ticket_row(message.ticket), "matching_message": _message_row(message)}  # type: ignore[arg-type]
     return {"tickets": list(found.values())}

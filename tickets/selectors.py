@@ -44,8 +44,21 @@ def ticket_list(*, customer: Customer, status: str | None = None) -> QuerySet[Ti
     return tickets.order_by("-updated_at")
 
 
-def message_list(*, customer: Customer) -> QuerySet[TicketMessage]:
-    return TicketMessage.objects.filter(customer=customer).order_by("created_at", "id")
+def message_list(*, customer: Customer, include_internal: bool = True) -> QuerySet[TicketMessage]:
+    """A customer's messages, oldest first. ``include_internal=False`` is what the customer may read: no
+    internal notes (``is_public=False``), the view of every run whose reply reaches the customer."""
+    messages = TicketMessage.objects.filter(customer=customer)
+    if not include_internal:
+        messages = messages.filter(is_public=True)
+    return messages.order_by("created_at", "id")
+
+
+def ticket_messages(*, ticket: Ticket, include_internal: bool) -> QuerySet[TicketMessage]:
+    """One ticket's messages, oldest first; internal notes only when ``include_internal``."""
+    messages = TicketMessage.objects.filter(ticket=ticket)
+    if not include_internal:
+        messages = messages.filter(is_public=True)
+    return messages.order_by("created_at", "id")
 
 
 def customer_list(*, organization: Organization) -> QuerySet[Customer]:
