@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
+from memory.models import prompt_inert
 from memory.selectors import blocks_for_customer, passages_for
 from support_agent.llm import Backend, extractive_summary
 from support_agent.models import AgentContextState
@@ -243,7 +244,9 @@ def compile_context(
     if include_internal:
         system_text = f"{system_text}\n\n{STAFF_AUDIENCE_INSTRUCTIONS}"
     core_text = core_memory_text(customer)
-    summary_text = f"### Summary of messages moved out of context\n{state.summary}" if state.summary else ""
+    # The summary is written from customers' words: made inert like a block's value.
+    summary = prompt_inert(state.summary)
+    summary_text = f"### Summary of messages moved out of context\n{summary}" if state.summary else ""
     event_text = new_event if new_event is not None else ""
     if new_event_message is not None and not event_text:
         event_text = event_for_message(new_event_message)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from memory.models import ChangeSource
+from memory.models import ChangeSource, raw_text_for
 from memory.selectors import SearchPage, block_get, message_search, passage_search, passages_for
 from memory.services import MemoryEditError, Provenance, block_agent_edit, passage_insert, passage_supersede
 from support_agent.context import when_text
@@ -192,6 +192,9 @@ def _edit_block(ctx: RunContext, label: str, operation: str, new: str, old: str 
         raise ToolError(f"No core memory block labelled {label!r}.")
     if block.customer_id is None:
         raise ToolError(f"Block {label!r} is shared by the whole organisation; only staff can change it.")
+    if old and old not in block.value:
+        # The model quotes the block as rendered, where tag and heading marks are inert look-alikes.
+        old = raw_text_for(block.value, old) or old
     try:
         outcome = block_agent_edit(
             block=block,
