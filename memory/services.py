@@ -462,3 +462,104 @@ def passage_update_text(*, passage: ArchivalPassage, text: str, provenance: Prov
 
 def passage_delete(*, passage: ArchivalPassage) -> None:
     passage.delete()
+
+
+# ----------------------------------------------------------------------------------------------
+# Merging two customers' memory (called by the agent layer's customer merge, inside its transaction)
+
+MERGED_OVERFLOW_TAG = "merged-memory"
+
+
+def blocks_merge(*, source: Customer, into: Customer, provenance: Provenance) -> dict[str, Any]:
+    """Move the source customer's core memory into ``into``'s, block by block, and report what changed.
+
+    A label only the source has moves as it is. A label both have is combined: the target's text first, then
+    the source's lines the target lacks, as many whole lines as the block's char_limit allows; lines that do
+    not fit are kept as one archival passage of the target (tag ``merged-memory``), so nothing is lost and no
+    block goes over its limit. The source's pending edits follow their block. The report holds what an undo
+    needs: each block's value and version before and after (``by_label``), and the moved history rows.
+    """
+    report: dict[str, Any] = {}
+    targets = {b.label: b for b in MemoryBlock.objects.select_for_update().filter(customer=into)}
+    for block in MemoryBlock.objects.select_for_update().filter(customer=source).order_by("label"):
+        entry: dict[str, Any] = {
+            "source_block_id": block.pk,
+            "value": block.value,
+            "description": block.description,
+            "char_limit": block.char_limit,
+            "read_only": block.read_only,
+        }
+        pending = list(PendingMemoryEdit.objects.filter(block=block).values_list("pk", flat=True))
+        target = targets.get(block.label)
+        if target is None:
+            block.customer = into
+            _save_with_provenance(block, provenance)
+            PendingMemoryEdit.objects.filter(pk__in=pending).update(customer=into)
+            report[block.label] = {**entry, "action": "moved", "pending_edit_ids": pending}
+            continue
+        combined, overflow = _combined_value(target.value, block.value, target.char_limit)
+        entry.update(
+            action="combined",
+            into_block_id=target.pk,
+            into_value_before=target.value,
+            into_version_before=target.version,
+            pending_edit_ids=pending,
+        )
+        if combined != target.value:
+            target.value, target.version = combined, target.version + 1
+            _save_with_provenance(target, provenance)
+        entry["into_version_after"] = target.version
+        if overflow:
+            passage, created = passage_insert(
+                organization=into.organization,
+                customer=into,
+                text=f"From core memory '{block.label}' of a merged customer record:\n{overflow}",
+                tags=[MERGED_OVERFLOW_TAG, block.label],
+                provenance=provenance,
+            )
+            entry["overflow_passage_id"] = passage.pk if created else None
+        PendingMemoryEdit.objects.filter(pk__in=pending).update(block=target, customer=into)
+        block._provenance = {**provenance.fields(), "reason": provenance.reason}  # type: ignore[attr-defined]
+        block.delete()
+        report[block.label] = entry
+    # The history rows of the source's blocks (the deletions just written included) hold its words: they follow
+    # the customer, so that erasing the remaining customer erases them too.
+    history = MemoryBlock.history.model.objects.filter(customer_id=source.pk)  # type: ignore[attr-defined]
+    history_ids = list(history.values_list("history_id", flat=True))
+    history.update(customer_id=into.pk)
+    return {"by_label": report, "history_ids": history_ids}
+
+
+def _combined_value(kept: str, added: str, limit: int) -> tuple[str, str]:
+    """``kept`` plus the lines of ``added`` it lacks, within ``limit``; returns (value, lines that did not fit)."""
+    known = {line.strip().casefold() for line in kept.splitlines() if line.strip()}
+    value, overflow = kept.rstrip(), list[str]()
+    for line in added.splitlines():
+        if not line.strip() or line.strip().casefold() in known:
+            continue
+        known.add(line.strip().casefold())
+        candidate = f"{value}\n{line}" if value else line
+        if len(candidate) <= limit and not overflow:
+            value = candidate
+        else:
+            overflow.append(line)
+    return value, "\n".join(overflow)
+
+
+def passages_merge(*, source: Customer, into: Customer) -> dict[str, Any]:
+    """Move the source's archival passages to ``into``. A current passage whose text ``into`` already holds is
+    superseded by that passage instead (one current copy per owner); the report lists both kinds."""
+    moved: list[int] = []
+    duplicates: list[int] = []
+    existing = dict(
+        ArchivalPassage.objects.filter(customer=into, invalidated_at__isnull=True).values_list("text_hash", "pk")
+    )
+    for passage in ArchivalPassage.objects.select_for_update().filter(customer=source):
+        twin = existing.get(passage.text_hash) if passage.invalidated_at is None else None
+        if twin is not None:
+            passage.invalidated_at, passage.superseded_by_id = timezone.now(), twin
+            duplicates.append(passage.pk)
+        moved.append(passage.pk)
+        passage.customer = into
+        passage.save(update_fields=["customer", "invalidated_at", "superseded_by"])
+    return {"passage_ids": moved, "duplicate_passage_ids": duplicates}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, Min, Model, OuterRef, Prefetch, QuerySet, Subquery
@@ -33,7 +34,8 @@ from memory.admin import (
 from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMemoryEdit
 from memory.selectors import blocks_for_customer, passage_search, passages_for
 from memory.services import MemoryEditError, Provenance, blocks_ensure, passage_insert
-from support_agent.models import AgentRun, AgentStep, CustomerMemory
+from support_agent.merge import MergeError, customer_merge, customer_merge_undo
+from support_agent.models import AgentRun, AgentStep, CustomerMemory, CustomerMerge
 from support_agent.tokens import count_message_tokens, count_tokens
 from tickets.models import Customer, Ticket, TicketMessage
 from tickets.selectors import ticket_list
@@ -154,6 +156,15 @@ def _count_of(rows: QuerySet[Any]) -> Coalesce:
     return Coalesce(Subquery(counted[:1], output_field=IntegerField()), 0)
 
 
+class MergeForm(forms.Form):
+    into = forms.IntegerField(
+        min_value=1,
+        max_value=2**63 - 1,
+        label="Merge into customer #",
+        help_text="The id of the customer that remains (find it with the customer search).",
+    )
+
+
 @admin.register(CustomerMemory)
 class CustomerMemoryAdmin(ScopedObjectAdmin):
     """Find a customer by name, email or any external id; open everything the agent knows about them."""
@@ -228,6 +239,12 @@ class CustomerMemoryAdmin(ScopedObjectAdmin):
                 wrap(self.ensure_blocks_view),
                 name="support_agent_customermemory_ensure_blocks",
             ),
+            path("<path:object_id>/merge/", wrap(self.merge_view), name="support_agent_customermemory_merge"),
+            path(
+                "merges/<int:merge_id>/undo/",
+                wrap(self.merge_undo_view),
+                name="support_agent_customermemory_merge_undo",
+            ),
             *super().get_urls(),
         ]
 
@@ -258,6 +275,7 @@ class CustomerMemoryAdmin(ScopedObjectAdmin):
             can_add_memory=request.user.has_perm("memory.add_memoryblock"),
             can_delete_memory=request.user.has_perm("memory.delete_memoryblock"),
             can_add_passage=request.user.has_perm("memory.add_archivalpassage"),
+            can_merge=request.user.has_perm("tickets.change_customer"),
             passage_form=PassageTextForm(),
         )
         return TemplateResponse(request, "admin/support_agent/customermemory/customer.html", context)
@@ -325,6 +343,44 @@ class CustomerMemoryAdmin(ScopedObjectAdmin):
             return HttpResponseRedirect(page)
         messages.success(request, "Added to archival memory." if created else "That passage was already stored.")
         return HttpResponseRedirect(page)
+
+    def merge_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Merge this customer into another of the same organisation (``customer_merge``), and list the merges
+        into this customer with their undo buttons."""
+        customer = self.scoped_object(request, object_id)
+        if not request.user.has_perm("tickets.change_customer"):
+            raise PermissionDenied
+        form = MergeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            into = self.get_queryset(request).filter(pk=form.cleaned_data["into"]).first()
+            if into is None:
+                form.add_error("into", "No customer with that id in your organisation.")
+            else:
+                try:
+                    customer_merge(source=customer, into=into, user=request.user)  # type: ignore[arg-type]
+                except MergeError as exc:
+                    form.add_error("into", str(exc))
+                else:
+                    messages.success(request, f"Merged {customer} into {into}. The merge can be undone below.")
+                    return HttpResponseRedirect(reverse("admin:support_agent_customermemory_merge", args=[into.pk]))
+        merges = CustomerMerge.objects.filter(into=customer).select_related("merged_by")
+        context = self.page_context(request, f"Merge {customer}", customer=customer, form=form, merges=merges)
+        return TemplateResponse(request, "admin/support_agent/customermemory/merge.html", context)
+
+    def merge_undo_view(self, request: HttpRequest, merge_id: int) -> HttpResponse:
+        merge = CustomerMerge.objects.filter(pk=merge_id).first()
+        if merge is None:
+            raise Http404("No such merge")
+        into = self.scoped_object(request, str(merge.into_id))  # 404 for another organisation's merge
+        if request.method != "POST" or not request.user.has_perm("tickets.change_customer"):
+            raise PermissionDenied
+        try:
+            customer_merge_undo(merge=merge, user=request.user)  # type: ignore[arg-type]
+        except MergeError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Merge undone: customer #{merge.source_customer_id} is back.")
+        return HttpResponseRedirect(reverse("admin:support_agent_customermemory_merge", args=[into.pk]))
 
     def ensure_blocks_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         customer = self.scoped_object(request, object_id)

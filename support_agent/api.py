@@ -24,12 +24,15 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from support_agent.models import AgentRun
+from support_agent.merge import MergeError, customer_merge, customer_merge_undo
+from support_agent.models import AgentRun, CustomerMerge
 from support_agent.privacy import customer_erase, customer_export
 from support_agent.serializers import (
     AgentRunSerializer,
     AgentRunSummarySerializer,
     CompiledContextSerializer,
+    CustomerMergeCreateSerializer,
+    CustomerMergeSerializer,
     ErasureSerializer,
     ExportSerializer,
     TurnCreateSerializer,
@@ -39,7 +42,7 @@ from support_agent.serializers import (
     WidgetSessionCreateSerializer,
     WidgetSessionSerializer,
 )
-from tickets.api import ApiView, ErrorDocumentingSchema, SettingsRateThrottle
+from tickets.api import ApiView, Conflict, ErrorDocumentingSchema, SettingsRateThrottle
 from tickets.auth import (
     WIDGET_TOKEN_MAX_AGE,
     IsWidgetVisitor,
@@ -52,7 +55,7 @@ from tickets.auth import (
 )
 from tickets.errors import error_body
 from tickets.models import Customer, CustomerIdentity, Organization, Ticket, TicketMessage
-from tickets.selectors import message_list, ticket_get
+from tickets.selectors import customer_get, message_list, ticket_get
 from tickets.services import customer_resolve, message_ingest
 
 logger = logging.getLogger(__name__)
@@ -163,6 +166,43 @@ class EraseView(ApiView):
     )
     def post(self, request: Request, customer_id: int) -> Response:
         return Response({"deleted": customer_erase(customer=self.get_customer())})
+
+
+class CustomerMergeView(ApiView):
+    @extend_schema(
+        summary="Merge this customer into another of the organisation (recorded; undo with merges/{id}/undo/)",
+        request=CustomerMergeCreateSerializer,
+        responses={201: CustomerMergeSerializer},
+    )
+    def post(self, request: Request, customer_id: int) -> Response:
+        source = self.get_customer()
+        data = CustomerMergeCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        into = customer_get(organization=self.organization, customer_id=data.validated_data["into"])
+        try:
+            merge = customer_merge(source=source, into=into, user=None, via="api")
+        except MergeError as exc:
+            raise exceptions.ValidationError({"into": [str(exc)]}) from None
+        return Response(CustomerMergeSerializer(merge).data, status=201)
+
+
+class CustomerMergeUndoView(ApiView):
+    extra_error_codes = [409]
+
+    @extend_schema(
+        summary="Undo a merge into this customer (see docs/security.md for what is restored)",
+        request=None,
+        responses=CustomerMergeSerializer,
+    )
+    def post(self, request: Request, customer_id: int, merge_id: int) -> Response:
+        merge = CustomerMerge.objects.filter(into=self.get_customer(), pk=merge_id).first()
+        if merge is None:
+            raise Http404("No such merge")
+        try:
+            merge = customer_merge_undo(merge=merge, user=None)
+        except MergeError as exc:
+            raise Conflict(str(exc)) from None
+        return Response(CustomerMergeSerializer(merge).data)
 
 
 # ---- Widget --------------------------------------------------------------------------------------

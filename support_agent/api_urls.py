@@ -25,6 +25,8 @@ customer_urls: list[URLPattern | URLResolver] = [
     path("runs/<int:run_id>/", agent_api.RunDetailView.as_view(), name="api-run"),
     path("export/", agent_api.ExportView.as_view(), name="api-export"),
     path("erase/", agent_api.EraseView.as_view(), name="api-erase"),
+    path("merge/", agent_api.CustomerMergeView.as_view(), name="api-customer-merge"),
+    path("merges/<int:merge_id>/undo/", agent_api.CustomerMergeUndoView.as_view(), name="api-customer-merge-undo"),
 ]
 
 widget_urls: list[URLPattern | URLResolver] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from tickets.models import Customer, Organization, Ticket, TicketMessage
@@ -113,3 +114,34 @@ class CustomerMemory(Customer):
         proxy = True
         verbose_name = "customer"
         verbose_name_plural = "customers"
+
+
+class CustomerMerge(models.Model):
+    """Staff merged one customer into another: who, when, what moved, and what an undo needs.
+
+    The source customer row is deleted by the merge; ``source_snapshot`` keeps its contact data, core memory and
+    context summary, and ``moved`` the ids of every row that moved, so that ``customer_merge_undo`` can put
+    them back. Deleted with the surviving customer (erasure takes the record of the merge along).
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    into = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_received")
+    source_customer_id = models.BigIntegerField(help_text="The merged-away customer's id (its row is gone).")
+    source_snapshot = models.JSONField(default=dict)
+    moved = models.JSONField(default=dict)
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    via = models.CharField(max_length=16, default="admin", help_text="admin or api")
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    undo_report = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"customer {self.source_customer_id} merged into {self.into_id}"

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from support_agent.models import AgentRun, AgentStep
+from support_agent.models import AgentRun, AgentStep, CustomerMerge
 from tickets.models import TicketMessage
 
 WIDGET_MAX_MESSAGE_CHARS = 4000
@@ -154,3 +154,13 @@ class WidgetHistoryQuerySerializer(serializers.Serializer):
 
 class WidgetMessageCreateSerializer(serializers.Serializer):
     body = serializers.CharField(max_length=WIDGET_MAX_MESSAGE_CHARS)
+
+
+class CustomerMergeCreateSerializer(serializers.Serializer):
+    into = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The customer that remains.")
+
+
+class CustomerMergeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CustomerMerge
+        fields = ["id", "into", "source_customer_id", "via", "created_at", "moved", "undone_at", "undo_report"]
