@@ -416,6 +416,7 @@ def passage_supersede(
     provenance: Provenance,
     tags: list[str] | None = None,
     source_message_id: int | None = None,
+    staff_only: bool = False,
 ) -> ArchivalPassage:
     """Replace a fact with a newer one. The old passage keeps invalidated_at and a link to its successor."""
     with transaction.atomic():
@@ -433,6 +434,7 @@ def passage_supersede(
             tags=old.tags if tags is None else tags,
             provenance=provenance,
             source_message_id=source_message_id,
+            staff_only=old.staff_only or staff_only,  # a correction of a staff-only fact is staff-only too
         )
         old.superseded_by = successor
         old.save(update_fields=["superseded_by"])

@@ -243,7 +243,9 @@ def archival_memory_insert(args: ArchivalMemoryInsert, ctx: RunContext) -> dict[
 
 def archival_memory_supersede(args: ArchivalMemorySupersede, ctx: RunContext) -> dict[str, Any]:
     # Through passages_for: only this customer's passages, and current ones, can be superseded by its agent.
-    passage = passages_for(organization=ctx.customer.organization, customer=ctx.customer).filter(pk=args.passage_id)
+    passage = passages_for(
+        organization=ctx.customer.organization, customer=ctx.customer, include_staff_only=ctx.sees_internal
+    ).filter(pk=args.passage_id)
     old = passage.first()
     if old is None:
         raise ToolError(f"No current passage #{args.passage_id} of this customer; archival_memory_search shows them.")
@@ -254,6 +256,7 @@ def archival_memory_supersede(args: ArchivalMemorySupersede, ctx: RunContext) ->
             tags=args.tags,
             provenance=ctx.provenance("archival_memory_supersede by the agent"),
             source_message_id=ctx.run.trigger_message_id,
+            staff_only=ctx.sees_internal,
         )
     except MemoryEditError as exc:
         raise ToolError(str(exc)) from exc
