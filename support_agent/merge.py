@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils import timezone
 
 from memory.models import ArchivalPassage, ChangeSource, MemoryBlock, PendingMemoryEdit
 from memory.services import Provenance, block_create, block_set_value, blocks_merge, passages_merge
-from support_agent.models import AgentContextState, CustomerMerge
+from support_agent.models import AgentContextState, CustomerMemory, CustomerMerge
 from tickets.models import Customer
 
 # Relations moved by their own layer's rules, not by the generic move.
@@ -82,6 +84,7 @@ def customer_merge(
                 model._default_manager.filter(pk__in=pks).update(**{field: into})
                 rows[f"{model._meta.label}.{field}"] = pks
         moved["rows"] = rows
+        moved["admin_log_ids"] = _admin_log_move(source_id, into.pk)
         moved["filled"] = _fill_contact(into, source)
         if state is not None:
             state.delete()
@@ -95,6 +98,15 @@ def customer_merge(
             merged_by=user,  # type: ignore[misc]
             via=via,
         )
+
+
+def _admin_log_move(from_id: int, to_id: int) -> list[int]:
+    """Admin log rows about the merged-away customer follow it (erasing the survivor must find them)."""
+    types = ContentType.objects.get_for_models(Customer, CustomerMemory, for_concrete_models=False).values()
+    entries = LogEntry.objects.filter(content_type__in=types, object_id=str(from_id))
+    ids = list(entries.values_list("pk", flat=True))
+    LogEntry.objects.filter(pk__in=ids).update(object_id=str(to_id))
+    return ids
 
 
 def _fill_contact(into: Customer, source: Customer) -> dict[str, Any]:
@@ -155,6 +167,7 @@ def customer_merge_undo(*, merge: CustomerMerge, user: AbstractBaseUser | None) 
             if model is None:
                 continue
             report["rows"][key] = model._default_manager.filter(pk__in=pks, **{field: into}).update(**{field: source})
+        LogEntry.objects.filter(pk__in=merge.moved.get("admin_log_ids", [])).update(object_id=str(source.pk))
         report["passages"] = _passages_back(merge.moved, into=into, source=source)
         blocks = merge.moved.get("blocks", {})
         history = MemoryBlock.history.model.objects  # type: ignore[attr-defined]

@@ -7,6 +7,8 @@ combined per label within limits, the merge is recorded, and an undo puts it bac
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -76,6 +78,13 @@ def twin(actors) -> Customer:
         base_version=1,
     )
     AgentRun.objects.create(organization=actors.org, customer=twin, trigger="message", status="completed")
+    LogEntry.objects.log_action(
+        user_id=actors.staff.pk,
+        content_type_id=ContentType.objects.get_for_model(Customer).pk,
+        object_id=str(twin.pk),
+        object_repr="dana@example.com",
+        action_flag=CHANGE,
+    )
     return twin
 
 
@@ -94,6 +103,7 @@ def test_api_merge_moves_everything_combines_memory_and_undo_restores(actors, tw
     assert Ticket.objects.get(external_id="ic-t1").customer_id == actors.customer.pk
     assert TicketMessage.objects.filter(customer=actors.customer, body="My receipt printer jams.").exists()
     assert AgentRun.objects.filter(customer=actors.customer).count() == 1
+    assert LogEntry.objects.get().object_id == str(actors.customer.pk)  # found when the survivor is erased
     # Memory: lines combined without repeats; what would overflow a block became a passage; provenance recorded.
     assert _block(actors.customer, "customer").value == "Name: Dana\nUses Verifone P400\nWorks at Lumen Cafe"
     preferences = _block(actors.customer, "preferences")
@@ -126,6 +136,7 @@ def test_api_merge_moves_everything_combines_memory_and_undo_restores(actors, tw
     assert ArchivalPassage.objects.filter(customer=back, invalidated_at__isnull=True).count() == 2
     assert PendingMemoryEdit.objects.get().customer_id == twin.pk
     assert AgentRun.objects.filter(customer=back).count() == 1
+    assert LogEntry.objects.get().object_id == str(twin.pk)
     assert api.post(f"/api/customers/{actors.customer.pk}/merges/{merge.pk}/undo/").status_code == 409
 
 
