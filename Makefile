@@ -36,6 +36,7 @@ run: install
 		PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/metrics $(VENV)/bin/celery -A support_agent worker --beat -l info --concurrency 2 & \
 	fi; \
 	echo "supportmem on http://$(HOST):$(PORT)/  (admin /admin/, API docs /api/docs/, widget /widget/demo/)"; \
+	export SUPPORTMEM_DEMO=$${SUPPORTMEM_DEMO:-$$([ -n "$$DATABASE_URL" ] && echo false || echo true)}; \
 	HOST=$(HOST) PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/metrics exec $(VENV)/bin/gunicorn -c python:support_agent.gunicorn_conf support_agent.wsgi:application
 
 lint: install

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import render
@@ -421,6 +422,8 @@ def api_not_found(request: HttpRequest) -> HttpResponse:
 def widget_demo(request: HttpRequest) -> HttpResponse:
     """The demo organisation's page with the widget embedded; it signs the demo customer's identity here,
     server-side, exactly as a customer's own backend would."""
+    if not settings.SUPPORTMEM_DEMO:  # it hands out a valid user_hash: never on a real deployment
+        raise Http404("The demo is not enabled (SUPPORTMEM_DEMO).")
     organization = Organization.objects.filter(slug=DEMO_ORGANIZATION_SLUG).first()
     if organization is None:
         raise Http404("No demo organisation: run `python manage.py seed_demo` first.")

@@ -123,7 +123,8 @@ class ErasureSerializer(serializers.Serializer):
 
 
 class WidgetSessionCreateSerializer(serializers.Serializer):
-    user_id = serializers.CharField(max_length=255, help_text="Your user id for this visitor.")
+    # Not trimmed: the HMAC is checked over exactly the bytes sent, so "alice " is not alice.
+    user_id = serializers.CharField(max_length=255, trim_whitespace=False, help_text="Your user id for this visitor.")
     user_hash = serializers.RegexField(
         r"^[0-9a-fA-F]{64}$", help_text="HMAC-SHA256(widget secret, user_id), hex, computed by your backend."
     )

@@ -25,6 +25,19 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY") or stored_secret_key(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Served over HTTPS (docs/deployment.md): SUPPORTMEM_HTTPS=true turns on the redirect, secure cookies and a
+# year of HSTS; each can be set on its own. Behind a TLS-terminating proxy, trust its X-Forwarded-Proto.
+_HTTPS = env_bool("SUPPORTMEM_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SUPPORTMEM_SSL_REDIRECT", _HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SUPPORTMEM_SECURE_COOKIES", _HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("SUPPORTMEM_HSTS_SECONDS", 31_536_000 if _HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SUPPORTMEM_HSTS_INCLUDE_SUBDOMAINS", _HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SUPPORTMEM_HSTS_PRELOAD", False)  # a commitment to browsers: opt in
+if env_bool("SUPPORTMEM_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# /widget/demo/ signs the demo customer's identity for any visitor: only `make run`'s local demo turns it on.
+SUPPORTMEM_DEMO = env_bool("SUPPORTMEM_DEMO", False)
 
 INSTALLED_APPS = [
     "support_agent.admin_config.SupportmemAdminConfig",
@@ -47,6 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "support_agent.middleware.RequestContextMiddleware",
+    "tickets.input_safety.UnstorableInputMiddleware",  # NUL / lone surrogates in path, query, headers: 400
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -152,6 +166,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "support_agent.exceptions.api_exception_handler",
+    # JSON only, depth-limited, NUL-free: a form or multipart body is a 415 (tickets/input_safety.py).
+    "DEFAULT_PARSER_CLASSES": ["tickets.input_safety.SafeJSONParser"],
     # Throttle rates ("N/second|minute|hour|day"); an empty value turns that throttle off (benchmarks do).
     "DEFAULT_THROTTLE_RATES": {
         "api_key": env_str("SUPPORTMEM_THROTTLE_API_KEY", "6000/minute") or None,

@@ -28,6 +28,7 @@ from memory.selectors import SearchPage, block_get, message_search, passage_sear
 from memory.services import MemoryEditError, Provenance, block_agent_edit, passage_insert, passage_supersede
 from support_agent.context import when_text
 from support_agent.models import AgentRun, AgentStep
+from tickets.input_safety import UnsafeJSON, json_loads_safe
 from tickets.models import Customer, Ticket, TicketMessage
 from tickets.selectors import ticket_get, ticket_list, ticket_messages
 from tickets.services import message_ingest
@@ -435,7 +436,9 @@ def parse_arguments(raw: str | None) -> dict[str, Any]:
     if raw is None or not raw.strip():
         return {}
     try:
-        parsed = json.loads(raw)
+        parsed = json_loads_safe(raw)
+    except UnsafeJSON as exc:
+        raise ToolError(f"The arguments were refused: {exc}") from None
     except json.JSONDecodeError as exc:
         problem = f"{exc.msg} at char {exc.pos}"
         raise ToolError(f"The arguments are not valid JSON ({problem}); send a JSON object.") from None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from tickets.errors import error_response
 from tickets.helpdesks import SignatureError, signature_verify
+from tickets.input_safety import UnsafeJSON, json_loads_safe
 from tickets.intake import integration_for_webhook, webhook_intake
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -27,7 +26,7 @@ def _body_read(request: HttpRequest) -> bytes | None:
 
 
 def _payload(raw: bytes) -> object:
-    return json.loads(raw.decode("utf-8"))
+    return json_loads_safe(raw.decode("utf-8"))
 
 
 @csrf_exempt
@@ -50,7 +49,9 @@ def webhook_receive(request: HttpRequest, kind: str, token: str) -> HttpResponse
         return HttpResponse(headers["x-front-challenge"], content_type="text/plain")
     try:
         payload = _payload(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except UnsafeJSON as exc:
+        return error_response(400, "unsafe_json", str(exc))
+    except (UnicodeDecodeError, ValueError):
         return error_response(400, "malformed_json", "The body is not valid UTF-8 JSON.")
     result = webhook_intake(integration=integration, headers=headers, raw_body=raw, payload=payload)
     body = {"status": "accepted" if result.created else "duplicate", "event_id": result.event.pk}

@@ -110,8 +110,9 @@ def child_env(*, redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def gunicorn_start(env: dict[str, str], port: int, tmp: Path) -> Proc:
-    """The production server exactly as `make run` starts it (gthread, 2 workers x 8 threads)."""
+def gunicorn_start(env: dict[str, str], port: int, tmp: Path, ready_status: int = 405) -> Proc:
+    """The production server exactly as `make run` starts it (gthread, 2 workers x 8 threads). Ready when a GET
+    on the webhook path answers ``ready_status`` (405; 301 when it redirects to HTTPS)."""
     args = [
         str(VENV_BIN / "gunicorn"),
         "support_agent.wsgi:application",
@@ -130,7 +131,7 @@ def gunicorn_start(env: dict[str, str], port: int, tmp: Path) -> Proc:
 
     def answers() -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/webhooks/x/y/", timeout=2).status_code == 405
+            return httpx.get(f"http://127.0.0.1:{port}/webhooks/x/y/", timeout=2).status_code == ready_status
         except httpx.HTTPError:
             return False
 

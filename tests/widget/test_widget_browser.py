@@ -28,7 +28,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def demo_page(live_server: Any, browser: Browser) -> Iterator[Page]:
+def demo_page(live_server: Any, browser: Browser, settings: Any) -> Iterator[Page]:
+    settings.SUPPORTMEM_DEMO = True  # as `make run` sets it
     call_command("seed_demo", verbosity=0)
     cache.clear()
     page = browser.new_page()
