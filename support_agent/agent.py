@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import F
+from django.utils import timezone
 
 from support_agent.context import CompiledContext, compile_context, context_evict
 from support_agent.llm import Backend, LLMResponse
@@ -157,6 +158,7 @@ def _step_close(step: AgentStep, run: AgentRun, outcomes: list[ToolOutcome]) -> 
     step.tool_results = [outcome.as_record() for outcome in outcomes]
     step.save(update_fields=["tool_results"])
     AgentRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now(),  # the run's lease: agent_runs_sweep fails a run silent for too long
         step_count=F("step_count") + 1,
         prompt_tokens=F("prompt_tokens") + step.prompt_tokens,
         completion_tokens=F("completion_tokens") + step.completion_tokens,

@@ -32,6 +32,7 @@ class AgentRun(models.Model):
         LENGTH = "length", "Completion cut at the token limit"
         LLM_ERROR = "llm_error", "Model call failed"
         ERROR = "error", "Internal error"
+        WORKER_LOST = "worker_lost", "The process running it died"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="agent_runs")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="agent_runs")
@@ -56,6 +57,10 @@ class AgentRun(models.Model):
     # When a worker took the queued run; a queued run nobody picked up is dispatched again by the sweep.
     picked_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The lease of a running run: the database session holding the customer's lock, and when the run last
+    # showed progress. A run whose session is gone, or silent past the lease, is swept (agent_runs_sweep).
+    backend_pid = models.PositiveIntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

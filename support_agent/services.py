@@ -34,13 +34,17 @@ TICKET_SUMMARY_INSTRUCTION = (
 )
 
 
+def _lock_key(customer_id: int) -> str:
+    return f"supportmem.agent_run:{customer_id}"
+
+
 @contextmanager
 def customer_lock(customer_id: int) -> Iterator[None]:
     """One run at a time per customer: a PostgreSQL session advisory lock, so a second trigger for the same
     customer waits (queues) until the first run ends, across processes and machines. A session lock rather
     than a transaction-scoped one, because a run makes model calls that can take minutes and must not hold a
     transaction open; the lock dies with the connection if the process does."""
-    key = f"supportmem.agent_run:{customer_id}"
+    key = _lock_key(customer_id)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
     try:
@@ -148,6 +152,51 @@ def agent_runs_requeue(*, older_than: timedelta, dispatch: Callable[[int], bool]
     return sum(dispatch(run_id) for run_id in lost.values_list("pk", flat=True)[:REQUEUE_BATCH])
 
 
+# Whether the session that took a customer's lock (pid) still holds it. The advisory lock's 64-bit key is
+# shown by pg_locks as two 32-bit halves (classid high, objid low), with objsubid 1.
+_LOCK_HELD_SQL = """
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = %(pid)s
+          AND classid::bigint = (hashtextextended(%(key)s, 0) >> 32) & 4294967295
+          AND objid::bigint = hashtextextended(%(key)s, 0) & 4294967295
+    )
+"""
+
+
+def agent_runs_sweep(*, lease: timedelta) -> int:
+    """Fail the runs left ``running`` by a process that is gone, so that they stop showing as in progress and
+    nothing waits on them. Returns how many were failed.
+
+    A running run records the database session that holds its customer's lock (``backend_pid``) and beats on
+    every step (``heartbeat_at``). Two ways to know its process is gone:
+    - its session no longer holds the lock: the process died (killed, OOM, redeployed) and PostgreSQL closed
+      its connection, which released the lock; exact, whatever the run's age;
+    - it holds the lock but has not beaten for longer than ``lease``: the process hangs, or its machine
+      vanished and PostgreSQL has not noticed yet. Its session is terminated, which releases the lock, so
+      the customer's next message is answered.
+    """
+    failed = 0
+    for run in AgentRun.objects.filter(status=AgentRun.Status.RUNNING).only("pk", "customer_id", "backend_pid"):
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_HELD_SQL, {"pid": run.backend_pid or 0, "key": _lock_key(run.customer_id)})
+            held = cursor.fetchone()[0]
+            silent = AgentRun.objects.filter(pk=run.pk, heartbeat_at__lt=timezone.now() - lease).exists()
+            if held and not silent:
+                continue
+            if held:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [run.backend_pid])
+        reason = "no heartbeat within the lease; its session was ended" if held else "its process stopped"
+        failed += AgentRun.objects.filter(pk=run.pk, status=AgentRun.Status.RUNNING).update(
+            status=AgentRun.Status.FAILED,
+            stop_reason=AgentRun.StopReason.WORKER_LOST,
+            error=f"Swept: {reason} before the run finished.",
+            finished_at=timezone.now(),
+        )
+        logger.warning("agent run %s swept: %s", run.pk, reason)
+    return failed
+
+
 REQUEUE_HORIZON = timedelta(days=1)
 REQUEUE_BATCH = 500
 # A picked-up run waits for the customer's lock at most as long as the run ahead of it takes.
@@ -161,8 +210,12 @@ def _run_claimed(
         customer_lock(customer.pk),
         log_scope(organization=customer.organization_id, customer=customer.pk, run_id=run.pk),
     ):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            run.backend_pid = cursor.fetchone()[0]
         run.status, run.started_at = AgentRun.Status.RUNNING, timezone.now()
-        run.save(update_fields=["status", "started_at"])
+        run.heartbeat_at = run.started_at
+        run.save(update_fields=["status", "started_at", "backend_pid", "heartbeat_at"])
         emit({"type": "run_started", "run_id": run.pk})
         logger.info("agent run %s started (%s)", run.pk, run.trigger)
         _run_guarded(run, customer, backend, emit)

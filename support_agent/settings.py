@@ -143,6 +143,9 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-agent-runs": {"task": "support_agent.requeue_runs", "schedule": 60.0},
 }
 SUPPORTMEM_AGENT_REQUEUE_SECONDS = env_int("SUPPORTMEM_AGENT_REQUEUE_SECONDS", 120)
+# A running run that has not finished a step for this long, though its session lives, is failed by the same
+# sweep (its session ended): longer than one model call with all its retries.
+SUPPORTMEM_AGENT_RUN_LEASE_SECONDS = env_int("SUPPORTMEM_AGENT_RUN_LEASE_SECONDS", 900)
 
 # The agent's language model: OpenAI or any OpenAI-compatible server; the offline model otherwise.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")

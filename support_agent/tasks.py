@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from support_agent.services import agent_run, agent_run_start, agent_runs_requeue
+from support_agent.services import agent_run, agent_run_start, agent_runs_requeue, agent_runs_sweep
 from tickets.models import Customer, Ticket, TicketMessage
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ def agent_run_queued_task(run_id: int) -> int | None:
 
 @shared_task(name="support_agent.requeue_runs", ignore_result=True)
 def agent_runs_requeue_task() -> int:
-    """Beat: queued runs whose task was lost are dispatched again."""
+    """Beat: runs left running by a dead process are failed; queued runs whose task was lost are dispatched again."""
+    agent_runs_sweep(lease=timedelta(seconds=settings.SUPPORTMEM_AGENT_RUN_LEASE_SECONDS))
     return agent_runs_requeue(
         older_than=timedelta(seconds=settings.SUPPORTMEM_AGENT_REQUEUE_SECONDS), dispatch=agent_run_dispatch
     )
