@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -17,6 +18,7 @@ from django.utils.safestring import SafeString
 
 from tickets.auth import api_key_create, api_key_revoke, widget_secret_rotate
 from tickets.models import (
+    AdminLogCustomer,
     ApiKey,
     Customer,
     CustomerIdentity,
@@ -25,6 +27,7 @@ from tickets.models import (
     StaffMembership,
     Ticket,
     TicketMessage,
+    customer_id_of,
 )
 
 
@@ -35,6 +38,17 @@ def staff_organization_id(request: HttpRequest) -> int | None:
         return None
     membership = getattr(user, "membership", None)
     return membership.organization_id if membership is not None else -1  # -1: no organisation, sees nothing
+
+
+def _linked(logged: Any, objects: list[Any]) -> Any:
+    entries = logged if isinstance(logged, list) else [logged]
+    links = [
+        AdminLogCustomer(log_entry=entry, customer_id=customer_id)
+        for entry, obj in zip(entries, objects, strict=False)
+        if (customer_id := customer_id_of(obj)) is not None
+    ]
+    AdminLogCustomer.objects.bulk_create(links, ignore_conflicts=True)
+    return logged
 
 
 class OrgScopedAdmin(admin.ModelAdmin):
@@ -55,6 +69,17 @@ class OrgScopedAdmin(admin.ModelAdmin):
         if org_id is None:
             return queryset
         return queryset.filter(**{f"{self.org_field}_id": org_id})
+
+    # Every admin log entry about a customer's row is linked to that customer, so that erasing them removes it.
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> LogEntry:
+        return _linked(super().log_addition(request, obj, message), [obj])
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> LogEntry:
+        return _linked(super().log_change(request, obj, message), [obj])
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        objects = list(queryset)  # logged before they are deleted: each one's customer is still readable
+        return _linked(super().log_deletions(request, queryset), objects)  # the same rows, from its cache
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         org_id = staff_organization_id(request)

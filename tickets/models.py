@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -346,3 +347,38 @@ class OutboundAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of delivery {self.delivery_id}: {self.status_code or self.error[:40]}"
+
+
+class AdminLogCustomer(models.Model):
+    """Whose data an admin log entry is about. django_admin_log keeps each object's text (its repr, the fields
+    changed) after the object is gone, and names no customer: this link lets erasure find those entries,
+    even for a passage or message deleted long before. Written by OrgScopedAdmin when the admin logs."""
+
+    log_entry = models.OneToOneField(
+        "admin.LogEntry", on_delete=models.CASCADE, primary_key=True, related_name="customer_link"
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+
+    def __str__(self) -> str:
+        return f"admin log {self.log_entry_id} about customer {self.customer_id}"
+
+
+# How each admin-logged model reaches its customer, for AdminLogCustomer.
+_CUSTOMER_PATHS = (("customer_id",), ("run", "customer_id"), ("message", "customer_id"), ("block", "customer_id"))
+
+
+def customer_id_of(obj: models.Model) -> int | None:
+    """The customer a row belongs to (Customer itself, or through one of its links), None for none."""
+    if isinstance(obj, Customer):
+        return obj.pk
+    if isinstance(obj, OutboundAttempt):
+        obj = obj.delivery
+    for path in _CUSTOMER_PATHS:
+        value: Any = obj
+        for attribute in path:
+            value = getattr(value, attribute, None)
+            if value is None:
+                break
+        if isinstance(value, int):
+            return value
+    return None
