@@ -4,25 +4,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('support_agent', '0006_customer_labels'),
+        ("support_agent", "0006_customer_labels"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='agentrun',
-            name='backend_pid',
+            model_name="agentrun",
+            name="backend_pid",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='agentrun',
-            name='heartbeat_at',
+            model_name="agentrun",
+            name="heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='agentrun',
-            name='stop_reason',
-            field=models.CharField(blank=True, choices=[('end_turn', 'Model ended its turn'), ('step_limit', 'Step limit reached'), ('length', 'Completion cut at the token limit'), ('llm_error', 'Model call failed'), ('error', 'Internal error'), ('worker_lost', 'The process running it died')], max_length=32),
+            model_name="agentrun",
+            name="stop_reason",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("end_turn", "Model ended its turn"),
+                    ("step_limit", "Step limit reached"),
+                    ("length", "Completion cut at the token limit"),
+                    ("llm_error", "Model call failed"),
+                    ("error", "Internal error"),
+                    ("worker_lost", "The process running it died"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

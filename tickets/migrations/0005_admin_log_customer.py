@@ -5,18 +5,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('admin', '0003_logentry_add_action_flag_choices'),
-        ('tickets', '0004_message_channel'),
+        ("admin", "0003_logentry_add_action_flag_choices"),
+        ("tickets", "0004_message_channel"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AdminLogCustomer',
+            name="AdminLogCustomer",
             fields=[
-                ('log_entry', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='customer_link', serialize=False, to='admin.logentry')),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tickets.customer')),
+                (
+                    "log_entry",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="customer_link",
+                        serialize=False,
+                        to="admin.logentry",
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tickets.customer"
+                    ),
+                ),
             ],
         ),
     ]
