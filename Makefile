@@ -9,13 +9,26 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test install lint typecheck pytest chromium clean-data
+.PHONY: run test install lint typecheck pytest chromium clean-data lock
 
-$(VENV)/.installed: pyproject.toml
+LOCK := requirements.lock
+LOCK_VENV := .data/lock-venv
+
+# Exactly the locked set (nothing is resolved at install time), then the project itself without dependencies.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[local,dev]'
+	$(PIP) install --quiet --no-deps -r $(LOCK)
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
+
+# Refresh requirements.lock after changing a dependency in pyproject.toml (docs/operations.md).
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || \
+		($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2)
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --strip-extras \
+		--extra local --extra dev --extra embedded --no-emit-find-links --no-emit-index-url --no-emit-trusted-host \
+		-o $(LOCK) pyproject.toml
 
 install: $(VENV)/.installed
 
