@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 lock:
 	test -x $(LOCK_VENV)/bin/pip-compile || \
 		($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet pip-tools==7.6.2)
-	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --strip-extras \
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --strip-extras --allow-unsafe \
 		--extra local --extra dev --extra embedded --no-emit-find-links --no-emit-index-url --no-emit-trusted-host \
 		-o $(LOCK) pyproject.toml
 
