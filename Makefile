@@ -41,16 +41,11 @@ chromium:
 # gunicorn and the Celery worker write their Prometheus samples to one folder, so /metrics counts both.
 run: install
 	rm -rf .data/metrics && mkdir -p .data/metrics
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	$(PY) manage.py collectstatic --noinput -v 0
-	@if [ -n "$$REDIS_URL" ]; then \
-		echo "REDIS_URL set: starting a Celery worker and beat"; \
-		PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/metrics $(VENV)/bin/celery -A support_agent worker --beat -l info --concurrency 2 & \
-	fi; \
-	echo "supportmem on http://$(HOST):$(PORT)/  (admin /admin/, API docs /api/docs/, widget /widget/demo/)"; \
+	@# serve: migrate, load the demo, collect static, then gunicorn (+ Celery with REDIS_URL) as its children;
+	@# it owns the embedded PostgreSQL, so Ctrl-C (once: graceful, twice: kill) always stops the database too.
+	@# The demo (and its /widget/demo/ page) is on by default only with the embedded database.
 	export SUPPORTMEM_DEMO=$${SUPPORTMEM_DEMO:-$$([ -n "$$DATABASE_URL" ] && echo false || echo true)}; \
-	HOST=$(HOST) PORT=$(PORT) PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/metrics exec $(VENV)/bin/gunicorn -c python:support_agent.gunicorn_conf support_agent.wsgi:application
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/metrics $(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .

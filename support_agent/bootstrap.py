@@ -39,6 +39,7 @@ def database_start(data_dir: Path, *, cleanup_mode: str | None = "stop") -> None
 
     url = embedded_database_url(data_dir, cleanup_mode=cleanup_mode)
     os.environ["DATABASE_URL"] = url
+    os.environ["SUPPORTMEM_EMBEDDED_PGDATA"] = str(data_dir / "pgdata")  # what `serve` reports; children inherit
     from django.conf import settings
 
     if settings.configured:
