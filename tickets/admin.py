@@ -308,13 +308,91 @@ def _staff_organization(request: HttpRequest) -> Organization:
 
 # ---------------------------------------------------------------- webhook inbox and outbound replies
 
-from tickets.intake import webhook_event_replay  # noqa: E402  (kept beside the admins that use it)
+from django.contrib import messages  # noqa: E402
+from django.shortcuts import get_object_or_404, redirect  # noqa: E402
+from django.urls import URLPattern, path, reverse  # noqa: E402
+from django.views.decorators.http import require_POST  # noqa: E402
+
+from tickets.intake import webhook_event_process, webhook_event_replay  # noqa: E402  (beside the admins using them)
 from tickets.models import OutboundAttempt, OutboundDelivery, WebhookEvent  # noqa: E402
-from tickets.outbound import outbound_delivery_replay  # noqa: E402
+from tickets.outbound import outbound_deliver, outbound_delivery_replay  # noqa: E402
+
+
+def _event_replay_now(event: WebhookEvent) -> WebhookEvent:
+    """Replay and process at once, so staff see what happened (the queued task then finds it done)."""
+    webhook_event_replay(event=event)
+    webhook_event_process(event_id=event.pk)
+    event.refresh_from_db()
+    return event
+
+
+def _delivery_replay_now(delivery: OutboundDelivery) -> OutboundDelivery:
+    outbound_delivery_replay(delivery=delivery)
+    outbound_deliver(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def _outcome(label: str, status: str, error: str) -> tuple[int, str]:
+    """The message staff see after a replay: what the row became, and why when it did not work."""
+    if status in {"processed", "ignored", "sent"}:
+        return messages.SUCCESS, f"{label}: {status}."
+    reason = error.strip().splitlines()[-1] if error.strip() else "no error recorded"
+    if status == "failed":
+        return messages.WARNING, f"{label}: failed again, will retry ({reason})."
+    return messages.ERROR, f"{label}: still {status} ({reason})."
+
+
+class ReadOnlyLogAdmin(OrgScopedAdmin):
+    """Records of what arrived and what was sent: viewed and replayed, never edited (no Save buttons)."""
+
+    change_form_template = "admin/tickets/replayable_change_form.html"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def can_replay(self, obj: Any) -> bool:
+        return obj.status in {"dead", "failed"}
+
+    def replay_one(self, obj: WebhookEvent | OutboundDelivery) -> tuple[int, str]:
+        if isinstance(obj, WebhookEvent):
+            event = _event_replay_now(obj)
+            return _outcome(f"Event {event.pk}", event.status, event.last_error)
+        delivery = _delivery_replay_now(obj)
+        return _outcome(f"Reply {delivery.pk}", delivery.status, delivery.last_error)
+
+    @admin.action(description="Replay selected (again, now) and show the outcome")
+    def replay(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for obj in list(queryset):
+            level, text = self.replay_one(obj)
+            self.message_user(request, text, level)
+
+    def get_urls(self) -> list[URLPattern]:
+        replay = self.admin_site.admin_view(require_POST(self.replay_view))
+        name = f"{self.opts.app_label}_{self.opts.model_name}_replay"
+        return [path("<int:object_id>/replay/", replay, name=name), *super().get_urls()]
+
+    def replay_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise Http404("Not found")
+        obj = get_object_or_404(self.get_queryset(request), pk=object_id)
+        level, text = self.replay_one(obj)
+        self.message_user(request, text, level)
+        return redirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        context = {**(extra_context or {}), "can_replay": obj is not None and self.can_replay(obj)}
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(OrgScopedAdmin):
+class WebhookEventAdmin(ReadOnlyLogAdmin):
     """The webhook inbox: every delivery as received; failed and dead ones can be replayed."""
 
     list_display = ["received_at", "integration", "event_type", "status", "attempts", "short_error", "processed_at"]
@@ -329,19 +407,9 @@ class WebhookEventAdmin(OrgScopedAdmin):
         "status", "attempts", "last_error", "next_attempt_at", "processed_at", "customer", "ticket",
     ]  # fmt: skip
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
     @admin.display(description="last error")
     def short_error(self, event: WebhookEvent) -> str:
         return event.last_error[:80]
-
-    @admin.action(description="Replay selected events (process them again)")
-    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
-        events = list(queryset)
-        for event in events:
-            webhook_event_replay(event=event)
-        self.message_user(request, f"Queued {len(events)} event(s) for processing.")
 
 
 class OutboundAttemptInline(admin.TabularInline):
@@ -356,9 +424,12 @@ class OutboundAttemptInline(admin.TabularInline):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(OutboundDelivery)
-class OutboundDeliveryAdmin(OrgScopedAdmin):
+class OutboundDeliveryAdmin(ReadOnlyLogAdmin):
     """Agent replies on their way to the helpdesk, with every attempt; dead ones can be replayed."""
 
     list_display = ["created_at", "integration", "message", "reply_mode", "status", "attempts", "sent_at"]
@@ -372,19 +443,11 @@ class OutboundDeliveryAdmin(OrgScopedAdmin):
         "remote_id", "last_error", "created_at", "sent_at",
     ]  # fmt: skip
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    @admin.action(description="Replay selected replies (send them again)")
-    def replay(self, request: HttpRequest, queryset: QuerySet[OutboundDelivery]) -> None:
-        deliveries = list(queryset)
-        for delivery in deliveries:
-            outbound_delivery_replay(delivery=delivery)
-        self.message_user(request, f"Queued {len(deliveries)} reply(ies) for delivery.")
-
 
 @admin.register(OutboundAttempt)
 class OutboundAttemptAdmin(OrgScopedAdmin):
+    """Read-only: a log of what was sent and answered."""
+
     org_field = "delivery__organization"
     list_display = ["created_at", "delivery", "number", "method", "url", "status_code", "duration_ms", "error"]
     list_filter = ["status_code"]
@@ -402,4 +465,7 @@ class OutboundAttemptAdmin(OrgScopedAdmin):
     ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,12 +23,13 @@ from django.utils import timezone
 from telemetry.logs import log_bind, log_scope
 from telemetry.metrics import WEBHOOK_EVENTS, WEBHOOK_LAG
 from tickets.helpdesks import MessageData, NormalisedEvent, PayloadError, body_hash, envelope_read, event_parse
-from tickets.models import Customer, Integration, Ticket, WebhookEvent
+from tickets.models import Customer, Integration, Ticket, TicketMessage, WebhookEvent
 from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
+from tickets.tasks import dispatch, webhook_event_process_task
 
 logger = logging.getLogger(__name__)
 
-OPEN_STATUSES = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED)
+OPEN_STATUSES = WebhookEvent.OPEN_STATUSES
 # Credentials an admin may have configured on the helpdesk side: never kept in the event log.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-webhook-token", "x-api-key"})
 
@@ -43,12 +43,6 @@ def stuck_after() -> timedelta:
     return timedelta(seconds=int(getattr(settings, "SUPPORTMEM_WEBHOOK_STUCK_SECONDS", 60)))
 
 
-def backoff_seconds(attempt: int, *, base: float = 30.0, cap: float = 3600.0) -> float:
-    """Exponential backoff with jitter: half fixed, half random, so retries of many events spread out."""
-    delay = min(cap, base * 2 ** max(0, attempt - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
 @dataclass(frozen=True)
 class IntakeResult:
     event: WebhookEvent
@@ -60,8 +54,6 @@ def _storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _dispatch_after_commit(event_id: int) -> None:
-    from tickets.tasks import dispatch, webhook_event_process_task  # tasks import this module
-
     transaction.on_commit(lambda: dispatch(webhook_event_process_task, event_id))
 
 
@@ -131,24 +123,7 @@ def _event_process(event_id: int) -> str:
 
 def _event_claim(event_id: int) -> bool:
     """Count the attempt in its own committed transaction, so a worker killed mid-task still used one up."""
-    with transaction.atomic():
-        event = (
-            WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk=event_id, status__in=OPEN_STATUSES)
-            .first()
-        )
-        if event is None:
-            return False  # done, dead, ignored, or being processed right now
-        if event.attempts >= max_attempts():
-            event.status = WebhookEvent.Status.DEAD
-            event.last_error = (event.last_error + f"\ngave up after {event.attempts} attempts").strip()
-            event.next_attempt_at = None
-            event.save(update_fields=["status", "last_error", "next_attempt_at"])
-            return False
-        event.attempts += 1
-        event.next_attempt_at = timezone.now() + stuck_after()
-        event.save(update_fields=["attempts", "next_attempt_at"])
-    return True
+    return WebhookEvent.claim(event_id, max_attempts=max_attempts(), hold=stuck_after()) is not None
 
 
 def _event_apply(event: WebhookEvent) -> str:
@@ -160,14 +135,24 @@ def _event_apply(event: WebhookEvent) -> str:
     normalised = event_parse(kind=kind, event_type=event.event_type, headers=event.headers, payload=payload)
     organization = event.integration.organization
     log_bind(organization=organization.pk)
-    customer = customer_resolve(
-        organization=organization,
-        source=kind,
-        external_id=normalised.customer.external_id[:255],
-        name=normalised.customer.name[:200],
-        email=normalised.customer.email[:254],
-        email_verified=event.integration.verifies_emails,
-    )
+    if normalised.customer is None:
+        # The event names only the ticket (an assignment change, say): it must be one we know.
+        known = Ticket.objects.select_related("customer").filter(
+            integration=event.integration, external_id=normalised.ticket_external_id[:255]
+        )
+        found = known.first()
+        if found is None:
+            raise PayloadError("the event names no requester and its ticket is not known yet")
+        customer = found.customer
+    else:
+        customer = customer_resolve(
+            organization=organization,
+            source=kind,
+            external_id=normalised.customer.external_id[:255],
+            name=normalised.customer.name[:200],
+            email=normalised.customer.email[:254],
+            email_verified=event.integration.verifies_emails,
+        )
     log_bind(customer=customer.pk)
     ticket = ticket_upsert(
         organization=organization,
@@ -201,7 +186,7 @@ def _messages_ingest(*, ticket: Ticket, messages: list[MessageData]) -> None:
     customer_positions = [i for i, message in enumerate(messages) if message.author_role == "customer"]
     newest_customer = customer_positions[-1] if customer_positions else -1
     for position, message in enumerate(messages):
-        message_ingest(
+        stored, created = message_ingest(
             customer=ticket.customer,
             ticket=ticket,
             body=message.body,
@@ -212,6 +197,13 @@ def _messages_ingest(*, ticket: Ticket, messages: list[MessageData]) -> None:
             created_at=message.created_at,
             trigger_agent=position == newest_customer,
         )
+        metadata = {"attachments": message.attachments, "links": message.links}
+        metadata = {key: value for key, value in metadata.items() if value}
+        if not created and message.replaces and stored.body != message.body:
+            # The vendor re-sent an edited text under the same id (Freshdesk's description): ours follows.
+            TicketMessage.objects.filter(pk=stored.pk).update(body=message.body, metadata=metadata)
+        elif created and metadata:
+            TicketMessage.objects.filter(pk=stored.pk).update(metadata=metadata)
 
 
 def _event_finish(
@@ -232,18 +224,12 @@ def _event_finish(
 
 
 def _event_fail(event_id: int, error: str, *, permanent: bool) -> str:
-    with transaction.atomic():
-        event = WebhookEvent.objects.select_for_update().get(pk=event_id)
-        if event.status not in OPEN_STATUSES:
-            return event.status
-        dead = permanent or event.attempts >= max_attempts()
-        event.status = WebhookEvent.Status.DEAD if dead else WebhookEvent.Status.FAILED
-        event.last_error = error[:4000]
-        event.next_attempt_at = None if dead else timezone.now() + timedelta(seconds=backoff_seconds(event.attempts))
-        event.save(update_fields=["status", "last_error", "next_attempt_at"])
-    WEBHOOK_EVENTS.labels(event.integration.kind, event.status).inc()
-    logger.warning("webhook event %s %s: %s", event_id, event.status, error[:200])
-    return event.status
+    event = WebhookEvent(pk=event_id)
+    event.fail(error, permanent=permanent, max_attempts=max_attempts())
+    status, kind = WebhookEvent.objects.values_list("status", "integration__kind").get(pk=event_id)
+    WEBHOOK_EVENTS.labels(kind, status).inc()
+    logger.warning("webhook event %s %s: %s", event_id, status, error[:200])
+    return status
 
 
 # ---------------------------------------------------------------- sweeper and replay
@@ -252,28 +238,13 @@ def _event_fail(event_id: int, error: str, *, permanent: bool) -> str:
 def webhook_events_due(*, limit: int = 500) -> list[int]:
     """Events whose time has come (stuck after intake, or a failure's backoff elapsed), pushed back by the
     stuck period so the next sweep does not dispatch them again while they wait in the queue."""
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(
-            WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(status__in=OPEN_STATUSES, next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:limit]
-        )
-        WebhookEvent.objects.filter(pk__in=due).update(next_attempt_at=now + stuck_after())
-    return due
+    return WebhookEvent.due(limit=limit, push=stuck_after())
 
 
 def webhook_event_replay(*, event: WebhookEvent) -> None:
     """Staff replay (from the admin): process the stored event again from scratch. Idempotent in effect."""
     with transaction.atomic():
-        WebhookEvent.objects.filter(pk=event.pk).update(
-            status=WebhookEvent.Status.RECEIVED,
-            attempts=0,
-            last_error="",
-            processed_at=None,
-            next_attempt_at=timezone.now() + stuck_after(),
-        )
+        event.replay(status=WebhookEvent.Status.RECEIVED, delay=stuck_after(), processed_at=None)
         _dispatch_after_commit(event.pk)
 
 

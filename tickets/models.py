@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import secrets
-from typing import Any
+from datetime import timedelta
+from typing import Any, ClassVar, Self
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 
 def _new_publishable_key() -> str:
@@ -85,6 +88,8 @@ class CustomerIdentity(models.Model):
         FRONT = "front", "Front"
         FRESHDESK = "freshdesk", "Freshdesk"
         STANDARD = "standard", "Standard Webhooks"
+        CHATWOOT = "chatwoot", "Chatwoot"
+        ZAMMAD = "zammad", "Zammad"
         WIDGET = "widget", "Chat widget"
         API = "api", "API"
         EMAIL = "email", "Email"
@@ -114,6 +119,8 @@ class Integration(models.Model):
         FRONT = "front", "Front"
         FRESHDESK = "freshdesk", "Freshdesk"
         STANDARD = "standard", "Standard Webhooks"
+        CHATWOOT = "chatwoot", "Chatwoot"
+        ZAMMAD = "zammad", "Zammad"
 
     class ReplyMode(models.TextChoices):
         NOTE = "note", "Internal note"
@@ -221,6 +228,8 @@ class TicketMessage(models.Model):
     # Where a message outside any ticket came from (the widget, the API, agent_chat); blank inside a ticket,
     # whose own channel says it. Keeps a widget conversation apart from API turns for the same customer.
     channel = models.CharField(max_length=16, choices=Ticket.Channel.choices, blank=True)
+    # What a helpdesk message pointed at, kept beside its text: {"attachments": [names], "links": [urls]}.
+    metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(db_index=True)
     search_vector = models.GeneratedField(
         expression=SearchVector("body", config="english"),
@@ -261,7 +270,105 @@ class ApiKey(models.Model):
         return f"{self.prefix}… ({self.organization.slug})"
 
 
-class WebhookEvent(models.Model):
+def backoff_seconds(attempt: int, *, base: float = 30.0, cap: float = 3600.0) -> float:
+    """Exponential backoff with jitter: half fixed, half random, so retries of many rows spread out."""
+    delay = min(cap, base * 2 ** max(0, attempt - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+class RetriedWork(models.Model):
+    """The retry state machine shared by webhook events and outbound deliveries.
+
+    A worker *claims* a row (its attempt counted in a committed transaction, ``next_attempt_at`` pushed past
+    ``hold`` so a killed worker's row comes back to the sweeper), then either finishes it or *fails* it with
+    backoff; rows whose time has come are *due*; staff *replay* a row from a fresh attempt budget.
+    """
+
+    OPEN_STATUSES: ClassVar[tuple[str, ...]]
+    FAILED_STATUS: ClassVar[str]
+    DEAD_STATUS: ClassVar[str]
+
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def claim(
+        cls, pk: int, *, max_attempts: int, hold: timedelta, due_only: bool = False, related: tuple[str, ...] = ()
+    ) -> Self | None:
+        """The row, its attempt counted; None when it is done, dead, not due, locked by another worker, or
+        out of attempts (then it is dead: earlier attempts died mid-way)."""
+        now = timezone.now()
+        with transaction.atomic():
+            rows = cls._default_manager.select_for_update(skip_locked=True, of=("self",)).filter(
+                pk=pk, status__in=cls.OPEN_STATUSES
+            )
+            if due_only:
+                rows = rows.filter(next_attempt_at__lte=now)
+            row = rows.select_related(*related).first() if related else rows.first()
+            if row is None:
+                return None
+            if row.attempts >= max_attempts:
+                row.status = cls.DEAD_STATUS  # type: ignore[attr-defined]
+                row.last_error = (row.last_error + f"\ngave up after {row.attempts} attempts").strip()
+                row.next_attempt_at = None
+                row.save(update_fields=["status", "last_error", "next_attempt_at"])
+                return None
+            row.attempts += 1
+            row.next_attempt_at = now + hold
+            row.save(update_fields=["attempts", "next_attempt_at"])
+        return row
+
+    def fail(
+        self,
+        error: str,
+        *,
+        permanent: bool,
+        max_attempts: int,
+        base: float = 30.0,
+        retry_after: float | None = None,
+    ) -> float | None:
+        """Record a failed attempt: dead when permanent or out of attempts (None), else failed with a backoff
+        (its delay in seconds). A row another worker already settled is left alone (None)."""
+        with transaction.atomic():
+            row = type(self)._default_manager.select_for_update().get(pk=self.pk)
+            if row.status not in self.OPEN_STATUSES:  # type: ignore[attr-defined]
+                return None
+            if permanent or row.attempts >= max_attempts:
+                fields: dict[str, Any] = {"status": self.DEAD_STATUS, "next_attempt_at": None}
+                delay = None
+            else:
+                delay = max(retry_after or 0.0, backoff_seconds(row.attempts, base=base))
+                fields = {"status": self.FAILED_STATUS, "next_attempt_at": timezone.now() + timedelta(seconds=delay)}
+            type(self)._default_manager.filter(pk=self.pk).update(last_error=error[:4000], **fields)
+        return delay
+
+    @classmethod
+    def due(cls, *, limit: int = 500, push: timedelta | None = None) -> list[int]:
+        """Rows whose retry time has come (or whose worker died mid-way). With ``push``, their time moves on by
+        that much, so the next sweep does not dispatch them again while they wait in the queue."""
+        now = timezone.now()
+        with transaction.atomic():
+            open_and_due = {"status__in": cls.OPEN_STATUSES, "next_attempt_at__lte": now}
+            rows = cls._default_manager.filter(**open_and_due).order_by("next_attempt_at")
+            if push is not None:
+                rows = rows.select_for_update(skip_locked=True)
+            due = list(rows.values_list("pk", flat=True)[:limit])
+            if push is not None:
+                cls._default_manager.filter(pk__in=due).update(next_attempt_at=now + push)
+        return due
+
+    def replay(self, *, status: str, delay: timedelta = timedelta(0), **reset: Any) -> None:
+        """Staff replay: back to ``status`` with a fresh attempt budget, due after ``delay``."""
+        type(self)._default_manager.filter(pk=self.pk).update(
+            status=status, attempts=0, last_error="", next_attempt_at=timezone.now() + delay, **reset
+        )
+
+
+class WebhookEvent(RetriedWork):
     """One helpdesk delivery exactly as received: the record of truth that processing (and replay) works from."""
 
     class Status(models.TextChoices):
@@ -270,6 +377,10 @@ class WebhookEvent(models.Model):
         IGNORED = "ignored", "Ignored (event type not handled)"
         FAILED = "failed", "Failed (will retry)"
         DEAD = "dead", "Dead (gave up; replay from the admin)"
+
+    OPEN_STATUSES = (Status.RECEIVED, Status.FAILED)
+    FAILED_STATUS = Status.FAILED
+    DEAD_STATUS = Status.DEAD
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="webhook_events")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
@@ -280,10 +391,7 @@ class WebhookEvent(models.Model):
     raw_body = models.TextField()
     received_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    # When the sweeper may (re-)dispatch the event: a grace period after intake, a backoff after a failure.
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # next_attempt_at (RetriedWork): a grace period after intake, a backoff after a failure.
     processed_at = models.DateTimeField(null=True, blank=True)
     customer = models.ForeignKey(
         Customer, on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_events"
@@ -299,7 +407,7 @@ class WebhookEvent(models.Model):
         return f"{self.integration.kind} {self.event_type or 'event'} ({self.status})"
 
 
-class OutboundDelivery(models.Model):
+class OutboundDelivery(RetriedWork):
     """One agent reply on its way back to the helpdesk; its attempts are logged as OutboundAttempt rows."""
 
     class Status(models.TextChoices):
@@ -308,15 +416,16 @@ class OutboundDelivery(models.Model):
         FAILED = "failed", "Failed (will retry)"
         DEAD = "dead", "Dead (gave up; replay from the admin)"
 
+    OPEN_STATUSES = (Status.PENDING, Status.FAILED)
+    FAILED_STATUS = Status.FAILED
+    DEAD_STATUS = Status.DEAD
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="outbound_deliveries")
     message = models.OneToOneField(TicketMessage, on_delete=models.CASCADE, related_name="outbound_delivery")
     reply_mode = models.CharField(max_length=16, choices=Integration.ReplyMode.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
     remote_id = models.CharField(max_length=255, blank=True, help_text="The helpdesk's id for the posted reply.")
-    last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 

@@ -21,8 +21,8 @@ from django.utils import timezone
 from telemetry.logs import log_scope
 from telemetry.metrics import OUTBOUND_DELIVERIES
 from tickets.helpdesks import HELPDESKS, OutboundConfigError, OutboundRequest
-from tickets.intake import backoff_seconds
 from tickets.models import Integration, OutboundAttempt, OutboundDelivery, TicketMessage
+from tickets.tasks import dispatch, outbound_deliver_task
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,6 @@ def outbound_delivery_create(*, message: TicketMessage) -> OutboundDelivery | No
     except IntegrityError:
         return OutboundDelivery.objects.get(message=message)
     if created:
-        from tickets.tasks import dispatch, outbound_deliver_task  # tasks import this module
-
         transaction.on_commit(lambda: dispatch(outbound_deliver_task, delivery.pk))
     return delivery
 
@@ -140,27 +138,15 @@ def _deliver(delivery_id: int) -> DeliveryResult:
 
 
 def _delivery_claim(delivery_id: int) -> OutboundDelivery | None:
-    now = timezone.now()
-    with transaction.atomic():
-        delivery = (
-            OutboundDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("integration", "message__ticket", "message__customer")
-            .filter(pk=delivery_id, status__in=[OutboundDelivery.Status.PENDING, OutboundDelivery.Status.FAILED])
-            .filter(next_attempt_at__lte=now)
-            .first()
-        )
-        if delivery is None:
-            return None  # sent, dead, not due yet, or in flight in another worker
-        if delivery.attempts >= max_attempts():  # earlier attempts died mid-request (worker killed)
-            delivery.status = OutboundDelivery.Status.DEAD
-            delivery.last_error = (delivery.last_error + f"\ngave up after {delivery.attempts} attempts").strip()
-            delivery.save(update_fields=["status", "last_error"])
-            return None
-        delivery.attempts += 1
-        # Past the request timeout: if this worker dies mid-request, the sweeper picks the delivery up again.
-        delivery.next_attempt_at = now + _IN_FLIGHT
-        delivery.save(update_fields=["attempts", "next_attempt_at"])
-    return delivery
+    """Sent, dead, not due yet, or in flight in another worker: None. The hold outlasts the request timeout, so
+    if this worker dies mid-request the sweeper picks the delivery up again."""
+    return OutboundDelivery.claim(
+        delivery_id,
+        max_attempts=max_attempts(),
+        hold=_IN_FLIGHT,
+        due_only=True,
+        related=("integration", "message__ticket", "message__customer"),
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -203,16 +189,16 @@ def _delivery_settle(
         )
         _message_adopt_remote_id(delivery.message_id, remote_id)
         return DeliveryResult(OutboundDelivery.Status.SENT)
-    if not retryable or delivery.attempts >= max_attempts():
-        OutboundDelivery.objects.filter(pk=delivery.pk).update(
-            status=OutboundDelivery.Status.DEAD, last_error=error[:4000], next_attempt_at=None
-        )
+    delay = delivery.fail(
+        error,
+        permanent=not retryable,
+        max_attempts=max_attempts(),
+        base=retry_base_seconds(),
+        retry_after=retry_after,
+    )
+    if delay is None:
         logger.warning("outbound delivery %s is dead: %s", delivery.pk, error)
         return DeliveryResult(OutboundDelivery.Status.DEAD)
-    delay = max(retry_after or 0.0, backoff_seconds(delivery.attempts, base=retry_base_seconds()))
-    OutboundDelivery.objects.filter(pk=delivery.pk).update(
-        status=OutboundDelivery.Status.FAILED, last_error=error[:4000], next_attempt_at=now + timedelta(seconds=delay)
-    )
     return DeliveryResult(OutboundDelivery.Status.FAILED, retry_in=delay)
 
 
@@ -228,22 +214,11 @@ def _message_adopt_remote_id(message_id: int, remote_id: str) -> None:
 
 def outbound_deliveries_due(*, limit: int = 500) -> list[int]:
     """Deliveries whose retry time has come (or whose worker died mid-request)."""
-    return list(
-        OutboundDelivery.objects.filter(
-            status__in=[OutboundDelivery.Status.PENDING, OutboundDelivery.Status.FAILED],
-            next_attempt_at__lte=timezone.now(),
-        )
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    return OutboundDelivery.due(limit=limit)
 
 
 def outbound_delivery_replay(*, delivery: OutboundDelivery) -> None:
     """Staff replay from the admin: try again from the first attempt's budget."""
     with transaction.atomic():
-        OutboundDelivery.objects.filter(pk=delivery.pk).update(
-            status=OutboundDelivery.Status.PENDING, attempts=0, last_error="", next_attempt_at=timezone.now()
-        )
-        from tickets.tasks import dispatch, outbound_deliver_task
-
+        delivery.replay(status=OutboundDelivery.Status.PENDING)
         transaction.on_commit(lambda: dispatch(outbound_deliver_task, delivery.pk))

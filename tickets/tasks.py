@@ -11,9 +11,6 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from tickets.intake import webhook_event_process, webhook_events_due
-from tickets.outbound import outbound_deliver, outbound_deliveries_due
-
 logger = logging.getLogger(__name__)
 
 
@@ -29,11 +26,15 @@ def dispatch(task: Task, *args: Any, countdown: float | None = None) -> bool:
 
 @shared_task(name="tickets.webhook_event_process", ignore_result=True, acks_late=True)
 def webhook_event_process_task(event_id: int) -> str:
+    from tickets.intake import webhook_event_process  # services import tasks, never the other way at load
+
     return webhook_event_process(event_id=event_id)
 
 
 @shared_task(name="tickets.outbound_deliver", ignore_result=True, acks_late=True)
 def outbound_deliver_task(delivery_id: int) -> str:
+    from tickets.outbound import outbound_deliver
+
     result = outbound_deliver(delivery_id=delivery_id)
     if result.retry_in is not None:
         dispatch(outbound_deliver_task, delivery_id, countdown=result.retry_in)
@@ -43,6 +44,9 @@ def outbound_deliver_task(delivery_id: int) -> str:
 @shared_task(name="tickets.webhooks_sweep", ignore_result=True)
 def webhooks_sweep_task() -> dict[str, int]:
     """Re-dispatch webhook events stuck unprocessed and outbound replies whose retry time has come."""
+    from tickets.intake import webhook_events_due
+    from tickets.outbound import outbound_deliveries_due
+
     events = webhook_events_due()
     deliveries = outbound_deliveries_due()
     for event_id in events:
