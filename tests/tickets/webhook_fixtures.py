@@ -52,7 +52,46 @@ def fixture_path(name: str) -> Path:
     return path
 
 
-ALL = sorted(p.name for p in FIXTURES.glob("*/*.json") if "test-vector" not in p.name)
+# The first fixtures carry the exact signed request ("request"); the rest carry a body and what must land ("expect").
+ALL = sorted(p.name for p in FIXTURES.glob("*/*.json") if '"request"' in p.read_text() and "test-vector" not in p.name)
+REPLAYS = sorted(p.name for p in FIXTURES.glob("*/*.json") if '"expect"' in p.read_text())
+TEST_SECRETS = {
+    "zendesk": "test_zendesk_signing_secret_do_not_use",
+    "intercom": "test_intercom_client_secret_do_not_use",
+    "helpscout": "test_helpscout_secret",
+    "front": "test_front_secret",
+    "freshdesk": "test_freshdesk_token",
+    "standard": "whsec_" + base64.b64encode(b"fixture-replay-secret-32-bytes!!").decode(),
+    "chatwoot": "test_chatwoot_webhook_secret",
+    "zammad": "test_zammad_signature_token",
+}
+
+
+@dataclass
+class Replay:
+    """A fixture to replay: the vendor's body, its non-signature headers, and what must land."""
+
+    name: str
+    kind: str
+    headers: dict[str, str]
+    body: bytes
+    secret: str
+    provenance: str
+    before: list[str]
+    expect: dict[str, Any]
+
+    def signed(self) -> dict[str, str]:
+        return resign(self.kind, {"content-type": "application/json", **self.headers}, self.body, self.secret)
+
+
+def replay_load(name: str) -> Replay:
+    path = fixture_path(name)
+    data = json.loads(path.read_text())
+    kind = path.parent.name
+    body = json.dumps(data["body"], ensure_ascii=False).encode()
+    return Replay(
+        name, kind, data["headers"], body, TEST_SECRETS[kind], data["provenance"], data["before"], data["expect"]
+    )
 
 
 def _b64(key: bytes, message: bytes, digest: str) -> str:
@@ -84,6 +123,13 @@ def resign(kind: str, headers: dict[str, str], body: bytes, secret: str, offset:
         out["webhook-signature"] = "v1," + _b64(key, signed, "sha256")
     elif kind == "freshdesk":
         out["x-webhook-token"] = secret
+    elif kind == "chatwoot":
+        stamp = str(int(now))
+        out["x-chatwoot-timestamp"] = stamp
+        digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        out["x-chatwoot-signature"] = "sha256=" + digest
+    elif kind == "zammad":
+        out["x-hub-signature"] = "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
     return out
 
 

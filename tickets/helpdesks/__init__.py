@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tickets.helpdesks import freshdesk, front, helpscout, intercom, standard, zendesk
+from tickets.helpdesks import chatwoot, freshdesk, front, helpscout, intercom, standard, zammad, zendesk
 from tickets.helpdesks.base import (
     CustomerRef,
     Envelope,
@@ -27,7 +27,8 @@ from tickets.helpdesks.base import (
 )
 
 HELPDESKS: dict[str, Helpdesk] = {
-    module.HELPDESK.kind: module.HELPDESK for module in (zendesk, intercom, helpscout, front, freshdesk, standard)
+    module.HELPDESK.kind: module.HELPDESK
+    for module in (zendesk, intercom, helpscout, front, freshdesk, standard, chatwoot, zammad)
 }
 
 __all__ = [
@@ -72,8 +73,9 @@ def envelope_read(*, kind: str, headers: Mapping[str, str], payload: Any, raw_bo
 
 
 def event_parse(*, kind: str, event_type: str, headers: Mapping[str, str], payload: Payload) -> NormalisedEvent:
-    """The normalised event; PayloadError when the payload lacks something its event type needs."""
-    try:
-        return HELPDESKS[kind].event_parse(event_type, headers, payload)
-    except (TypeError, AttributeError, KeyError) as exc:
-        raise PayloadError(f"unexpected payload shape: {exc}") from exc
+    """The normalised event; PayloadError when the payload lacks something its event type needs.
+
+    Any other exception is a bug in our parser, not a bad payload: it propagates, is logged with its
+    traceback and the event is retried (a fixed parser then processes it), never dead-lettered as bad input.
+    """
+    return HELPDESKS[kind].event_parse(event_type, headers, payload)

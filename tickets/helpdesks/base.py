@@ -61,12 +61,20 @@ class MessageData:
     author_name: str = ""
     is_public: bool = True
     created_at: datetime | None = None
+    # Attachment names, links and inline images: kept beside the text, never in it.
+    attachments: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    # The vendor re-sends this message's current text under the same id (an edited description): replace ours.
+    replaces: bool = False
 
 
 @dataclass(frozen=True)
 class NormalisedEvent:
+    """``customer`` is None when the event names only the ticket (e.g. an assignment change): the ticket must
+    then be known already, and keeps its customer."""
+
     event_type: str
-    customer: CustomerRef
+    customer: CustomerRef | None
     ticket_external_id: str
     subject: str | None = None
     status: str | None = None
@@ -151,29 +159,201 @@ def secret_bytes(secret: str) -> bytes:
 # ---------------------------------------------------------------- payload readers
 
 
-class _TextExtractor(HTMLParser):
-    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+@dataclass(frozen=True)
+class Extracted:
+    """A message body as a person wrote it, and what it pointed at."""
 
+    text: str
+    links: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+
+_PARAGRAPHS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "pre"})
+_BLOCKS = frozenset({"div", "tr", "ul", "ol", "section", "article", "header", "footer", "dl", "dt", "dd"})
+_VOID = frozenset({"br", "img", "hr", "meta", "link", "input", "col", "area", "base", "wbr", "source"})
+_INVISIBLE = frozenset({"script", "style", "head", "title", "template"})
+# Containers that mail clients and helpdesks use to mark quoted history or a signature.
+_DROPPED_CLASSES = frozenset(
+    {
+        "gmail_quote",
+        "gmail_quote_container",
+        "gmail_attr",
+        "gmail_signature",
+        "moz-cite-prefix",
+        "moz-signature",
+        "yahoo_quoted",
+        "protonmail_quote",
+        "protonmail_signature_block",
+        "front-blockquote",
+        "front-signature",
+        "signature",
+        "zd-signature",
+        "zendesk_quote",
+        "intercom-quote",
+        "helpscout-quote",
+        "quoted",
+        "quote",
+        "email-quote",
+        "OutlookMessageHeader",
+    }
+)
+_DROPPED_IDS = frozenset(
+    {
+        "Signature",
+        "signature",
+        "divRplyFwdMsg",
+        "appendonsend",
+        "x_divRplyFwdMsg",
+        "mail-editor-reference-message-container",
+    }
+)
+
+
+class _TextExtractor(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self._stack: list[str] = []
+        self._dropping_at: int | None = None  # stack depth where a dropped (quoted/signature/invisible) element began
+        self._lists: list[list[int]] = []  # per open list: [is_ordered, counter]
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BREAKS:
+    def _dropped(self, tag: str, attrs: dict[str, str]) -> bool:
+        if tag in _INVISIBLE or tag == "blockquote":
+            return True
+        classes = set(attrs.get("class", "").split())
+        if classes & _DROPPED_CLASSES or attrs.get("id", "") in _DROPPED_IDS:
+            return True
+        return attrs.get("data-smartmail", "") == "gmail_signature"
+
+    def _break(self, newlines: int) -> None:
+        """End the text so far with at least ``newlines`` line breaks (one per line, two per paragraph)."""
+        tail = "".join(self.parts[-3:])
+        have = len(tail) - len(tail.rstrip("\n")) if tail.strip() or not self.parts else newlines
+        if have < newlines:
+            self.parts.append("\n" * (newlines - have))
+
+    def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
+        attrs = {name: value or "" for name, value in attrs_list}
+        if tag in _VOID:
+            self._void(tag, attrs)
+            return
+        self._stack.append(tag)
+        if self._dropping_at is not None:
+            return
+        if self._dropped(tag, attrs):
+            self._dropping_at = len(self._stack)
+            return
+        if tag in _PARAGRAPHS:
+            self._break(2)
+        elif tag in _BLOCKS:
+            self._break(1)
+        if tag in {"ul", "ol"}:
+            self._lists.append([int(tag == "ol"), 0])
+        elif tag == "li":
+            marker = "- "
+            if self._lists and self._lists[-1][0]:
+                self._lists[-1][1] += 1
+                marker = f"{self._lists[-1][1]}. "
+            self._break(1)
+            self.parts.append("  " * max(0, len(self._lists) - 1) + marker)
+        elif tag == "a" and attrs.get("href", "").startswith(("http://", "https://", "mailto:")):
+            self.links.append(attrs["href"])
+
+    def _void(self, tag: str, attrs: dict[str, str]) -> None:
+        if self._dropping_at is not None:
+            return
+        if tag in {"br", "hr"}:
             self.parts.append("\n")
+        elif tag == "img" and attrs.get("src", "").startswith(("http://", "https://")):
+            self.images.append(attrs["src"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID or tag not in self._stack:
+            return
+        while self._stack:  # close anything left open inside (sloppy HTML)
+            open_tag = self._stack.pop()
+            if self._dropping_at is not None and len(self._stack) < self._dropping_at:
+                self._dropping_at = None
+            elif self._dropping_at is None:
+                if open_tag in {"ul", "ol"} and self._lists:
+                    self._lists.pop()
+                if open_tag in _PARAGRAPHS:
+                    self._break(2)
+                elif open_tag in _BLOCKS or open_tag == "li":
+                    self._break(1)
+            if open_tag == tag:
+                break
 
     def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+        if self._dropping_at is None:
+            # Source line breaks inside HTML are layout, not content (``<pre>`` aside, which is rare in tickets).
+            text = data if "pre" in self._stack else re.sub(r"\s+", " ", data)
+            self.parts.append(text)
 
 
-def html_to_text(value: str) -> str:
-    """Helpdesks send HTML bodies; recall memory keeps plain text."""
-    if "<" not in value:
-        return unescape(value).strip()
+_QUOTE_HEADER = re.compile(
+    r"^(On\s.{3,300}?\swrote:|Le\s.{3,300}?\sa\s+écrit\s?:|Am\s.{3,300}?\sschrieb.{0,120}?:|El\s.{3,300}?\sescribió:"
+    r"|-{2,}\s*Original Message\s*-{2,}|-{2,}\s*Forwarded message\s*-{2,}|_{10,})\s*$",
+    re.IGNORECASE | re.MULTILINE | re.DOTALL,
+)
+_OUTLOOK_HEADER = re.compile(r"^From: .+\n(?:(?:Sent|Date|To|Cc|Subject): .*\n?){2,}", re.MULTILINE)
+
+
+def strip_quoted(text: str) -> str:
+    """Plain text as the person wrote it: quoted history (``On … wrote:``, ``>`` lines, forwarded or
+    Outlook headers) and a ``-- `` signature are cut off; what came before them stays."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    kept: list[str] = []
+    for line in lines:
+        if line.rstrip() in {"--", "-- "} and kept:
+            break  # RFC 3676 signature separator
+        if line.lstrip().startswith(">"):
+            continue
+        kept.append(line)
+    body = "\n".join(kept)
+    for pattern in (_QUOTE_HEADER, _OUTLOOK_HEADER):
+        # A header joined onto one line by the mail client ("On Tue, … <a@b.c>\nwrote:") is caught by DOTALL.
+        match = pattern.search(body)
+        if match and body[: match.start()].strip():
+            body = body[: match.start()]
+    return _tidy(body)
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.replace("\xa0", " ").split("\n")]
+    text = "\n".join(line if line.strip() else "" for line in lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+# Plain text may hold "<dana@example.com>": only a real HTML tag makes a body HTML.
+_HTML_TAG = re.compile(
+    r"</?(?:p|div|br|span|a|b|i|u|ul|ol|li|table|tr|td|blockquote|html|body|head|img|strong|em|h[1-6]|pre|font|hr"
+    r"|section|article|style|meta)\b[^>]*>",
+    re.IGNORECASE,
+)
+
+
+def html_extract(value: str) -> Extracted:
+    """Helpdesks send HTML bodies; recall memory keeps the text a person wrote, with its line breaks and lists,
+    without quoted history or a marked signature. Links and inline images are kept beside it."""
+    if "<" not in value or not _HTML_TAG.search(value):
+        return text_extract(unescape(value))
     extractor = _TextExtractor()
     extractor.feed(value)
     extractor.close()
-    return re.sub(r"\n{3,}", "\n\n", "".join(extractor.parts)).strip()
+    lines = [line.strip(" \t") for line in "".join(extractor.parts).split("\n")]
+    return Extracted(strip_quoted("\n".join(lines)), list(dict.fromkeys(extractor.links)), extractor.images)
+
+
+def text_extract(value: str) -> Extracted:
+    """A plain-text body (Help Scout's or Front's ``text``): only quoted history and signature come off."""
+    return Extracted(strip_quoted(value))
+
+
+def html_to_text(value: str) -> str:
+    return html_extract(value).text
 
 
 def clean(value: Any) -> str:

@@ -22,7 +22,7 @@ from tickets.helpdesks.base import (
     body_hash,
     channel_word,
     clean,
-    html_to_text,
+    html_extract,
     is_public_reply,
     json_bytes,
     latest,
@@ -31,6 +31,7 @@ from tickets.helpdesks.base import (
     same,
     secret_bytes,
     status_word,
+    text_extract,
     ticket_external_id,
     when,
 )
@@ -64,42 +65,71 @@ def envelope_read(headers: Mapping[str, str], payload: Payload, raw: bytes) -> E
     return Envelope(event_type, body_hash(event_type.encode() + b"\n" + raw), handled)
 
 
+def _name(person: dict[str, Any]) -> str:
+    """Mailbox API 2.0 says ``first``/``last``; the legacy format ``firstName``/``lastName``."""
+    first = clean(person.get("first") or person.get("firstName"))
+    last = clean(person.get("last") or person.get("lastName"))
+    return " ".join(filter(None, [first, last])) or clean(person.get("name"))
+
+
+def _attachments(thread: dict[str, Any]) -> list[str]:
+    found = as_list(as_dict(thread.get("_embedded")).get("attachments")) + as_list(thread.get("attachments"))
+    names = [clean(as_dict(a).get("filename") or as_dict(a).get("fileName")) for a in found]
+    return [name for name in names if name]
+
+
 def _thread(thread: dict[str, Any]) -> MessageData | None:
-    kind = clean(thread.get("type"))
-    body = html_to_text(clean(thread.get("body")))
-    if kind not in _ROLES or not body:
-        return None  # line items (status changes, assignments) are not messages
-    author = as_dict(thread.get("createdBy"))
+    kind = clean(thread.get("type")).lower()
+    if kind not in _ROLES or clean(thread.get("state")).lower() in {"draft", "hidden"}:
+        return None  # line items (status changes, assignments) and unsent drafts are not messages
+    html = clean(thread.get("body"))
+    extracted = html_extract(html) if html else text_extract(clean(thread.get("text")))
+    attachments = _attachments(thread)
+    if not extracted.text and not attachments:
+        return None
+    author = as_dict(thread.get("createdBy")) or as_dict(thread.get("author"))
+    author_type = clean(author.get("type")).lower()
+    role = {"customer": "customer", "user": "staff"}.get(author_type, _ROLES[kind])
     return MessageData(
         external_id=need(thread.get("id"), "thread id"),
-        body=body,
-        author_role=_ROLES[kind],
-        author_name=" ".join(filter(None, [clean(author.get("first")), clean(author.get("last"))])),
+        body=extracted.text or "(attachment: " + ", ".join(attachments) + ")",
+        author_role=role,
+        author_name=_name(author),
         is_public=kind != "note",
-        created_at=when(thread.get("createdAt")),
+        created_at=when(thread.get("createdAt") or thread.get("created_at")),
+        attachments=attachments,
+        links=extracted.links,
     )
 
 
 def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -> NormalisedEvent:
     person = as_dict(payload.get("primaryCustomer")) or as_dict(payload.get("customer"))
-    threads = as_list(as_dict(payload.get("_embedded")).get("threads"))
-    # Threads arrive newest first; recall memory wants them in the order they were written.
-    messages = [m for m in (_thread(as_dict(t)) for t in reversed(threads)) if m]
+    embedded = as_list(as_dict(payload.get("_embedded")).get("threads"))
+    # Webhooks (Mailbox API 2.0 shape) list threads newest first; the legacy format has a top-level ``threads``.
+    threads = list(reversed(embedded)) if embedded else as_list(payload.get("threads"))
+    messages = [m for m in (_thread(as_dict(t)) for t in threads) if m]
+    if all(m.created_at for m in messages):
+        messages.sort(key=lambda m: m.created_at)  # type: ignore[arg-type, return-value]
     newest = latest(*(m.created_at for m in messages))
+    tags = payload.get("tags")
     return NormalisedEvent(
         event_type=event_type,
         customer=CustomerRef(
             external_id=need(person.get("id"), "primaryCustomer.id"),
-            name=" ".join(filter(None, [clean(person.get("first")), clean(person.get("last"))])),
-            email=clean(person.get("email")).lower(),
+            name=_name(person),
+            email=clean(person.get("email") or next(iter(as_list(person.get("emails"))), "")).lower(),
         ),
         ticket_external_id=need(payload.get("id"), "id"),
         subject=clean(payload.get("subject")) or None,
         status=status_word(payload.get("status")),
         channel=channel_word(as_dict(payload.get("source")).get("type") or payload.get("type")),
-        tags=[clean(as_dict(t).get("tag")) for t in as_list(payload.get("tags"))] if "tags" in payload else None,
+        tags=[
+            clean(as_dict(t).get("tag") or as_dict(t).get("name") if isinstance(t, dict) else t) for t in as_list(tags)
+        ]
+        if "tags" in payload
+        else None,
         created_at=when(payload.get("createdAt")),
-        updated_at=latest(when(payload.get("userUpdatedAt")), newest),
+        updated_at=latest(when(payload.get("userUpdatedAt") or payload.get("modifiedAt")), newest),
         messages=messages,
     )
 

@@ -22,13 +22,13 @@ from tickets.helpdesks.base import (
     clean,
     credential,
     first_line,
+    html_extract,
     html_to_text,
     is_public_reply,
     json_bytes,
     need,
     require_header,
     response_json,
-    role_word,
     same,
     secret_bytes,
     status_word,
@@ -54,50 +54,89 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
 # ---------------------------------------------------------------- payloads
 
 
+# Conversation part types that carry words a person (or a bot) wrote; the rest (assignment without a body,
+# open, close, snoozed, attribute_collected, ...) are line items, kept only when they do carry a body.
+_INTERNAL_PARTS = frozenset({"note", "note_and_reopen"})
+_PERSON_TYPES = frozenset({"user", "lead", "contact"})
+
+
 def envelope_read(headers: Mapping[str, str], payload: Payload, raw: bytes) -> Envelope:
     topic = clean(payload.get("topic"))
     item = as_dict(as_dict(payload.get("data")).get("item"))
-    handled = topic.startswith("conversation.") and item.get("type") == "conversation"
+    handled = (
+        topic.startswith("conversation.") and item.get("type") == "conversation" and topic != "conversation.deleted"
+    )
     return Envelope(topic, clean(payload.get("id")) or body_hash(raw), handled)
 
 
-def _message(part: dict[str, Any], fallback_time: Any) -> MessageData | None:
-    author = as_dict(part.get("author"))
-    body = html_to_text(clean(part.get("body")))
-    if not body or part.get("redacted"):
+def _role(author: dict[str, Any]) -> str:
+    kind = clean(author.get("type")).lower()
+    if kind in _PERSON_TYPES:
+        return "customer"
+    return "system" if kind == "bot" else "staff"
+
+
+def _message(part: dict[str, Any], fallback_time: Any, default_author: dict[str, Any]) -> MessageData | None:
+    if part.get("redacted"):
         return None
-    part_type = clean(part.get("part_type"))
+    extracted = html_extract(clean(part.get("body")))
+    attachments = [clean(as_dict(a).get("name")) for a in as_list(part.get("attachments")) if as_dict(a).get("name")]
+    if not extracted.text and not attachments:
+        return None
+    author = as_dict(part.get("author")) or default_author
     return MessageData(
         external_id=need(part.get("id"), "conversation part id"),
-        body=body,
-        author_role="system" if author.get("type") == "bot" else role_word(author.get("type"), "staff"),
+        body=extracted.text or "(attachment: " + ", ".join(attachments) + ")",
+        author_role=_role(author),
         author_name=clean(author.get("name")),
-        is_public=part_type != "note",
+        is_public=clean(part.get("part_type")) not in _INTERNAL_PARTS,
         created_at=when(part.get("created_at") or fallback_time),
+        attachments=attachments,
+        links=extracted.links,
+    )
+
+
+def _customer(item: dict[str, Any], opening: dict[str, Any]) -> CustomerRef:
+    """API 2.x names the customer in ``contacts``; 1.x (apps pinned to an old version) in ``user``."""
+    author = as_dict(opening.get("author"))
+    contacts = as_list(as_dict(item.get("contacts")).get("contacts"))
+    contact = as_dict(contacts[0]) if contacts else {}
+    user = as_dict(item.get("user")) or as_dict(item.get("customer"))
+    person = contact or user
+    external_id = clean(person.get("id"))
+    if not external_id and clean(author.get("type")).lower() in _PERSON_TYPES:
+        external_id = clean(author.get("id"))
+    # The opening message's author carries name and email when the customer wrote it (2.x contacts do not).
+    same_person = clean(author.get("id")) == external_id
+    name = clean(person.get("name")) or (clean(author.get("name")) if same_person else "")
+    email = clean(person.get("email")) or (clean(author.get("email")) if same_person else "")
+    return CustomerRef(
+        external_id=need(external_id, "contacts.contacts[0].id or user.id"), name=name, email=email.lower()
     )
 
 
 def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -> NormalisedEvent:
     item = as_dict(as_dict(payload.get("data")).get("item"))
-    source = as_dict(item.get("source"))
-    author = as_dict(source.get("author"))
-    contacts = as_list(as_dict(item.get("contacts")).get("contacts"))
-    contact_id = clean(as_dict(contacts[0]).get("id")) if contacts else ""
-    is_person = role_word(author.get("type"), "staff") == "customer"
-    customer = CustomerRef(
-        external_id=contact_id or need(author.get("id") if is_person else "", "contacts[0].id"),
-        name=clean(author.get("name")) if is_person else "",
-        email=clean(author.get("email")).lower() if is_person else "",
-    )
-    parts = [source, *as_list(as_dict(item.get("conversation_parts")).get("conversation_parts"))]
-    messages = [m for m in (_message(as_dict(p), item.get("created_at")) for p in parts) if m]
+    opening = as_dict(item.get("source")) or as_dict(item.get("conversation_message"))
+    customer = _customer(item, opening)
+    # A 1.x opening message names its author by id only: the customer, when the ids match.
+    opening_author = as_dict(opening.get("author"))
+    if opening_author.get("id") and clean(opening_author.get("id")) == customer.external_id:
+        opening_author = {**opening_author, "name": opening_author.get("name") or customer.name}
+    parts = as_list(as_dict(item.get("conversation_parts")).get("conversation_parts"))
+    messages = []
+    if opening:
+        first = _message({**opening, "author": opening_author}, item.get("created_at"), {})
+        messages = [first] if first else []
+    messages += [m for m in (_message(as_dict(p), item.get("updated_at"), {}) for p in parts) if m]
     state = clean(item.get("state")) or ("open" if item.get("open") else "closed")
+    opening_text = html_to_text(clean(opening.get("body")))
     return NormalisedEvent(
         event_type=event_type,
         customer=customer,
         ticket_external_id=need(item.get("id"), "data.item.id"),
         # Chats have no subject: the opening message's first line stands in for one.
-        subject=html_to_text(clean(source.get("subject"))) or first_line(html_to_text(clean(source.get("body")))),
+        subject=html_to_text(clean(opening.get("subject"))) or first_line(opening_text),
         status=status_word(state),
         priority="high" if item.get("priority") == "priority" else None,
         channel="chat",

@@ -65,7 +65,8 @@ def standard_sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> None:
     """Standard Webhooks (and Svix, whose headers are ``svix-*``): HMAC-SHA256 over ``id.timestamp.body``;
     the signature header may carry several space-separated ``v1,<b64>`` entries (key rotation)."""
-    prefix = "webhook" if headers.get("webhook-id") else "svix"
+    # Svix sends ``svix-*`` headers; everything else (and a request with neither) is named the standard way.
+    prefix = "svix" if headers.get("svix-id") and not headers.get("webhook-id") else "webhook"
     msg_id = require_header(headers, f"{prefix}-id")
     stamp = require_header(headers, f"{prefix}-timestamp")
     signatures = require_header(headers, f"{prefix}-signature")
@@ -86,10 +87,16 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float) -> 
 # ---------------------------------------------------------------- payloads
 
 
+# Upserts of a ticket and its messages. Anything else (ticket.deleted, ticket.merged, ...) is stored as ignored:
+# treating a deletion as an upsert would resurrect the ticket.
+_HANDLED = frozenset({"ticket.created", "ticket.updated", "ticket.solved", "ticket.closed", "ticket.reopened",
+                      "message.created", "message.updated"})  # fmt: skip
+
+
 def envelope_read(headers: Mapping[str, str], payload: Payload, raw: bytes) -> Envelope:
     event_type = clean(payload.get("type"))
     delivery = clean(headers.get("webhook-id") or headers.get("svix-id")) or body_hash(raw)
-    return Envelope(event_type, delivery, event_type.startswith(("ticket.", "message.")))
+    return Envelope(event_type, delivery, event_type in _HANDLED)
 
 
 def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -> NormalisedEvent:
@@ -104,6 +111,7 @@ def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -
             MessageData(
                 external_id=need(raw_message.get("id"), "data.message.id"),
                 body=html_to_text(need(raw_message.get("body"), "data.message.body")),
+                replaces=event_type == "message.updated",
                 author_role=role_word(raw_message.get("author_role"), "customer"),
                 author_name=clean(raw_message.get("author_name")),
                 is_public=raw_message.get("public", True) is not False,

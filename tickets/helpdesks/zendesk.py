@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tickets.helpdesks.base import (
     CustomerRef,
@@ -15,6 +15,7 @@ from tickets.helpdesks.base import (
     NormalisedEvent,
     OutboundRequest,
     Payload,
+    PayloadError,
     SignatureError,
     api_base,
     as_dict,
@@ -72,7 +73,35 @@ def envelope_read(headers: Mapping[str, str], payload: Payload, raw: bytes) -> E
         handled = event_type.startswith("zen:event-type:ticket.")
         return Envelope(event_type, clean(payload.get("id")) or body_hash(raw), handled)
     # Trigger/automation webhooks carry an admin-written body with no event id: the body hash is the key.
-    return Envelope("zendesk.trigger", body_hash(raw), bool(payload.get("ticket_id")))
+    flat = _trigger_fields(payload)
+    return Envelope("zendesk.trigger", body_hash(raw), bool(flat.get("ticket_id")))
+
+
+def _trigger_fields(payload: Payload) -> dict[str, Any]:
+    """Trigger bodies are written by the admin: flat (``ticket_id``, ``requester_email``) or nested the way the
+    placeholders read (``{"ticket": {"id": "{{ticket.id}}", "requester": {"email": ...}}}``). Both become flat."""
+    ticket = as_dict(payload.get("ticket"))
+    if not ticket:
+        return payload
+    requester = as_dict(ticket.get("requester"))
+    comment = as_dict(ticket.get("latest_comment"))
+    flat: dict[str, Any] = {
+        "ticket_id": ticket.get("id"),
+        "subject": ticket.get("title") or ticket.get("subject"),
+        "status": ticket.get("status"),
+        "priority": ticket.get("priority"),
+        "tags": ticket.get("tags"),
+        "updated_at": ticket.get("updated_at"),
+        "requester_id": requester.get("id") or ticket.get("requester_id"),
+        "requester_email": requester.get("email") or ticket.get("requester_email"),
+        "requester_name": requester.get("name") or ticket.get("requester_name"),
+        "latest_comment": comment.get("body") if comment else ticket.get("latest_comment"),
+        "latest_comment_id": comment.get("id"),
+        "latest_comment_author_role": as_dict(comment.get("author")).get("role") or comment.get("author_role"),
+        "latest_comment_author_name": as_dict(comment.get("author")).get("name") or comment.get("author_name"),
+        "latest_comment_public": comment.get("public", comment.get("is_public", "")),
+    }
+    return {**{k: v for k, v in payload.items() if k != "ticket"}, **{k: v for k, v in flat.items() if v is not None}}
 
 
 def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -> NormalisedEvent:
@@ -106,7 +135,9 @@ def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -
         )
     return NormalisedEvent(
         event_type=event_type,
-        customer=CustomerRef(external_id=need(detail.get("requester_id"), "detail.requester_id")),
+        # Ticket events other than creation may leave the requester out (an agent assignment change): the
+        # ticket is then one we know, and keeps its customer.
+        customer=CustomerRef(external_id=clean(detail.get("requester_id"))) if detail.get("requester_id") else None,
         ticket_external_id=ticket_id,
         subject=clean(detail.get("subject")) or None,
         status=status_word(detail.get("status")),
@@ -120,6 +151,7 @@ def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -
 
 
 def _trigger(payload: Payload) -> NormalisedEvent:
+    payload = _trigger_fields(payload)
     email = clean(payload.get("requester_email")).lower()
     requester = clean(payload.get("requester_id")) or need(email, "requester_id or requester_email")
     comment = clean(payload.get("latest_comment"))
@@ -143,9 +175,25 @@ def _trigger(payload: Payload) -> NormalisedEvent:
         subject=clean(payload.get("subject")) or None,
         status=status_word(payload.get("status")),
         priority=priority_word(payload.get("priority")),
-        updated_at=when(payload.get("updated_at")),
+        tags=_tags(payload["tags"]) if "tags" in payload else None,
+        updated_at=_lenient_time(payload.get("updated_at")),
         messages=messages,
     )
+
+
+def _tags(value: Any) -> list[str]:
+    """``{{ticket.tags}}`` renders as one space-separated string; a JSON template may send a list."""
+    items = value if isinstance(value, list) else clean(value).replace(",", " ").split()
+    return [clean(tag) for tag in items if clean(tag)]
+
+
+def _lenient_time(value: Any) -> datetime | None:
+    """Placeholders render dates in the account's display format, which is not always ISO 8601: an
+    unreadable one only loses the out-of-order guard for this event, never the event."""
+    try:
+        return when(value)
+    except PayloadError:
+        return None
 
 
 # ---------------------------------------------------------------- replies

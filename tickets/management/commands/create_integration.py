@@ -14,12 +14,14 @@ from django.urls import reverse
 from tickets.models import Integration, Organization
 
 # Kinds whose secret the helpdesk issues: we cannot make one up, the admin must paste it.
-_VENDOR_ISSUED = {"zendesk", "intercom", "front"}
+_VENDOR_ISSUED = {"zendesk", "intercom", "front", "chatwoot"}
 
 
 def _generated_secret(kind: str) -> str:
     if kind == "standard":
         return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if kind == "zammad":
+        return secrets.token_urlsafe(32)  # the admin pastes it as the webhook's HMAC SHA1 signature token
     if kind == "helpscout":
         return secrets.token_urlsafe(24)[:32]  # Help Scout accepts secrets of at most 40 characters
     return ""  # Freshdesk: the URL token authenticates; a secret would require an X-Webhook-Token header
