@@ -308,9 +308,7 @@ def _staff_organization(request: HttpRequest) -> Organization:
 
 # ---------------------------------------------------------------- webhook inbox and outbound replies
 
-from django.contrib import messages  # noqa: E402
 from django.shortcuts import get_object_or_404, redirect  # noqa: E402
-from django.urls import URLPattern, path, reverse  # noqa: E402
 from django.views.decorators.http import require_POST  # noqa: E402
 
 from tickets.intake import webhook_event_process, webhook_event_replay  # noqa: E402  (beside the admins using them)
