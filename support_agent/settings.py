@@ -155,12 +155,13 @@ SUPPORTMEM_CONTEXT_WINDOW = env_int("SUPPORTMEM_CONTEXT_WINDOW", 16000)
 SUPPORTMEM_LLM_TIMEOUT = env_int("SUPPORTMEM_LLM_TIMEOUT", 60)
 SUPPORTMEM_LLM_MAX_RETRIES = env_int("SUPPORTMEM_LLM_MAX_RETRIES", 4)
 
-# Embeddings: "local" (all-MiniLM-L6-v2 shipped in a package) or "openai" (text-embedding-3-small, 384 dims).
+# Embeddings: "local" (all-MiniLM-L6-v2 shipped in a package, as int8 ONNX), "local-torch" (the same in float
+# torch, the old baseline) or "openai" (text-embedding-3-small, 384 dims).
 SUPPORTMEM_EMBEDDINGS = env_str("SUPPORTMEM_EMBEDDINGS", "local")
-if SUPPORTMEM_EMBEDDINGS not in {"local", "openai"}:
+if SUPPORTMEM_EMBEDDINGS not in {"local", "local-torch", "openai"}:
     from django.core.exceptions import ImproperlyConfigured
 
-    raise ImproperlyConfigured("SUPPORTMEM_EMBEDDINGS must be 'local' or 'openai'")
+    raise ImproperlyConfigured("SUPPORTMEM_EMBEDDINGS must be 'local', 'local-torch' or 'openai'")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

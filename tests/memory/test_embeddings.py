@@ -34,7 +34,7 @@ def test_local_minilm_loads_offline_once_per_process_and_embeds_meaning(settings
         raise AssertionError("the local embedder must not touch the network")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
-    settings.SUPPORTMEM_EMBEDDINGS = "local"
+    settings.SUPPORTMEM_EMBEDDINGS = "local-torch"  # the float baseline; "local" is tested in test_onnx_embedder
     embedder = embedder_get()
     assert isinstance(embedder, LocalEmbedder) and embedder_get() is embedder
     assert embedder.name == "sentence-transformers/all-MiniLM-L6-v2"

