@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from memory.embeddings import embedder_get, query_cache_clear, query_embed
+from memory.locality import tables_cluster
 from memory.models import EMBEDDING_DIMENSIONS, ArchivalPassage
 from memory.selectors import passage_search
 from tickets.models import Customer, Organization
@@ -128,6 +129,12 @@ class Command(BaseCommand):
             "--keep", action="store_true", help="keep the loaded organisation (its slug is printed) for --reuse"
         )
         parser.add_argument("--reuse", metavar="SLUG", help="measure an organisation a --keep run left; load nothing")
+        parser.add_argument(
+            "--cluster",
+            action="store_true",
+            help="after the load, CLUSTER the passages by organisation/customer (manage.py cluster_tables) before "
+            "building HNSW; without it rows stay in arrival order, each customer's spread over the table",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["reuse"]:
@@ -154,9 +161,11 @@ class Command(BaseCommand):
             raise CommandError("--sizes, --per-customer and --queries must be positive")
         query_embed("warm up the model")  # loading the model is start-up cost, not search latency
         for size in sizes:
-            self._one_size(size, options["per_customer"], options["queries"], keep=options["keep"])
+            self._one_size(
+                size, options["per_customer"], options["queries"], keep=options["keep"], cluster=options["cluster"]
+            )
 
-    def _one_size(self, size: int, per_customer: int, queries: int, *, keep: bool) -> None:
+    def _one_size(self, size: int, per_customer: int, queries: int, *, keep: bool, cluster: bool) -> None:
         organization = Organization.objects.create(
             name="search benchmark", slug=f"search-bench-{uuid.uuid4().hex[:10]}"
         )
@@ -166,11 +175,15 @@ class Command(BaseCommand):
             _drop_index()
             _load(organization, customers, size)
             loaded = time.perf_counter() - started
+            clustered = ""
+            if cluster:  # before the HNSW build, which CLUSTER would otherwise rebuild
+                (outcome,) = tables_cluster(tables=("memory_archivalpassage",))
+                clustered = f", CLUSTER {outcome.seconds:.1f}s"
             started = time.perf_counter()
             _build_index()
             built = time.perf_counter() - started
             self.stdout.write(
-                f"{size} passages, {len(customers)} customers: load {loaded:.1f}s, HNSW build {built:.1f}s"
+                f"{size} passages, {len(customers)} customers: load {loaded:.1f}s{clustered}, HNSW build {built:.1f}s"
             )
             self._measure_both(organization, customers, queries)
         except BaseException:
@@ -183,6 +196,8 @@ class Command(BaseCommand):
                 _delete(organization)
 
     def _measure_both(self, organization: Organization, customers: list[Customer], queries: int) -> None:
+        pages = _heap_pages(random.Random(1).sample(customers, min(5, len(customers))))
+        self.stdout.write(f"  heap pages holding one customer's passages: {', '.join(map(str, pages))}")
         self._measure(
             "one customer",
             queries,
@@ -253,6 +268,19 @@ def _p(values: list[float], percent: int) -> float:
         if percent == 50
         else ordered[min(len(ordered) - 1, int(percent / 100 * len(ordered)))]
     )
+
+
+def _heap_pages(customers: list[Customer]) -> list[int]:
+    """How many distinct 8 kB heap pages hold each customer's passages (what a cold search must read)."""
+    pages = []
+    with connection.cursor() as cursor:
+        for customer in customers:
+            cursor.execute(
+                "SELECT count(DISTINCT (ctid::text::point)[0]) FROM memory_archivalpassage WHERE customer_id = %s",
+                [customer.pk],
+            )
+            pages.append(int(cursor.fetchone()[0]))
+    return pages
 
 
 def _delete(organization: Organization) -> None:
