@@ -279,7 +279,8 @@ def _heap_pages(customers: list[Customer]) -> list[int]:
                 "SELECT count(DISTINCT (ctid::text::point)[0]) FROM memory_archivalpassage WHERE customer_id = %s",
                 [customer.pk],
             )
-            pages.append(int(cursor.fetchone()[0]))
+            row = cursor.fetchone()
+            pages.append(int(row[0]) if row else 0)
     return pages
 
 
