@@ -16,6 +16,17 @@ from support_agent.bootstrap import service_prepare
 from support_agent.env import data_dir_from_env, env_int
 
 service_prepare()
+if os.environ.get("SUPPORTMEM_EMBEDDINGS", "local") == "local":
+    # Convert the int8 embedding model once, here, before the workers fork: a worker converting it in
+    # post_worker_init could outlive gunicorn's boot timeout on a busy machine. A no-op once it is cached.
+    import logging
+
+    from memory.onnx_embedder import model_path
+
+    try:
+        model_path(data_dir_from_env() / "models")
+    except Exception as exc:  # a missing extra or a failed export: the server still serves full-text search
+        logging.getLogger(__name__).warning("could not prepare the local embedding model: %s", exc)
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _metrics_dir = data_dir_from_env() / "metrics"
