@@ -320,7 +320,9 @@ def _load(organization: Organization, customers: list[Customer], size: int) -> N
     words = np.array(WORDS)
     connection.ensure_connection()
     raw = connection.connection
-    columns = "organization_id, customer_id, text, text_hash, tags, embedding, embedding_model, change_source"
+    columns = (
+        "organization_id, customer_id, text, text_hash, tags, embedding, embedding_model, change_source, staff_only"
+    )
     with raw.cursor() as cursor, cursor.copy(f"COPY memory_archivalpassage ({columns}, created_at) FROM STDIN") as copy:
         for start in range(0, size, 10_000):
             count = min(10_000, size - start)
@@ -333,5 +335,5 @@ def _load(organization: Organization, customers: list[Customer], size: int) -> N
                 customer = customers[number % len(customers)]
                 vector = "[" + ",".join(f"{x:.6f}" for x in vectors[offset]) + "]"
                 copy.write_row(
-                    (organization.pk, customer.pk, text, uuid.uuid4().hex, "{}", vector, model, "system", "now")
+                    (organization.pk, customer.pk, text, uuid.uuid4().hex, "{}", vector, model, "system", "f", "now")
                 )
