@@ -103,6 +103,9 @@ def child_env(*, redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         LOG_LEVEL="INFO",
+        # Each child gets a fresh data folder: with "local" its gunicorn master would first convert the int8
+        # model there (tens of seconds); the float model loads without converting. tests/memory cover "local".
+        SUPPORTMEM_EMBEDDINGS="local-torch",
     )
     env.pop("OPENAI_API_KEY", None)
     env.pop("OPENAI_BASE_URL", None)
