@@ -97,14 +97,31 @@ class CompiledContext:
     units: list[ContextUnit] = field(default_factory=list)
     # Messages newer than the eviction cut but too old to fit even one window: they are evicted on overflow.
     older_not_loaded: int = 0
+    # The organisation's budget for recent messages in the prompt, and what the loaded ones take of it.
+    recent_budget: int = 0
+    recent_tokens: int = 0
 
     @property
     def overflow(self) -> bool:
-        return self.tokens_total >= self.context_window
+        """Past the window, or more recent messages than the budget: the oldest go to the summary."""
+        over_budget = self.recent_budget > 0 and self.recent_tokens > self.recent_budget
+        return self.tokens_total >= self.context_window or over_budget
+
+    def excess_tokens(self) -> int:
+        """How many tokens eviction must move out: down to 60% of the window, and of the recent-message budget."""
+        excess = self.tokens_total - int(EVICTION_TARGET_RATIO * self.context_window)
+        if self.recent_budget > 0:
+            excess = max(excess, self.recent_tokens - int(EVICTION_TARGET_RATIO * self.recent_budget))
+        return excess
 
 
 def context_window_for(customer: Customer) -> int:
     return customer.organization.context_window_tokens or settings.SUPPORTMEM_CONTEXT_WINDOW
+
+
+def recent_budget_for(customer: Customer) -> int:
+    """Tokens of recent messages kept in the prompt; older ones are summarised and found by recall search."""
+    return customer.organization.recent_messages_tokens or settings.SUPPORTMEM_RECENT_MESSAGES_TOKENS
 
 
 def context_state_get(*, customer: Customer) -> AgentContextState:
@@ -261,7 +278,8 @@ def compile_context(
     }
     exclude_id = new_event_message.pk if new_event_message else None
     in_context = _in_context_messages(customer, state, exclude_id, until, include_internal)
-    recall_units, not_loaded = _recall_units(in_context, window - sum(sections.values()))
+    recent_budget = recent_budget_for(customer)
+    recall_units, not_loaded = _recall_units(in_context, min(window - sum(sections.values()), recent_budget))
     total_messages = message_list(customer=customer, include_internal=include_internal).count()
     in_context_count = len(recall_units) + (1 if new_event_message else 0)
     stats_text = _stats_text(customer, in_context_count, total_messages, include_internal)
@@ -287,6 +305,8 @@ def compile_context(
         memory_pressure=pressure,
         units=recall_units + run_units,
         older_not_loaded=not_loaded,
+        recent_budget=recent_budget,
+        recent_tokens=sum(unit.tokens for unit in recall_units),
     )
 
 
@@ -297,13 +317,14 @@ def event_for_message(message: TicketMessage) -> str:
     return f"New message from the customer{where} ({when_text(message.created_at)}):\n{message.body}"
 
 
-def eviction_plan(compiled: CompiledContext, *, target_tokens: int) -> list[ContextUnit]:
-    """The oldest units to move out so the context drops to target_tokens. Pure.
+def eviction_plan(compiled: CompiledContext, *, target_tokens: int | None = None) -> list[ContextUnit]:
+    """The oldest units to move out so the context drops to target_tokens (by default: 60% of the window and of
+    the recent-message budget). Pure.
 
     Units are whole (a tool call never leaves without its results) and the newest unit always stays,
     so the model keeps the result it is acting on.
     """
-    excess = compiled.tokens_total - target_tokens
+    excess = compiled.excess_tokens() if target_tokens is None else compiled.tokens_total - target_tokens
     plan: list[ContextUnit] = []
     for unit in compiled.units[:-1]:
         if excess <= 0:
@@ -330,7 +351,7 @@ def context_evict(
     """Move the oldest in-context messages out of the prompt into the recursive summary. Returns how many
     units left. Stored messages move behind the eviction cut (still in recall memory, still searchable);
     this run's own tool exchanges are removed from ``run_messages`` whole, call and results together."""
-    plan = eviction_plan(compiled, target_tokens=int(EVICTION_TARGET_RATIO * compiled.context_window))
+    plan = eviction_plan(compiled)
     if not plan:
         return 0
     # The summary is shared by every later run of the customer, whatever its audience: internal notes stay out

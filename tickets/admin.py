@@ -106,7 +106,17 @@ class OrganizationAdmin(OrgScopedAdmin):
     search_fields = ["name", "slug"]
     fieldsets = [
         (None, {"fields": ["name", "slug"]}),
-        ("Agent", {"fields": ["step_limit", "context_window_tokens", "memory_edits_need_approval"]}),
+        (
+            "Agent",
+            {
+                "fields": [
+                    "step_limit",
+                    "context_window_tokens",
+                    "recent_messages_tokens",
+                    "memory_edits_need_approval",
+                ]
+            },
+        ),
         (
             "Chat widget",
             {"fields": ["widget_publishable_key", "widget_secret_masked", "widget_allowed_origins"]},

@@ -38,6 +38,12 @@ class Organization(models.Model):
     context_window_tokens = models.PositiveIntegerField(
         null=True, blank=True, help_text="Overrides the model's context window (tokens) for this organisation."
     )
+    recent_messages_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most tokens of recent messages in every prompt (default SUPPORTMEM_RECENT_MESSAGES_TOKENS, 2000); "
+        "older messages are summarised and found by the agent's recall search.",
+    )
     widget_publishable_key = models.CharField(max_length=64, unique=True, default=_new_publishable_key)
     widget_secret = models.CharField(
         max_length=128, default=_new_secret, help_text="Signs user_hash = HMAC-SHA256(secret, user_id)."

@@ -153,3 +153,19 @@ def test_compile_for_a_customer_without_history(actors, count):
     _history(actors.other_customer, count)
     compiled = compile_context(customer=actors.other_customer)
     assert len(compiled.messages) == 1 + count and compiled.older_not_loaded == 0
+
+
+def test_recent_messages_stay_within_the_organisations_budget(actors, blocks, fake_llm):
+    _history(actors.customer, 200)
+    actors.org.recent_messages_tokens = 800
+    actors.org.save()
+    compiled = compile_context(customer=actors.customer, tools=tool_schemas())
+    assert compiled.recent_budget == 800 and compiled.overflow  # over the budget, far under the window
+    assert compiled.tokens_total < compiled.context_window / 2
+    fake_llm.script = [tool_calls(("send_message", {"message": "Noted.", "request_heartbeat": False}))]
+    agent_run(customer=actors.customer, trigger="message", message=customer_says(actors.customer, "Any news?"))
+    after = compile_context(customer=actors.customer, tools=tool_schemas())
+    assert after.recent_tokens <= 800 and not after.overflow  # the oldest went to the summary, still searchable
+    assert AgentContextState.objects.get(customer=actors.customer).evicted_count > 0
+    assert after.tokens_by_section["messages"] <= 800 + after.tokens_by_section["new_event"] + 200
+

@@ -11,12 +11,13 @@ from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from memory.models import ArchivalPassage, content_hash
 from memory.services import blocks_ensure
-from support_agent.context import compile_context, context_evict
+from support_agent.context import compile_context, context_evict, recent_budget_for
 from support_agent.llm import LLMResponse, ToolCallRequest
 from support_agent.services import agent_run
 from support_agent.tools import tool_schemas
@@ -62,6 +63,12 @@ class Command(BaseCommand):
         parser.add_argument("--messages", type=int, default=10_000, help="Messages of the long-history customer.")
         parser.add_argument("--passages", type=int, default=10_000, help="Passages of the long-history customer.")
         parser.add_argument("--compiles", type=int, default=30, help="Context compilations to time.")
+        parser.add_argument(
+            "--token-history",
+            type=int,
+            default=600,
+            help="Past messages of the customer whose prompt tokens are counted.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         suffix = secrets.token_hex(4)
@@ -69,6 +76,7 @@ class Command(BaseCommand):
         try:
             self._loop_overhead(organization, options["runs"])
             self._compilation(organization, options["messages"], options["passages"], options["compiles"])
+            self._prompt_tokens(organization, options["token_history"])
         finally:
             organization.delete()
 
@@ -118,6 +126,33 @@ class Command(BaseCommand):
         compiled = compile_context(customer=customer, new_event="Where is my refund?", tools=tool_schemas())
         context_evict(customer=customer, compiled=compiled, run_messages=[], backend=InstantModel(0))
         self._time_compiles(customer, "after the first eviction into the summary", compiles)
+
+    def _prompt_tokens(self, organization: Organization, history: int) -> None:
+        """Prompt tokens per step of a three-step run for a customer with a long history: with the recent-message
+        budget as configured, then with it as large as the window (how every prompt was filled before it)."""
+        window = settings.SUPPORTMEM_CONTEXT_WINDOW
+        figures = {}
+        for label, budget in (("whole window (no budget)", window), ("recent-message budget", None)):
+            organization.recent_messages_tokens = budget
+            organization.save(update_fields=["recent_messages_tokens"])
+            customer, ticket = self._customer(organization, f"{history}-message customer ({label})")
+            _bulk_messages(customer, ticket, history)
+            message = TicketMessage.objects.create(
+                organization=organization, customer=customer, ticket=ticket, author_role="customer",
+                body="Is my card reader fixed?", created_at=timezone.now(),
+            )  # fmt: skip
+            run = agent_run(customer=customer, trigger="manual", message=message, backend=InstantModel(ticket.pk))
+            per_step = [step.context_tokens for step in run.steps.order_by("index")]
+            figures[label] = statistics.mean(per_step)
+            shown = budget or recent_budget_for(customer)
+            self.stdout.write(
+                f"prompt tokens per step, {history} past messages, {label} ({shown} tokens): "
+                f"mean {figures[label]:.0f} over {len(per_step)} steps {per_step}"
+            )
+        organization.recent_messages_tokens = None
+        organization.save(update_fields=["recent_messages_tokens"])
+        ratio = figures["recent-message budget"] / figures["whole window (no budget)"]
+        self.stdout.write(f"  budget / no budget: {ratio:.2f}x prompt tokens per step")
 
     def _time_compiles(self, customer: Customer, label: str, compiles: int) -> None:
         tools = tool_schemas()
