@@ -168,4 +168,3 @@ def test_recent_messages_stay_within_the_organisations_budget(actors, blocks, fa
     assert after.recent_tokens <= 800 and not after.overflow  # the oldest went to the summary, still searchable
     assert AgentContextState.objects.get(customer=actors.customer).evicted_count > 0
     assert after.tokens_by_section["messages"] <= 800 + after.tokens_by_section["new_event"] + 200
-
