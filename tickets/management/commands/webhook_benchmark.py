@@ -8,6 +8,7 @@ throwaway organisation and everything under it are deleted at the end.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -69,6 +70,13 @@ class Command(BaseCommand):
         parser.add_argument("--role", choices=["staff", "customer"], default="staff", help="customer: agent runs too")
         parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for processing")
         parser.add_argument("--json", action="store_true")
+        parser.add_argument(
+            "--rate",
+            default="",
+            help="Open loop instead: comma-separated arrival rates (deliveries/s), each held for --duration seconds; "
+            "prints p50/p95/p99 to 2xx and errors per rate, and the highest rate held at p99 under 100 ms.",
+        )
+        parser.add_argument("--duration", type=float, default=10.0, help="seconds per rate (open loop)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["requests"] < 1 or options["concurrency"] < 1:
@@ -86,6 +94,9 @@ class Command(BaseCommand):
                 procs.append(self._worker(options["worker_concurrency"]))
             url = f"http://127.0.0.1:{port}/webhooks/standard/{integration.webhook_token}/"
             self._wait_ready(port)
+            if options["rate"]:
+                self._rates(url, secret, run, options)
+                return
             result = self._load(url, secret, run, options)
             result.update(self._drain(integration, options, result.pop("_started")))
             self._report(result, options)
@@ -102,10 +113,51 @@ class Command(BaseCommand):
         )
 
     def _gunicorn(self, port: int) -> subprocess.Popen[bytes]:
+        # make run's own server configuration (gthread, 2 workers x 8 threads, warmed-up workers).
+        os.environ.update(HOST="127.0.0.1", PORT=str(port))
         return self._spawn(
-            [str(BIN / "gunicorn"), "support_agent.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "120"]
-        )  # fmt: skip
+            [str(BIN / "gunicorn"), "-c", "python:support_agent.gunicorn_conf", "support_agent.wsgi:application"]
+        )
+
+    def _rates(self, url: str, secret: str, run: str, options: dict[str, Any]) -> None:
+        """Open loop: deliveries leave on a fixed schedule whatever the answers do, and each one's latency counts
+        from when it was due, so a server that falls behind shows it (no coordinated omission)."""
+        try:
+            rates = [float(r) for r in options["rate"].split(",") if r.strip()]
+        except ValueError:
+            raise CommandError("--rate takes numbers, e.g. --rate 100,200,300") from None
+        if not rates or min(rates) <= 0 or options["duration"] <= 0:
+            raise CommandError("--rate and --duration must be positive")
+        rows = []
+        offset = 0
+        for rate in rates:
+            count = max(int(rate * options["duration"]), 1)
+            items = [_signed(secret, offset + n, options["role"], run) for n in range(count)]
+            offset += count
+            rows.append({"rate": rate, **asyncio.run(_open_loop(url, items, rate))})
+            time.sleep(2)  # let the server settle between rates
+        held = [row["rate"] for row in rows if row["errors"] == 0 and row["ms_to_2xx"]["p99"] < 100]
+        result = {
+            "duration_s": options["duration"],
+            "processing": "celery worker" if settings.REDIS_URL else "in-process (no REDIS_URL)",
+            "rates": rows,
+            "held_at_p99_under_100ms": max(held) if held else None,
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result))
+            return
+        self.stdout.write(
+            f"webhook_benchmark open loop: {options['duration']:g} s per rate, make run's gunicorn, "
+            f"processing: {result['processing']}\n"
+            "  rate/s  sent  achieved/s  p50 ms  p95 ms  p99 ms  errors"
+        )
+        for row in rows:
+            ms = row["ms_to_2xx"]
+            self.stdout.write(
+                f"  {row['rate']:>6g}  {row['sent']:>4}  {row['achieved_per_s']:>10}  {ms['p50']:>6}  {ms['p95']:>6}  "
+                f"{ms['p99']:>6}  {row['errors']}"
+            )
+        self.stdout.write(f"  highest rate held at p99 < 100 ms with no errors: {result['held_at_p99_under_100ms']}")
 
     def _worker(self, concurrency: int) -> subprocess.Popen[bytes]:
         return self._spawn(
@@ -174,7 +226,7 @@ class Command(BaseCommand):
             "processing": "celery worker" if settings.REDIS_URL else "in-process (no REDIS_URL)",
         }
 
-    def _report(self, result: dict[str, Any], options: dict[str, Any]) -> None:
+    def _report(self, result: dict[str, Any], options: dict[str, Any]) -> None:  # closed loop
         if options["json"]:
             self.stdout.write(json.dumps(result))
             return
@@ -187,3 +239,46 @@ class Command(BaseCommand):
             f"  processed events/s end to end: {result['processed_events_per_s']} "
             f"({result['events_processed']}/{result['events_stored']} in {result['end_to_end_s']} s)"
         )
+
+
+async def _open_loop(url: str, items: list[tuple[bytes, dict[str, str]]], rate: float) -> dict[str, Any]:
+    """Send items at `rate` per second on one event loop (a light client); latency counts from each due time."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def send(body: bytes, headers: dict[str, str], due: float) -> None:
+            nonlocal errors
+            try:
+                status = (await client.post(url, content=body, headers=headers)).status_code
+            except httpx.HTTPError:
+                errors += 1
+                return
+            if 200 <= status < 300:
+                latencies.append((loop.time() - due) * 1000)
+            else:
+                errors += 1
+
+        tasks = []
+        for n, (body, headers) in enumerate(items):
+            due = start + n / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(body, headers, due)))
+        sent_for = loop.time() - start
+        await asyncio.gather(*tasks)
+    ordered = latencies or [float("nan")]
+    return {
+        "sent": len(items),
+        "achieved_per_s": round(len(items) / max(sent_for, 1e-9), 1),
+        "errors": errors,
+        "ms_to_2xx": {
+            "p50": round(statistics.median(ordered), 1),
+            "p95": round(percentile(ordered, 0.95), 1),
+            "p99": round(percentile(ordered, 0.99), 1),
+        },
+    }
