@@ -6,6 +6,10 @@ Each ticket: (days ago opened, subject, status, priority, channel, tags, message
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta
+from typing import cast
+
 DemoMessage = tuple[float, str, str]
 DemoTicket = tuple[int, str, str, str, str, list[str], list[DemoMessage]]
 DemoCustomer = dict[str, object]
@@ -303,3 +307,38 @@ DEMO_CUSTOMERS: list[DemoCustomer] = [
         ],
     },
 ]
+
+
+def demo_history_ndjson(now: datetime) -> list[str]:
+    """The demo customers' tickets as lines of a history import file (docs/import.md): the demo history, as a
+    helpdesk export would hand it over."""
+    lines = []
+    for data in DEMO_CUSTOMERS:
+        identities = cast(list[tuple[str, str]], data["identities"])
+        for number, (days_ago, subject, status, priority, channel, tags, messages) in enumerate(
+            cast(list[DemoTicket], data["tickets"]), start=1
+        ):
+            opened = now - timedelta(days=days_ago)
+            ticket = {
+                "id": f"{identities[0][1]}-{number}",
+                "subject": subject,
+                "status": status,
+                "priority": priority,
+                "channel": channel,
+                "tags": tags,
+                "created_at": opened.isoformat(),
+                "updated_at": (opened + timedelta(hours=messages[-1][0])).isoformat(),
+                "customer": {"id": identities[0][1], "name": data["name"], "email": data["email"]},
+                "messages": [
+                    {
+                        "id": str(index),
+                        "author": role,
+                        "author_name": str(data["name"]) if role == "customer" else "Northwind support",
+                        "body": body,
+                        "created_at": (opened + timedelta(hours=hours)).isoformat(),
+                    }
+                    for index, (hours, role, body) in enumerate(messages, start=1)
+                ],
+            }
+            lines.append(json.dumps(ticket, ensure_ascii=False))
+    return lines

@@ -7,10 +7,10 @@ from typing import Any
 from django.dispatch import receiver
 
 from support_agent.models import AgentRun
-from support_agent.services import agent_run_queue
+from support_agent.services import agent_run_queue, consolidation_backlog_run, consolidation_cost_estimate
 from support_agent.tasks import agent_run_dispatch
-from tickets.models import Ticket, TicketMessage
-from tickets.signals import message_ingested, ticket_solved
+from tickets.models import Customer, Ticket, TicketMessage
+from tickets.signals import consolidation_estimate, imported_tickets_consolidate, message_ingested, ticket_solved
 
 
 @receiver(message_ingested, dispatch_uid="support_agent.answer_customer_message")
@@ -36,3 +36,17 @@ def consolidate_solved_ticket(sender: Any, ticket_id: int, **kwargs: Any) -> Non
         return
     run = agent_run_queue(customer=ticket.customer, trigger=AgentRun.Trigger.CONSOLIDATION, ticket=ticket)
     agent_run_dispatch(run.pk)
+
+
+@receiver(imported_tickets_consolidate, dispatch_uid="support_agent.consolidate_imported_tickets")
+def consolidate_imported_tickets(sender: Any, customer_id: int, ticket_ids: list[int], **kwargs: Any) -> int:
+    """A history import's solved tickets of one customer, consolidated now, in the import's process."""
+    customer = Customer.objects.select_related("organization").filter(pk=customer_id).first()
+    if customer is None:
+        return 0
+    return consolidation_backlog_run(customer=customer, ticket_ids=ticket_ids)
+
+
+@receiver(consolidation_estimate, dispatch_uid="support_agent.estimate_consolidation")
+def estimate_consolidation(sender: Any, tickets: list[dict[str, str]], **kwargs: Any) -> dict[str, Any]:
+    return consolidation_cost_estimate(tickets=tickets)

@@ -17,7 +17,7 @@ from memory.selectors import passages_for
 from memory.services import Provenance, blocks_ensure, passage_insert
 from support_agent.agent import Turn, run_loop
 from support_agent.context import CONSOLIDATION_INSTRUCTIONS, SYSTEM_INSTRUCTIONS, event_for_message, when_text
-from support_agent.llm import Backend, LLMError, backend_get
+from support_agent.llm import Backend, LLMError, backend_configured, backend_get
 from support_agent.models import AgentRun
 from support_agent.tools import RunContext
 from telemetry.logs import log_scope
@@ -335,3 +335,63 @@ def ticket_summary_archive(*, ticket: Ticket, run: AgentRun, backend: Backend) -
         provenance=Provenance(source=ChangeSource.AGENT, agent_run_id=run.pk, reason="solved-ticket summary"),
     )
     return passage
+
+
+# ---------------------------------------------------------------- imported history
+
+
+def consolidation_backlog_run(*, customer: Customer, ticket_ids: list[int], backend: Backend | None = None) -> int:
+    """Consolidate a customer's imported solved tickets in the order given (oldest first, so the newest facts win),
+    skipping any ticket that has a completed consolidation already (a resumed import, or one solved live).
+    Returns how many runs it made. A run that failed before is run again."""
+    done = set(
+        AgentRun.objects.filter(
+            ticket_id__in=ticket_ids, trigger=AgentRun.Trigger.CONSOLIDATION, status=AgentRun.Status.COMPLETED
+        ).values_list("ticket_id", flat=True)
+    )
+    tickets = {t.pk: t for t in Ticket.objects.filter(pk__in=ticket_ids, customer=customer)}
+    backend = backend or backend_get()
+    runs = 0
+    for ticket_id in ticket_ids:
+        ticket = tickets.get(ticket_id)
+        if ticket is None or ticket_id in done:
+            continue
+        agent_run(customer=customer, trigger=AgentRun.Trigger.CONSOLIDATION, ticket=ticket, backend=backend)
+        runs += 1
+    return runs
+
+
+# Consolidation runs of the offline model take two steps (a memory edit, then the end of the turn); a
+# configured model is assumed to do the same. Core memory and statistics in the prompt of a new customer.
+CONSOLIDATION_STEPS = 2
+CORE_MEMORY_TOKENS = 350
+STEP_COMPLETION_TOKENS = 80
+SUMMARY_COMPLETION_TOKENS = 150
+
+
+def consolidation_cost_estimate(*, tickets: list[dict[str, str]]) -> dict[str, Any]:
+    """What consolidating these tickets would cost, before anything is spent: the summary call (instruction and
+    transcript) plus CONSOLIDATION_STEPS loop steps (instructions, tools, core memory, the summary event)."""
+    from support_agent.tokens import count_tokens, count_tools_tokens
+    from support_agent.tools import tool_schemas
+
+    fixed = (
+        count_tokens(f"{SYSTEM_INSTRUCTIONS}\n\n{CONSOLIDATION_INSTRUCTIONS}")
+        + count_tools_tokens(tool_schemas(allow_reply=False))
+        + CORE_MEMORY_TOKENS
+    )
+    instruction = count_tokens(TICKET_SUMMARY_INSTRUCTION)
+    prompt = 0
+    for ticket in tickets:
+        transcript = count_tokens(f"{ticket['subject']}\n{ticket['transcript']}")
+        event = SUMMARY_COMPLETION_TOKENS + 40
+        prompt += instruction + transcript + CONSOLIDATION_STEPS * (fixed + event) + STEP_COMPLETION_TOKENS
+    completion = len(tickets) * (SUMMARY_COMPLETION_TOKENS + CONSOLIDATION_STEPS * STEP_COMPLETION_TOKENS)
+    backend = backend_get()
+    return {
+        "runs": len(tickets),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "model": backend.name,
+        "offline": backend_configured() == "offline",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -214,9 +215,19 @@ class CustomerAdmin(OrgScopedAdmin):
 
 @admin.register(Integration)
 class IntegrationAdmin(OrgScopedAdmin):
+    change_form_template = "admin/tickets/integration/change_form.html"
     list_display = ["__str__", "kind", "organization", "reply_mode", "verifies_emails", "is_active"]
     list_filter = ["kind", "is_active", "verifies_emails"]
     readonly_fields = ["webhook_token", "created_at"]
+
+    def get_urls(self) -> list[Any]:
+        return _integration_urls(self) + super().get_urls()
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = _integration_change_view(self, request, object_id, extra_context)
+        return super().change_view(request, object_id, form_url, extra_context=context)
 
 
 class TicketMessageInline(admin.TabularInline):
@@ -477,3 +488,125 @@ class OutboundAttemptAdmin(OrgScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# ---------------------------------------------------------------- history import
+
+from django.contrib import messages  # noqa: E402
+from django.core.exceptions import PermissionDenied  # noqa: E402
+from django.shortcuts import get_object_or_404, redirect  # noqa: E402
+from django.urls import URLPattern, path, reverse  # noqa: E402
+from django.utils.dateparse import parse_date  # noqa: E402
+
+from tickets.imports import ImportFigures, history_reader_kinds, import_figures, import_job_start  # noqa: E402
+from tickets.models import ImportJob  # noqa: E402
+from tickets.tasks import import_history_dispatch  # noqa: E402
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def import_progress(job: ImportJob) -> dict[str, Any]:
+    """What the progress panel shows about one import."""
+    figures: ImportFigures = import_figures(job)
+    target = min(filter(None, [job.tickets_total, job.limit]), default=None)
+    consolidating = job.status == ImportJob.Status.CONSOLIDATING
+    done, total = (
+        (job.consolidations_done, job.consolidations_total)
+        if consolidating
+        else (job.tickets_done + job.errors, target)
+    )
+    return {
+        "job": job,
+        "running": job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING, ImportJob.Status.CONSOLIDATING),
+        "percent": round(100 * done / total) if total else None,
+        "rate": f"{figures.messages_per_second:.0f} messages/s" if figures.messages_per_second else "—",
+        "ticket_rate": f"{figures.tickets_per_second:.1f} tickets/s" if figures.tickets_per_second else "—",
+        "eta": _duration(figures.eta_seconds),
+        "elapsed": _duration(figures.elapsed_seconds),
+        "url": reverse("admin:tickets_importjob_change", args=[job.pk]),
+    }
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(OrgScopedAdmin):
+    """History imports: progress while they run, the outcome and the errors (each naming its item) after."""
+
+    change_form_template = "admin/tickets/importjob/change_form.html"
+    list_display = ["__str__", "status", "tickets_done", "messages_done", "errors", "rate", "started_at", "finished_at"]
+    list_filter = ["status", "integration__kind"]
+    list_select_related = ["integration"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="rate")
+    def rate(self, job: ImportJob) -> str:
+        return str(import_progress(job)["rate"])
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        job = get_object_or_404(self.get_queryset(request).select_related("integration"), pk=object_id)
+        context = {**(extra_context or {}), "progress": import_progress(job)}
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+
+def _integration_import_start(admin_view: IntegrationAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    integration = get_object_or_404(admin_view.get_queryset(request).select_related("organization"), pk=object_id)
+    if request.method != "POST":
+        return redirect("admin:tickets_integration_change", integration.pk)
+    if not request.user.has_perm("tickets.add_importjob"):
+        raise PermissionDenied
+    since_text = request.POST.get("since", "").strip()
+    since_day = parse_date(since_text) if since_text else None
+    limit_text = request.POST.get("limit", "").strip()
+    if (since_text and since_day is None) or (limit_text and not limit_text.isdigit()):
+        messages.error(request, "Since must be a date (YYYY-MM-DD) and limit a whole number.")
+        return redirect("admin:tickets_integration_change", integration.pk)
+    since = datetime.combine(since_day, datetime.min.time(), tzinfo=UTC) if since_day else None
+    job, resumed = import_job_start(
+        organization=integration.organization,
+        integration=integration,
+        since=since,
+        limit=int(limit_text) if limit_text else None,
+        consolidate=request.POST.get("consolidate") == "on",
+    )
+    import_history_dispatch(job.pk)
+    messages.success(request, f"{'Resumed' if resumed else 'Started'} import #{job.pk}.")
+    return redirect("admin:tickets_importjob_change", job.pk)
+
+
+def _integration_urls(admin_view: IntegrationAdmin) -> list[URLPattern]:
+    return [
+        path(
+            "<path:object_id>/import/",
+            admin_view.admin_site.admin_view(
+                lambda request, object_id: _integration_import_start(admin_view, request, object_id)
+            ),
+            name="tickets_integration_import",
+        )
+    ]
+
+
+def _integration_change_view(
+    admin_view: IntegrationAdmin, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None
+) -> dict[str, Any]:
+    integration = admin_view.get_queryset(request).filter(pk=object_id).first()
+    if integration is None:
+        return extra_context or {}
+    jobs = list(ImportJob.objects.filter(integration=integration).order_by("-created_at")[:5])
+    return {
+        **(extra_context or {}),
+        "imports": [import_progress(job) for job in jobs],
+        "can_import": integration.kind in history_reader_kinds() and request.user.has_perm("tickets.add_importjob"),
+        "import_url": reverse("admin:tickets_integration_import", args=[integration.pk]),
+    }

@@ -497,3 +497,66 @@ def customer_id_of(obj: models.Model) -> int | None:
         if isinstance(value, int):
             return value
     return None
+
+
+class ImportJob(models.Model):
+    """One history import (a helpdesk's API or an NDJSON file) and its checkpoint: the row a restarted import
+    resumes from. Counters only count rows this import created, so a resumed import never counts twice."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        CONSOLIDATING = "consolidating", "Consolidating memory"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="import_jobs")
+    integration = models.ForeignKey(
+        Integration, on_delete=models.CASCADE, null=True, blank=True, related_name="import_jobs"
+    )
+    source_file = models.CharField(max_length=500, blank=True, help_text="The NDJSON file of a file import.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    limit = models.PositiveIntegerField(null=True, blank=True, help_text="Stop after this many tickets.")
+    consolidate = models.BooleanField(default=True)
+    # Where the reader resumes: a vendor cursor, a page URL, or a file's next line number.
+    cursor = models.TextField(blank=True)
+    tickets_seen = models.PositiveIntegerField(default=0)
+    tickets_done = models.PositiveIntegerField(default=0)
+    messages_done = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    error_log = models.JSONField(default=list, blank=True, help_text="The first errors, each naming its item.")
+    tickets_total = models.PositiveIntegerField(null=True, blank=True, help_text="When the source says.")
+    consolidations_total = models.PositiveIntegerField(default=0)
+    consolidations_done = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Seconds spent in each stage, for the rate shown and the benchmark's split.
+    fetch_seconds = models.FloatField(default=0)
+    store_seconds = models.FloatField(default=0)
+    embed_seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        source = self.integration.get_kind_display() if self.integration else self.source_file or "file"
+        return f"import #{self.pk} from {source} ({self.status})"
+
+
+class ImportedTicket(models.Model):
+    """A ticket an import stored: which tickets its consolidation covers, counted once however often resumed."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="imported_tickets")
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="+")
+    line = models.PositiveIntegerField(null=True, blank=True, help_text="The file line it came from.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "ticket"], name="imported_ticket_once_per_job")]
+
+    def __str__(self) -> str:
+        return f"ticket {self.ticket_id} of import {self.job_id}"

@@ -98,8 +98,13 @@ def ticket_upsert(
     changes: TicketChanges,
     source_updated_at: datetime | None = None,
     created_at: datetime | None = None,
+    announce: bool = True,
 ) -> Ticket:
-    """Create or update a ticket by its external id, ignoring changes older than the last applied."""
+    """Create or update a ticket by its external id, ignoring changes older than the last applied.
+
+    ``announce=False`` (history import) does not send ``ticket_solved``: the import consolidates its solved
+    tickets itself, per customer, oldest first.
+    """
     now = timezone.now()
     with transaction.atomic():
         ticket, created = Ticket.objects.select_for_update().get_or_create(
@@ -130,7 +135,8 @@ def ticket_upsert(
         ticket.updated_at = source_updated_at or now
         if ticket.status in _TERMINAL and not was_solved:
             ticket.solved_at = source_updated_at or now
-            transaction.on_commit(lambda: ticket_solved.send(sender=Ticket, ticket_id=ticket.pk))
+            if announce:
+                transaction.on_commit(lambda: ticket_solved.send(sender=Ticket, ticket_id=ticket.pk))
         ticket.save()
     return ticket
 
@@ -199,3 +205,54 @@ def _reply_send(message_id: int) -> None:
     message = TicketMessage.objects.select_related("ticket__integration", "customer").filter(pk=message_id).first()
     if message is not None:
         outbound_delivery_create(message=message)
+
+
+def messages_ingest_bulk(*, ticket: Ticket, messages: list[TicketMessage]) -> list[int]:
+    """Store many messages of one ticket without announcing them (history import); returns the new rows' ids.
+
+    The same idempotency as ``message_ingest``: a message whose (ticket, external_id) is stored already is
+    skipped. The fast path is one query for the known ids and one multi-row insert; if a concurrent writer (a
+    webhook for the same ticket) inserted one of them in between, the insert is rolled back to its savepoint and
+    the messages go through ``message_ingest`` one by one, which settles each on the unique constraint.
+    """
+    wanted = [message for message in messages if message.external_id]
+    known = set(
+        TicketMessage.objects.filter(ticket=ticket, external_id__in=[m.external_id for m in wanted]).values_list(
+            "external_id", flat=True
+        )
+    )
+    fresh: list[TicketMessage] = []
+    seen: set[str] = set()
+    for message in messages:
+        if message.external_id and (message.external_id in known or message.external_id in seen):
+            continue
+        seen.add(message.external_id)
+        message.ticket = ticket
+        message.customer_id = ticket.customer_id
+        message.organization_id = ticket.organization_id
+        fresh.append(message)
+    if not fresh:
+        return []
+    try:
+        with transaction.atomic():
+            created = TicketMessage.objects.bulk_create(fresh)
+    except IntegrityError:
+        created = []
+        for message in fresh:
+            stored, new = message_ingest(
+                customer=ticket.customer,
+                ticket=ticket,
+                body=message.body,
+                author_role=message.author_role,
+                author_name=message.author_name,
+                is_public=message.is_public,
+                external_id=message.external_id,
+                created_at=message.created_at,
+                announce=False,
+            )
+            if new:
+                created.append(stored)
+    newest = max(message.created_at for message in created) if created else None
+    if newest is not None and newest > ticket.updated_at:
+        Ticket.objects.filter(pk=ticket.pk, updated_at__lt=newest).update(updated_at=newest)
+    return [message.pk for message in created]

@@ -12,7 +12,9 @@ _ORG_ADMIN_PERMISSIONS = ["change_organization", "add_apikey", "view_apikey", "v
 
 _STAFF_APPS = ["tickets", "memory", "support_agent"]
 # Rows staff read but never change by hand: traces, raw history, organisations' keys.
-_READ_ONLY_MODELS = {"agentrun", "agentstep", "historicalmemoryblock", "apikey", "organization", "staffmembership"}
+_READ_ONLY_MODELS = {
+    "agentrun", "agentstep", "historicalmemoryblock", "apikey", "organization", "staffmembership", "importedticket",
+}  # fmt: skip
 
 
 def ensure_staff_groups() -> tuple[Group, Group]:

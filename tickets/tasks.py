@@ -7,6 +7,7 @@ Dispatch never fails the caller: with the broker down the row is already in the 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Task, shared_task
@@ -56,3 +57,40 @@ def webhooks_sweep_task() -> dict[str, int]:
     if events or deliveries:
         logger.info("sweeper dispatched %d webhook events and %d outbound replies", len(events), len(deliveries))
     return {"events": len(events), "deliveries": len(deliveries)}
+
+
+@shared_task(name="tickets.import_history", ignore_result=True)
+def import_history_task(job_id: int) -> str:
+    """Run or resume a history import. Not retried automatically: a failed import keeps its reason and resumes
+    from its checkpoint when staff (or the command) start it again."""
+    from tickets.history_http import ImportSourceError
+    from tickets.imports import ImportBusy, import_job_run
+
+    try:
+        return import_job_run(job_id=job_id).status
+    except ImportBusy as exc:
+        logger.info("%s", exc)
+        return "busy"
+    except ImportSourceError as exc:
+        logger.warning("import #%s stopped: %s", job_id, exc)
+        return "failed"
+
+
+def import_history_dispatch(job_id: int) -> None:
+    """Start an import from a web request. With a broker it is a Celery task; without one (tasks in-process) it
+    runs in a thread of this process, so the request returns at once and the admin can watch its progress."""
+    from django.conf import settings
+
+    if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
+        dispatch(import_history_task, job_id)
+        return
+
+    def run() -> None:
+        from django.db import connection
+
+        try:
+            import_history_task.apply(args=[job_id])
+        finally:
+            connection.close()
+
+    threading.Thread(target=run, name=f"import-{job_id}", daemon=True).start()

@@ -1,0 +1,155 @@
+"""The HTTP side of reading a helpdesk's history: one client that every vendor's reader uses.
+
+Vendors differ in URLs and shapes, not in how a polite client behaves: wait as long as a 429's ``Retry-After``
+says (or until a rate-limit reset header's time when the remaining budget is spent), retry 5xx answers and
+dropped connections with exponential backoff, and turn rejected credentials into one clear error at once
+(retrying a revoked token only earns a lockout).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+# Headers vendors use to say how much of the rate budget is left, and when it refills (seconds or epoch).
+_REMAINING = ("x-rate-limit-remaining", "x-ratelimit-remaining", "ratelimit-remaining", "x-ratelimit-remaining-minute")
+_RESET = ("x-rate-limit-reset", "x-ratelimit-reset", "ratelimit-reset", "x-ratelimit-retry-after")
+
+
+class ImportSourceError(RuntimeError):
+    """The helpdesk cannot be read (after retries, or an answer we cannot use). The import stops, resumable."""
+
+
+class ImportAuthError(ImportSourceError):
+    """The helpdesk rejected the credentials: nothing to retry until someone fixes them."""
+
+
+@dataclass
+class HttpStats:
+    requests: int = 0
+    retries: int = 0
+    waited_seconds: float = 0.0
+
+
+@dataclass
+class HistoryClient:
+    """A JSON GET client with the retry policy above. ``auth`` returns the headers of each request, so a
+    reader whose token expires mid-import (OAuth) can refresh it: on a 401 ``on_unauthorized`` is asked once
+    whether it got a new token, and the request is retried with it."""
+
+    vendor: str
+    auth: Callable[[], Mapping[str, str]]
+    on_unauthorized: Callable[[], bool] = lambda: False
+    max_attempts: int = 6
+    backoff_base: float = 0.5
+    max_wait: float = 300.0
+    timeout: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    stats: HttpStats = field(default_factory=HttpStats)
+
+    def __post_init__(self) -> None:
+        self._http = httpx.Client(timeout=self.timeout, follow_redirects=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get(self, url: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The decoded JSON body of a successful GET; raises ImportAuthError or ImportSourceError."""
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.requests += 1
+            try:
+                response = self._http.get(url, params=params, headers=dict(self.auth()))
+            except httpx.TransportError as exc:  # refused, reset, dropped mid-body, timed out
+                self._retry_or_raise(attempt, f"{type(exc).__name__}: {exc}", None)
+                continue
+            status = response.status_code
+            if status in (401, 403):
+                if status == 401 and not refreshed and self.on_unauthorized():
+                    refreshed = True
+                    continue
+                raise ImportAuthError(
+                    f"{self.vendor} rejected the credentials ({status} on {httpx.URL(url).path}): "
+                    f"{_excerpt(response)}. Fix the integration's credentials and start the import again; "
+                    "it resumes where it stopped."
+                )
+            if status == 429:
+                self._retry_or_raise(attempt, "429 Too Many Requests", _retry_after(response.headers))
+                continue
+            if status >= 500:
+                self._retry_or_raise(attempt, f"{status} {_excerpt(response)}", None)
+                continue
+            if status >= 400:
+                path = httpx.URL(url).path
+                raise ImportSourceError(f"{self.vendor} answered {status} on {path}: {_excerpt(response)}")
+            try:
+                body = response.json()
+            except ValueError:
+                # A body cut short by a dropped connection decodes as broken JSON: retry it like the drop.
+                self._retry_or_raise(attempt, f"unreadable JSON from {httpx.URL(url).path}", None)
+                continue
+            self._respect_budget(response.headers)
+            return body
+
+    def _retry_or_raise(self, attempt: int, reason: str, wait: float | None) -> None:
+        if attempt >= self.max_attempts:
+            raise ImportSourceError(f"{self.vendor}: gave up after {attempt} attempts ({reason})")
+        if wait is None:
+            delay = min(self.max_wait, self.backoff_base * 2 ** (attempt - 1))
+            wait = delay / 2 + random.uniform(0, delay / 2)
+        wait = min(wait, self.max_wait)
+        logger.warning("%s: %s; retrying in %.1fs (attempt %d)", self.vendor, reason, wait, attempt)
+        self.stats.retries += 1
+        self.stats.waited_seconds += wait
+        self.sleep(wait)
+
+    def _respect_budget(self, headers: httpx.Headers) -> None:
+        """When a vendor says the budget is spent, wait for the reset instead of collecting a 429."""
+        remaining = next((headers[name] for name in _REMAINING if name in headers), None)
+        if remaining is None or not remaining.strip().isdigit() or int(remaining) > 0:
+            return
+        reset = next((headers[name] for name in _RESET if name in headers), None)
+        wait = _seconds(reset) if reset else 1.0
+        if wait > 0:
+            self.stats.waited_seconds += min(wait, self.max_wait)
+            self.sleep(min(wait, self.max_wait))
+
+
+def _seconds(value: str) -> float:
+    """A reset given as seconds to wait or as an epoch time (vendors do both)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return 1.0
+    return max(0.0, number - time.time()) if number > 1_000_000_000 else max(0.0, number)
+
+
+def _retry_after(headers: httpx.Headers) -> float:
+    """``Retry-After`` in seconds or as an HTTP date; 1 second when absent or unreadable."""
+    value = headers.get("retry-after", "")
+    if not value:
+        reset = next((headers[name] for name in _RESET if name in headers), None)
+        return _seconds(reset) if reset else 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _excerpt(response: httpx.Response) -> str:
+    return " ".join(response.text.split())[:200] or response.reason_phrase

@@ -1,0 +1,607 @@
+"""History import: a helpdesk's past tickets (through its API) or an NDJSON file, stored through the same
+idempotent ingestion path as webhooks, resumable after a kill at any point.
+
+How exactly-once holds: every ticket is stored in one transaction together with its messages, its
+``ImportedTicket`` link, the job's counters and the checkpoint (the page being read and how many of its tickets
+are done). A process killed anywhere either committed a ticket with its checkpoint or neither; the restarted
+import re-reads the page from the checkpoint and skips the tickets already done. Messages are unique on
+(ticket, external id) in the database, so even a ticket stored twice (by the import and a webhook, or by an
+incremental export that lists an updated ticket again) keeps each message once.
+
+The tickets layer knows nothing of embeddings or the agent: after each page it announces the stored messages
+(``messages_imported``; memory embeds them in bulk), and once everything is in it asks for the consolidation of
+the solved tickets per customer, oldest first (``imported_tickets_consolidate``; the agent layer runs them).
+Imported messages are never announced as new messages, so the agent never answers them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from tickets.history_http import ImportSourceError
+from tickets.models import ImportedTicket, ImportJob, Integration, Organization, Ticket, TicketMessage
+from tickets.parsers import CustomerRef, MessageData, NormalisedEvent, PayloadError, _time
+from tickets.services import TicketChanges, customer_resolve, messages_ingest_bulk, ticket_upsert
+from tickets.signals import consolidation_estimate, import_finished, imported_tickets_consolidate, messages_imported
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "import_schema.json"
+FILE_SOURCE = "api"  # a file's customer ids share the namespace of the REST API's external ids
+ERROR_LOG_MAX = 200
+EMBED_EVERY = 256  # messages stored between two bulk embeddings
+_UNFINISHED = (
+    ImportJob.Status.QUEUED,
+    ImportJob.Status.RUNNING,
+    ImportJob.Status.CONSOLIDATING,
+    ImportJob.Status.FAILED,
+)
+_SOLVED = (Ticket.Status.SOLVED, Ticket.Status.CLOSED)
+
+
+class ItemError(Exception):
+    """One ticket (or file line) that cannot be imported; the rest go on. ``where`` names it for the log."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+@dataclass
+class HistoryPage:
+    """One page of a source's ticket list. ``items`` are cheap stubs; ``HistoryReader.ticket`` completes each
+    (fetching its messages). ``next_cursor`` reads the following page; ``done`` says there is none."""
+
+    items: list[Any]
+    next_cursor: str
+    done: bool
+    total: int | None = None
+
+
+class HistoryReader(Protocol):
+    """What each helpdesk module implements to read its history (and the file reader below)."""
+
+    def pages(self, *, cursor: str, since: datetime | None) -> Iterator[HistoryPage]:
+        """Pages from ``cursor`` ("" is the beginning), tickets updated at or after ``since``."""
+        ...
+
+    def ticket(self, item: Any) -> NormalisedEvent:
+        """The whole ticket with its messages; raises ItemError for one that cannot be imported."""
+        ...
+
+    def item_key(self, item: Any) -> tuple[str, datetime | None]:
+        """A stub's name for error messages and its last update, for the --until filter."""
+        ...
+
+    def close(self) -> None: ...
+
+
+ReaderFactory = Callable[[Integration], HistoryReader]
+_READERS: dict[str, ReaderFactory] = {}
+
+
+def history_reader_register(kind: str, factory: ReaderFactory) -> None:
+    """Each helpdesk module registers how to read its history."""
+    _READERS[kind] = factory
+
+
+def history_reader_for(integration: Integration) -> HistoryReader:
+    _load_readers()
+    factory = _READERS.get(integration.kind)
+    if factory is None:
+        known = ", ".join(sorted(_READERS)) or "none"
+        raise ImportSourceError(f"no history reader for {integration.kind} (readers: {known})")
+    return factory(integration)
+
+
+def history_reader_kinds() -> list[str]:
+    _load_readers()
+    return sorted(_READERS)
+
+
+@cache
+def _load_readers() -> None:
+    import tickets.history_zendesk  # noqa: F401  (registers itself)
+
+
+# ---------------------------------------------------------------- the NDJSON file reader
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+
+
+def _schema_message(error: Any) -> str:
+    """A jsonschema error as a person reads it: where in the ticket, and what is wrong."""
+    where = ".".join(str(part) for part in error.absolute_path) or "ticket"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        label = "unknown customer field" if where == "customer" else f"unknown field in {where}"
+        return f"{label}{'s' if len(extra) > 1 else ''} {', '.join(repr(name) for name in extra)}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    return f"{where}: {error.message}"
+
+
+class FileReader:
+    """Reads an NDJSON export: one ticket with its messages per line (schema: tickets/import_schema.json).
+
+    The cursor is the number of the first line of a page; a page is PAGE_LINES lines."""
+
+    PAGE_LINES = 200
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.is_file():
+            raise ImportSourceError(f"no such file: {path}")
+
+    def pages(self, *, cursor: str, since: datetime | None) -> Iterator[HistoryPage]:
+        start = int(cursor or 1)
+        items: list[tuple[int, str]] = []
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number < start:
+                    continue
+                items.append((number, raw.decode("utf-8", "replace")))
+                if len(items) == self.PAGE_LINES:
+                    yield HistoryPage(items=items, next_cursor=str(number + 1), done=False)
+                    items = []
+        last = items[-1][0] if items else start - 1
+        yield HistoryPage(items=items, next_cursor=str(last + 1), done=True)
+
+    def item_key(self, item: Any) -> tuple[str, datetime | None]:
+        return f"line {item[0]}", None
+
+    def ticket(self, item: Any) -> NormalisedEvent:
+        number, text = item
+        where = f"line {number}"
+        if not text.strip():
+            raise ItemError(where, "empty line")
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ItemError(where, f"not valid JSON ({exc})") from None
+        errors = sorted(_validator().iter_errors(data), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+        if errors:
+            raise ItemError(where, _schema_message(errors[0]))
+        try:
+            return _file_event(data)
+        except PayloadError as exc:
+            raise ItemError(where, str(exc)) from None
+
+    def close(self) -> None:
+        return None
+
+
+def _file_event(data: dict[str, Any]) -> NormalisedEvent:
+    customer = data["customer"]
+    messages = [
+        MessageData(
+            external_id=str(message["id"]),
+            body=message["body"],
+            author_role=message["author"],
+            author_name=message.get("author_name", ""),
+            is_public=message.get("public", True),
+            created_at=_time(message["created_at"]),
+        )
+        for message in data["messages"]
+    ]
+    return NormalisedEvent(
+        event_type="import.file",
+        customer=CustomerRef(
+            external_id=str(customer["id"]), name=customer.get("name", ""), email=customer.get("email", "").lower()
+        ),
+        ticket_external_id=str(data["id"]),
+        subject=data.get("subject") or None,
+        status=data.get("status"),
+        priority=data.get("priority"),
+        channel=data.get("channel"),
+        tags=data.get("tags"),
+        created_at=_time(data.get("created_at")),
+        updated_at=_time(data.get("updated_at")) or _time(data.get("created_at")),
+        messages=messages,
+    )
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def import_job_start(
+    *,
+    organization: Organization,
+    integration: Integration | None = None,
+    source_file: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    consolidate: bool = True,
+) -> tuple[ImportJob, bool]:
+    """The job to run: the unfinished import of the same source (resumed, its options kept), or a new one.
+
+    Returns the job and whether it resumes an earlier one."""
+    if (integration is None) == (not source_file):
+        raise ValueError("an import reads either an integration or a file")
+    if integration is not None and integration.organization_id != organization.pk:
+        raise ValueError("the integration belongs to another organisation")
+    same_source = ImportJob.objects.filter(
+        organization=organization, integration=integration, source_file=source_file, status__in=_UNFINISHED
+    )
+    existing = same_source.order_by("-created_at").first()
+    if existing is not None:
+        return existing, True
+    job = ImportJob.objects.create(
+        organization=organization,
+        integration=integration,
+        source_file=source_file,
+        since=since,
+        until=until,
+        limit=limit,
+        consolidate=consolidate,
+    )
+    return job, False
+
+
+def reader_for_job(job: ImportJob) -> HistoryReader:
+    if job.integration is not None:
+        return history_reader_for(job.integration)
+    return FileReader(Path(job.source_file))
+
+
+Progress = Callable[[ImportJob], None]
+
+
+class ImportBusy(RuntimeError):
+    """Another process is running this import right now."""
+
+
+def import_job_run(*, job_id: int, progress: Progress | None = None, reader: HistoryReader | None = None) -> ImportJob:
+    """Run (or resume) an import to its end: read and store, then consolidate. Raises ImportSourceError when the
+    source cannot be read (the job is marked failed with the reason; starting it again resumes it)."""
+    key = f"supportmem.import:{job_id}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key])
+        if not cursor.fetchone()[0]:
+            raise ImportBusy(f"import #{job_id} is running in another process")
+    try:
+        job = ImportJob.objects.select_related("integration", "organization").get(pk=job_id)
+        try:
+            if job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING, ImportJob.Status.FAILED):
+                _job_update(job, status=ImportJob.Status.RUNNING, started_at=job.started_at or timezone.now())
+                reader = reader or reader_for_job(job)
+                try:
+                    _import_all(job, reader, progress)
+                finally:
+                    reader.close()
+                import_finished.send(sender=ImportJob, organization_id=job.organization_id)
+                _job_update(job, status=ImportJob.Status.CONSOLIDATING)
+            if job.status == ImportJob.Status.CONSOLIDATING:
+                if job.consolidate:
+                    _consolidate(job, progress)
+                _job_update(job, status=ImportJob.Status.FINISHED, finished_at=timezone.now())
+        except ImportSourceError as exc:
+            _job_update(job, status=ImportJob.Status.FAILED, last_error=str(exc)[:4000])
+            raise
+        except Exception as exc:
+            logger.exception("import #%s failed", job_id)
+            _job_update(job, status=ImportJob.Status.FAILED, last_error=f"{type(exc).__name__}: {exc}"[:4000])
+            raise
+        if progress:
+            progress(job)
+        return job
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+
+
+def _job_update(job: ImportJob, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.heartbeat_at = timezone.now()
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=job.heartbeat_at, **fields)
+
+
+def _checkpoint(job: ImportJob) -> tuple[str, int]:
+    if not job.cursor:
+        return "", 0
+    state = json.loads(job.cursor)
+    return str(state["page"]), int(state["skip"])
+
+
+@dataclass
+class _Pending:
+    """Messages stored since the last embedding pass."""
+
+    ids: list[int] = field(default_factory=list)
+
+
+def _import_all(job: ImportJob, reader: HistoryReader, progress: Progress | None) -> None:
+    page_cursor, skip = _checkpoint(job)
+    pending = _Pending()
+    pages = reader.pages(cursor=page_cursor, since=job.since)
+    while True:
+        began = time.perf_counter()
+        page = next(pages, None)
+        _add_seconds(job, fetch=time.perf_counter() - began)
+        if page is None:
+            break
+        if page.total is not None and job.tickets_total is None:
+            _job_update(job, tickets_total=page.total)
+        for index, item in enumerate(page.items):
+            if index < skip:
+                continue
+            if job.limit is not None and job.tickets_done + job.errors >= job.limit:
+                _embed(job, pending)
+                return
+            checkpoint = json.dumps({"page": page_cursor, "skip": index + 1})
+            _import_one(job, reader, item, checkpoint, pending)
+            if len(pending.ids) >= EMBED_EVERY:
+                _embed(job, pending)
+            if progress:
+                progress(job)
+        _embed(job, pending)
+        page_cursor, skip = page.next_cursor, 0
+        _job_update(job, cursor=json.dumps({"page": page_cursor, "skip": 0}))
+        if page.done:
+            return
+
+
+def _add_seconds(job: ImportJob, *, fetch: float = 0.0, store: float = 0.0, embed: float = 0.0) -> None:
+    job.fetch_seconds += fetch
+    job.store_seconds += store
+    job.embed_seconds += embed
+    ImportJob.objects.filter(pk=job.pk).update(
+        fetch_seconds=F("fetch_seconds") + fetch,
+        store_seconds=F("store_seconds") + store,
+        embed_seconds=F("embed_seconds") + embed,
+    )
+
+
+def _import_one(job: ImportJob, reader: HistoryReader, item: Any, checkpoint: str, pending: _Pending) -> None:
+    _, updated = reader.item_key(item)
+    if job.until is not None and updated is not None and updated > job.until:
+        _job_update(job, cursor=checkpoint)
+        return
+    began = time.perf_counter()
+    try:
+        event = reader.ticket(item)
+    except ItemError as exc:
+        _add_seconds(job, fetch=time.perf_counter() - began)
+        _record_error(job, exc, checkpoint)
+        return
+    fetched = time.perf_counter()
+    _add_seconds(job, fetch=fetched - began)
+    if job.until is not None and event.updated_at is not None and event.updated_at > job.until:
+        _job_update(job, cursor=checkpoint)
+        return
+    line = item[0] if job.integration is None else None
+    try:
+        with transaction.atomic():
+            created_ticket, message_ids = _store(job, event, line)
+            job.tickets_done += int(created_ticket)
+            job.messages_done += len(message_ids)
+            job.tickets_seen += 1
+            _job_update(
+                job,
+                tickets_done=job.tickets_done,
+                messages_done=job.messages_done,
+                tickets_seen=job.tickets_seen,
+                cursor=checkpoint,
+            )
+    except ItemError as exc:
+        _record_error(job, exc, checkpoint)
+        return
+    pending.ids.extend(message_ids)
+    _add_seconds(job, store=time.perf_counter() - fetched)
+
+
+def _store(job: ImportJob, event: NormalisedEvent, line: int | None) -> tuple[bool, list[int]]:
+    """Customer, ticket and messages of one imported ticket, inside the caller's transaction."""
+    organization = job.organization
+    integration_id = job.integration_id
+    source = job.integration.kind if job.integration is not None else FILE_SOURCE
+    if line is not None:
+        earlier = (
+            ImportedTicket.objects.filter(
+                job=job, ticket__integration__isnull=True, ticket__external_id=event.ticket_external_id[:255]
+            )
+            .exclude(line=line)
+            .values_list("line", flat=True)
+            .first()
+        )
+        if earlier is not None:
+            raise ItemError(f"line {line}", f"duplicate ticket {event.ticket_external_id!r} (first on line {earlier})")
+    customer = customer_resolve(
+        organization=organization,
+        source=source,
+        external_id=event.customer.external_id[:255],
+        name=event.customer.name[:200],
+        email=event.customer.email[:254],
+    )
+    ticket = ticket_upsert(
+        organization=organization,
+        customer=customer,
+        integration_id=integration_id,
+        external_id=event.ticket_external_id[:255],
+        changes=TicketChanges(
+            subject=event.subject[:500] if event.subject else None,
+            status=event.status,
+            priority=event.priority,
+            channel=event.channel,
+            tags=[tag[:100] for tag in event.tags if tag] if event.tags is not None else None,
+        ),
+        source_updated_at=event.updated_at,
+        created_at=event.created_at,
+        announce=False,
+    )
+    fallback_time = event.created_at or event.updated_at or timezone.now()
+    message_ids = messages_ingest_bulk(
+        ticket=ticket,
+        messages=[
+            TicketMessage(
+                author_role=message.author_role,
+                author_name=message.author_name[:200],
+                body=message.body,
+                is_public=message.is_public,
+                external_id=message.external_id[:255],
+                created_at=message.created_at or fallback_time,
+            )
+            for message in event.messages
+            if message.body
+        ],
+    )
+    _, created = ImportedTicket.objects.get_or_create(job=job, ticket=ticket, defaults={"line": line})
+    return created, message_ids
+
+
+def _record_error(job: ImportJob, error: ItemError, checkpoint: str) -> None:
+    """Log an item's error once (a resumed import meets the same bad item again) and move past it."""
+    with transaction.atomic():
+        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        known = any(entry.get("where") == error.where for entry in locked.error_log)
+        if not known:
+            locked.errors += 1
+            if len(locked.error_log) < ERROR_LOG_MAX:
+                locked.error_log.append({"where": error.where, "error": error.message})
+        locked.cursor = checkpoint
+        locked.heartbeat_at = timezone.now()
+        locked.save(update_fields=["errors", "error_log", "cursor", "heartbeat_at"])
+    job.errors, job.error_log, job.cursor = locked.errors, locked.error_log, locked.cursor
+    logger.warning("import #%s: %s", job.pk, error)
+
+
+def _embed(job: ImportJob, pending: _Pending) -> None:
+    if not pending.ids:
+        return
+    began = time.perf_counter()
+    messages_imported.send(sender=ImportJob, organization_id=job.organization_id, message_ids=pending.ids)
+    pending.ids = []
+    _add_seconds(job, embed=time.perf_counter() - began)
+
+
+# ---------------------------------------------------------------- memory formation
+
+
+def _solved_by_customer(job: ImportJob) -> list[tuple[int, list[int]]]:
+    """Solved imported tickets grouped by customer, each customer's oldest first (so the newest facts win)."""
+    rows = (
+        ImportedTicket.objects.filter(job=job, ticket__status__in=_SOLVED)
+        .order_by("ticket__customer_id", "ticket__solved_at", "ticket__created_at", "ticket_id")
+        .values_list("ticket__customer_id", "ticket_id")
+    )
+    return [(customer_id, [ticket for _, ticket in group]) for customer_id, group in groupby(rows, key=lambda r: r[0])]
+
+
+def _consolidate(job: ImportJob, progress: Progress | None) -> None:
+    batches = _solved_by_customer(job)
+    _job_update(job, consolidations_total=sum(len(ids) for _, ids in batches), consolidations_done=0)
+    for customer_id, ticket_ids in batches:
+        imported_tickets_consolidate.send(sender=ImportJob, customer_id=customer_id, ticket_ids=ticket_ids)
+        _job_update(job, consolidations_done=job.consolidations_done + len(ticket_ids))
+        if progress:
+            progress(job)
+
+
+# ---------------------------------------------------------------- dry run
+
+
+@dataclass
+class DryRunReport:
+    tickets: int = 0
+    messages: int = 0
+    solved: int = 0
+    errors: list[str] = field(default_factory=list)
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+
+def import_dry_run(
+    *,
+    organization: Organization,
+    reader: HistoryReader,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    consolidate: bool = True,
+    progress: Callable[[DryRunReport], None] | None = None,
+) -> DryRunReport:
+    """Read the whole source, store nothing, and say what an import would do and (with an LLM configured)
+    what its consolidation would cost."""
+    report = DryRunReport()
+    transcripts: list[dict[str, str]] = []
+    try:
+        for page in reader.pages(cursor="", since=since):
+            for item in page.items:
+                if limit is not None and report.tickets + len(report.errors) >= limit:
+                    break
+                _, updated = reader.item_key(item)
+                if until is not None and updated is not None and updated > until:
+                    continue
+                try:
+                    event = reader.ticket(item)
+                except ItemError as exc:
+                    report.errors.append(str(exc))
+                    continue
+                report.tickets += 1
+                report.messages += sum(1 for message in event.messages if message.body)
+                if event.status in _SOLVED:
+                    report.solved += 1
+                    transcript = "\n".join(f"{m.author_role}: {m.body}" for m in event.messages)
+                    transcripts.append({"subject": event.subject or "", "transcript": transcript})
+                if progress:
+                    progress(report)
+            if page.done or (limit is not None and report.tickets + len(report.errors) >= limit):
+                break
+    finally:
+        reader.close()
+    if consolidate:
+        for _, answer in consolidation_estimate.send(
+            sender=ImportJob, organization_id=organization.pk, tickets=transcripts
+        ):
+            if isinstance(answer, dict):
+                report.estimate = answer
+    return report
+
+
+# ---------------------------------------------------------------- progress figures
+
+
+@dataclass(frozen=True)
+class ImportFigures:
+    """What the admin and the terminal show about a job."""
+
+    messages_per_second: float | None
+    tickets_per_second: float | None
+    eta_seconds: float | None
+    elapsed_seconds: float
+
+
+def import_figures(job: ImportJob) -> ImportFigures:
+    if job.started_at is None:
+        return ImportFigures(None, None, None, 0.0)
+    end = job.finished_at or job.heartbeat_at or timezone.now()
+    elapsed = max((end - job.started_at).total_seconds(), 0.0)
+    if elapsed <= 0 or job.tickets_done == 0:
+        return ImportFigures(None, None, None, elapsed)
+    messages_rate = job.messages_done / elapsed
+    tickets_rate = job.tickets_done / elapsed
+    eta = None
+    target = min(filter(None, [job.tickets_total, job.limit]), default=None)
+    if target and job.status == ImportJob.Status.RUNNING:
+        eta = max(target - job.tickets_done - job.errors, 0) / tickets_rate
+    return ImportFigures(messages_rate, tickets_rate, eta, elapsed)
