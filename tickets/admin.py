@@ -541,6 +541,10 @@ class ImportJobAdmin(OrgScopedAdmin):
     list_display = ["__str__", "status", "tickets_done", "messages_done", "errors", "rate", "started_at", "finished_at"]
     list_filter = ["status", "integration__kind"]
     list_select_related = ["integration"]
+    fields = [
+        "organization", "integration", "source_file", "status", "since", "until", "limit", "consolidate",
+        "cursor", "created_at", "started_at", "heartbeat_at", "finished_at",
+    ]  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -179,6 +179,8 @@ class FakeZendesk:
             return 401, {"error": "Couldn't authenticate you"}, {}
         url = urlsplit(target)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        if url.path == "/api/v2/tickets/count.json":
+            return 200, {"count": {"value": self.tickets, "refreshed_at": _iso(EPOCH)}}, {}
         if url.path == "/api/v2/incremental/tickets/cursor.json":
             return 200, self._export_page(query), {}
         parts = url.path.strip("/").split("/")

@@ -4,6 +4,7 @@ Shapes (developer.zendesk.com, "Incremental Exports" and "Ticket Comments"):
 - ``GET /api/v2/incremental/tickets/cursor.json?start_time=EPOCH`` (first page) or ``?cursor=C`` (next pages):
   ``{"tickets": [...], "after_cursor": "...", "end_of_stream": bool}``; deleted tickets come with status
   ``deleted``.
+- ``GET /api/v2/tickets/count.json``: ``{"count": {"value": N, "refreshed_at": ...}}`` (progress only).
 - ``GET /api/v2/tickets/{id}/comments.json?include=users&page[size]=100``: ``{"comments": [...], "users": [...],
   "meta": {"has_more": bool, "after_cursor": "..."}, "links": {"next": url}}``. The first comment is the
   ticket's description.
@@ -50,6 +51,7 @@ class ZendeskReader:
         self.client = HistoryClient(vendor="Zendesk", auth=lambda: self.headers)
 
     def pages(self, *, cursor: str, since: datetime | None) -> Iterator[HistoryPage]:
+        total = self._count() if not cursor and since is None else None
         while True:
             params: dict[str, Any] = {"per_page": self.per_page}
             if cursor:
@@ -62,10 +64,16 @@ class ZendeskReader:
             tickets = [t for t in body["tickets"] if isinstance(t, dict) and t.get("status") != "deleted"]
             after = _s(body.get("after_cursor"))
             done = bool(body.get("end_of_stream")) or not after
-            yield HistoryPage(items=tickets, next_cursor=after or cursor, done=done)
+            yield HistoryPage(items=tickets, next_cursor=after or cursor, done=done, total=total)
             if done:
                 return
             cursor = after
+
+    def _count(self) -> int | None:
+        """The account's ticket count (``GET /api/v2/tickets/count.json``), for the progress bar and the ETA."""
+        body = self.client.get(self.base + "/api/v2/tickets/count.json")
+        value = _mapping(_mapping(body).get("count")).get("value")
+        return value if isinstance(value, int) and value >= 0 else None
 
     def item_key(self, item: Any) -> tuple[str, datetime | None]:
         try:

@@ -1,0 +1,140 @@
+"""python manage.py import_benchmark [--tickets 10000] [--comments 10]: a Zendesk history import end to end.
+
+Serves a generated Zendesk account from a fake API in a child process on loopback (``tickets.helpdesk_fakes``,
+the documented incremental export and comments shapes), imports it into a throwaway organisation through the
+real code (HTTP client, reader, ingestion, bulk embedding with the configured embedder), without consolidation,
+and reports messages/s end to end, the time split into fetch, store and embed, and peak memory. Then it
+consolidates the same import's solved tickets with the configured model (the offline model without a key) and
+reports runs/s. The throwaway organisation is deleted at the end (``--keep`` keeps it).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import secrets
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from tickets.benchmarking import free_port
+from tickets.helpdesk_fakes import FakeZendesk, serve
+from tickets.imports import import_job_run, import_job_start
+from tickets.models import ImportJob, Integration, Organization
+
+
+def _serve_forever(tickets: int, comments: int, customers: int, port: int) -> None:
+    fake = FakeZendesk(tickets=tickets, comments=comments, customers=customers)
+    server = serve(fake, port=port)
+    fake.server = server
+    server.serve_forever()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Command(BaseCommand):
+    help = "Benchmark a Zendesk history import from a loopback fake: messages/s (fetch/store/embed), then runs/s."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--tickets", type=int, default=10_000)
+        parser.add_argument("--comments", type=int, default=10, help="messages per ticket")
+        parser.add_argument("--customers", type=int, default=2_000)
+        parser.add_argument("--no-consolidation", action="store_true", help="skip the consolidation phase")
+        parser.add_argument("--keep", action="store_true", help="keep the throwaway organisation")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        tickets, comments = options["tickets"], options["comments"]
+        port = free_port()
+        server = multiprocessing.get_context("fork").Process(
+            target=_serve_forever, args=(tickets, comments, options["customers"], port), daemon=True
+        )
+        server.start()
+        slug = f"bench-import-{secrets.token_hex(4)}"
+        organization = Organization.objects.create(name="Import benchmark", slug=slug)
+        try:
+            self._run(organization, port, tickets, comments, options)
+        finally:
+            server.terminate()
+            server.join(timeout=10)
+            if not options["keep"]:
+                organization.delete()
+
+    def _run(self, organization: Organization, port: int, tickets: int, comments: int, options: Any) -> None:
+        from memory.embeddings import embedder_get
+
+        fake = FakeZendesk()
+        integration = Integration.objects.create(
+            organization=organization,
+            kind="zendesk",
+            outbound_base_url=f"http://127.0.0.1:{port}",
+            outbound_credentials={"email": "admin@example.com", "api_token": "secret-token"},
+        )
+        _wait_for_port(port)
+        embedder = embedder_get()
+        embedder.embed(["warm up the model before the clock starts"])
+        rss_before = _rss_mb()
+        self.stdout.write(
+            f"Importing {tickets} tickets x {comments} messages from a fake Zendesk on 127.0.0.1:{port} "
+            f"(embedder {embedder.name}; RSS before {rss_before:.0f} MB)"
+        )
+        job, _ = import_job_start(organization=organization, integration=integration, consolidate=False)
+        began = time.perf_counter()
+        last = [began]
+
+        def progress(current: ImportJob) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= 10:
+                last[0] = now
+                rate = current.messages_done / (now - began)
+                self.stderr.write(f"  {current.tickets_done} tickets, {current.messages_done} messages, {rate:.0f}/s")
+
+        job = import_job_run(job_id=job.pk, progress=progress)
+        wall = time.perf_counter() - began
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        expected = fake.expected_messages(tickets) if comments == fake.comments else tickets * comments
+        self.stdout.write(
+            f"Import: {job.tickets_done} tickets, {job.messages_done} messages (expected {expected}), "
+            f"{job.errors} errors in {wall:.1f} s"
+        )
+        self.stdout.write(
+            f"  end to end: {job.messages_done / wall:.0f} messages/s ({job.tickets_done / wall:.1f} tickets/s)"
+        )
+        accounted = job.fetch_seconds + job.store_seconds + job.embed_seconds
+        for name, seconds in (("fetch", job.fetch_seconds), ("store", job.store_seconds), ("embed", job.embed_seconds)):
+            self.stdout.write(
+                f"  {name}: {seconds:.1f} s ({100 * seconds / wall:.0f}% of wall; "
+                f"{job.messages_done / seconds if seconds else 0:.0f} messages/s on its own)"
+            )
+        self.stdout.write(f"  other (checkpoints, progress): {wall - accounted:.1f} s")
+        self.stdout.write(f"  peak RSS {peak:.0f} MB (before the import {rss_before:.0f} MB, with the model loaded)")
+        if options["no_consolidation"]:
+            return
+        solved = job.imported_tickets.filter(ticket__status__in=["solved", "closed"]).count()
+        ImportJob.objects.filter(pk=job.pk).update(consolidate=True, status=ImportJob.Status.CONSOLIDATING)
+        began = time.perf_counter()
+        job = import_job_run(job_id=job.pk, progress=progress)
+        seconds = time.perf_counter() - began
+        self.stdout.write(
+            f"Consolidation: {job.consolidations_done} of {solved} solved tickets in {seconds:.1f} s: "
+            f"{job.consolidations_done / seconds:.1f} runs/s"
+        )
+
+
+def _wait_for_port(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the fake Zendesk did not start")
