@@ -433,6 +433,8 @@ def _store(job: ImportJob, event: NormalisedEvent, line: int | None) -> tuple[bo
         external_id=event.customer.external_id[:255],
         name=event.customer.name[:200],
         email=event.customer.email[:254],
+        # As for webhooks: an email attaches to an existing customer only if the helpdesk verifies emails.
+        email_verified=job.integration is not None and job.integration.verifies_emails,
     )
     ticket = ticket_upsert(
         organization=organization,
