@@ -492,10 +492,7 @@ class OutboundAttemptAdmin(OrgScopedAdmin):
 
 # ---------------------------------------------------------------- history import
 
-from django.contrib import messages  # noqa: E402
-from django.core.exceptions import PermissionDenied  # noqa: E402
 from django.shortcuts import get_object_or_404, redirect  # noqa: E402
-from django.urls import URLPattern, path, reverse  # noqa: E402
 from django.utils.dateparse import parse_date  # noqa: E402
 
 from tickets.imports import ImportFigures, history_reader_kinds, import_figures, import_job_start  # noqa: E402

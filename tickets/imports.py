@@ -25,15 +25,15 @@ from datetime import datetime
 from functools import cache
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from tickets.history_http import ImportSourceError
+from tickets.helpdesks.base import CustomerRef, MessageData, NormalisedEvent, PayloadError, when
+from tickets.helpdesks.history import HistoryPage, HistoryReader, ImportSourceError, ItemError
 from tickets.models import ImportedTicket, ImportJob, Integration, Organization, Ticket, TicketMessage
-from tickets.parsers import CustomerRef, MessageData, NormalisedEvent, PayloadError, _time
 from tickets.services import TicketChanges, customer_resolve, messages_ingest_bulk, ticket_upsert
 from tickets.signals import consolidation_estimate, import_finished, imported_tickets_consolidate, messages_imported
 
@@ -52,70 +52,21 @@ _UNFINISHED = (
 _SOLVED = (Ticket.Status.SOLVED, Ticket.Status.CLOSED)
 
 
-class ItemError(Exception):
-    """One ticket (or file line) that cannot be imported; the rest go on. ``where`` names it for the log."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
-        self.message = message
-
-
-@dataclass
-class HistoryPage:
-    """One page of a source's ticket list. ``items`` are cheap stubs; ``HistoryReader.ticket`` completes each
-    (fetching its messages). ``next_cursor`` reads the following page; ``done`` says there is none."""
-
-    items: list[Any]
-    next_cursor: str
-    done: bool
-    total: int | None = None
-
-
-class HistoryReader(Protocol):
-    """What each helpdesk module implements to read its history (and the file reader below)."""
-
-    def pages(self, *, cursor: str, since: datetime | None) -> Iterator[HistoryPage]:
-        """Pages from ``cursor`` ("" is the beginning), tickets updated at or after ``since``."""
-        ...
-
-    def ticket(self, item: Any) -> NormalisedEvent:
-        """The whole ticket with its messages; raises ItemError for one that cannot be imported."""
-        ...
-
-    def item_key(self, item: Any) -> tuple[str, datetime | None]:
-        """A stub's name for error messages and its last update, for the --until filter."""
-        ...
-
-    def close(self) -> None: ...
-
-
-ReaderFactory = Callable[[Integration], HistoryReader]
-_READERS: dict[str, ReaderFactory] = {}
-
-
-def history_reader_register(kind: str, factory: ReaderFactory) -> None:
-    """Each helpdesk module registers how to read its history."""
-    _READERS[kind] = factory
-
-
 def history_reader_for(integration: Integration) -> HistoryReader:
-    _load_readers()
-    factory = _READERS.get(integration.kind)
-    if factory is None:
-        known = ", ".join(sorted(_READERS)) or "none"
-        raise ImportSourceError(f"no history reader for {integration.kind} (readers: {known})")
-    return factory(integration)
+    """The reader of an integration's helpdesk (``Helpdesk.history_reader`` in its module)."""
+    from tickets.helpdesks import HELPDESKS
+
+    helpdesk = HELPDESKS.get(integration.kind)
+    if helpdesk is None or helpdesk.history_reader is None:
+        known = ", ".join(history_reader_kinds()) or "none"
+        raise ImportSourceError(f"reading the history of {integration.kind} is not supported (readers: {known})")
+    return helpdesk.history_reader(integration)
 
 
 def history_reader_kinds() -> list[str]:
-    _load_readers()
-    return sorted(_READERS)
+    from tickets.helpdesks import HELPDESKS
 
-
-@cache
-def _load_readers() -> None:
-    import tickets.history_zendesk  # noqa: F401  (registers itself)
+    return sorted(kind for kind, helpdesk in HELPDESKS.items() if helpdesk.history_reader is not None)
 
 
 # ---------------------------------------------------------------- the NDJSON file reader
@@ -199,7 +150,7 @@ def _file_event(data: dict[str, Any]) -> NormalisedEvent:
             author_role=message["author"],
             author_name=message.get("author_name", ""),
             is_public=message.get("public", True),
-            created_at=_time(message["created_at"]),
+            created_at=when(message["created_at"]),
         )
         for message in data["messages"]
     ]
@@ -214,8 +165,8 @@ def _file_event(data: dict[str, Any]) -> NormalisedEvent:
         priority=data.get("priority"),
         channel=data.get("channel"),
         tags=data.get("tags"),
-        created_at=_time(data.get("created_at")),
-        updated_at=_time(data.get("updated_at")) or _time(data.get("created_at")),
+        created_at=when(data.get("created_at")),
+        updated_at=when(data.get("updated_at")) or when(data.get("created_at")),
         messages=messages,
     )
 

@@ -63,7 +63,7 @@ def webhooks_sweep_task() -> dict[str, int]:
 def import_history_task(job_id: int) -> str:
     """Run or resume a history import. Not retried automatically: a failed import keeps its reason and resumes
     from its checkpoint when staff (or the command) start it again."""
-    from tickets.history_http import ImportSourceError
+    from tickets.helpdesks.history import ImportSourceError
     from tickets.imports import ImportBusy, import_job_run
 
     try:

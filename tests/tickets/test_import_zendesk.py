@@ -15,8 +15,8 @@ from support_agent.models import AgentRun
 from tests.conftest import Actors
 from tests.tickets.live_procs import ROOT, child_env, wait_until
 from tickets.helpdesk_fakes import FakeZendesk, Fault
-from tickets.history_http import ImportAuthError
-from tickets.history_zendesk import ZendeskReader
+from tickets.helpdesks.history import ImportAuthError
+from tickets.helpdesks.zendesk import ZendeskReader
 from tickets.imports import import_job_run, import_job_start
 from tickets.intake import webhook_event_process, webhook_intake
 from tickets.models import ImportJob, Integration, Organization, Ticket, TicketMessage

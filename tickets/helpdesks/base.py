@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
+    from tickets.helpdesks.history import HistoryReader
     from tickets.models import Integration, OutboundDelivery
 
 Payload = dict[str, Any]
@@ -115,6 +116,8 @@ class Helpdesk:
     event_parse: Parser
     reply_request: ReplyBuilder
     reply_remote_id: RemoteIdReader = no_remote_id
+    # Reads the helpdesk's past tickets for the history import (tickets.imports); None: not supported yet.
+    history_reader: Callable[[Integration], HistoryReader] | None = None
 
 
 # ---------------------------------------------------------------- signatures

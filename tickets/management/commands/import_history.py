@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 
-from tickets.history_http import ImportSourceError
+from tickets.helpdesks.history import ImportSourceError
 from tickets.imports import (
     DryRunReport,
     FileReader,

@@ -1,4 +1,8 @@
-"""The HTTP side of reading a helpdesk's history: one client that every vendor's reader uses.
+"""Reading a helpdesk's history: what each vendor's reader returns, and the one HTTP client they all use.
+
+A reader (a class in the vendor's module, named by ``Helpdesk.history_reader``) lists the helpdesk's tickets
+page by page from a cursor and completes each into the same ``NormalisedEvent`` its webhook parser returns;
+``tickets.imports`` stores them.
 
 Vendors differ in URLs and shapes, not in how a polite client behaves: wait as long as a 429's ``Retry-After``
 says (or until a rate-limit reset header's time when the remaining budget is spent), retry 5xx answers and
@@ -11,12 +15,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+
+from tickets.helpdesks.base import NormalisedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +38,44 @@ class ImportSourceError(RuntimeError):
 
 class ImportAuthError(ImportSourceError):
     """The helpdesk rejected the credentials: nothing to retry until someone fixes them."""
+
+
+class ItemError(Exception):
+    """One ticket (or file line) that cannot be imported; the rest go on. ``where`` names it for the log."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+@dataclass
+class HistoryPage:
+    """One page of a source's ticket list. ``items`` are cheap stubs; ``HistoryReader.ticket`` completes each
+    (fetching its messages). ``next_cursor`` reads the following page; ``done`` says there is none."""
+
+    items: list[Any]
+    next_cursor: str
+    done: bool
+    total: int | None = None
+
+
+class HistoryReader(Protocol):
+    """What a helpdesk module implements to read its history (the NDJSON file reader too)."""
+
+    def pages(self, *, cursor: str, since: datetime | None) -> Iterator[HistoryPage]:
+        """Pages from ``cursor`` ("" is the beginning), tickets updated at or after ``since``."""
+        ...
+
+    def ticket(self, item: Any) -> NormalisedEvent:
+        """The whole ticket with its messages; raises ItemError for one that cannot be imported."""
+        ...
+
+    def item_key(self, item: Any) -> tuple[str, datetime | None]:
+        """A stub's name for error messages and its last update, for the --until filter."""
+        ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
