@@ -48,7 +48,7 @@ def test_staff_start_an_import_and_see_its_progress_then_its_result(
     expect(page.locator("#import-progress .sm-messages")).not_to_have_text("0", timeout=30_000)
     shoot(page, "import-running.png")
     expect(page.locator("#import-progress")).to_contain_text("Finished", timeout=240_000)
-    expect(page.locator("#import-progress .sm-tickets")).to_have_text("60")
+    expect(page.locator("#import-progress .sm-tickets")).to_have_text("60 of 60")
     expect(page.locator("#import-progress .sm-messages")).to_have_text("240")
     expect(page.locator("#import-progress .sm-errors")).to_have_text("0")
     shoot(page, "import-finished.png")
