@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.admin.test_browser import browser, log_in, page, shoot  # noqa: F401  (fixtures)
+from tests.admin.conftest import log_in, shoot
 from tests.conftest import Actors, build_actors
 from tickets.helpdesk_fakes import FakeZendesk
 from tickets.models import ImportJob, Integration
@@ -34,7 +34,7 @@ def zendesk(live_server: Any) -> Iterator[tuple[Actors, FakeZendesk, Integration
 
 
 def test_staff_start_an_import_and_see_its_progress_then_its_result(
-    page: Page,  # noqa: F811
+    page: Page,
     live_server: Any,
     zendesk: tuple[Actors, FakeZendesk, Integration],
 ) -> None:

@@ -12,12 +12,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
+from tickets.demo_data import demo_history_ndjson
 
 from memory.models import ArchivalPassage, MessageEmbedding
 from support_agent.models import AgentRun
 from support_agent.services import SUMMARY_TAG, agent_run
 from tests.conftest import Actors
-from tickets.demo_data import demo_history_ndjson
 from tickets.models import Customer, ImportJob, Organization, Ticket, TicketMessage
 from tickets.services import message_ingest
 
