@@ -12,9 +12,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
-from tickets.demo_data import demo_history_ndjson
 
 from memory.models import ArchivalPassage, MessageEmbedding
+from support_agent.demo_data import demo_history_ndjson
 from support_agent.models import AgentRun
 from support_agent.services import SUMMARY_TAG, agent_run
 from tests.conftest import Actors
