@@ -492,7 +492,6 @@ class OutboundAttemptAdmin(OrgScopedAdmin):
 
 # ---------------------------------------------------------------- history import
 
-from django.shortcuts import get_object_or_404, redirect  # noqa: E402
 from django.utils.dateparse import parse_date  # noqa: E402
 
 from tickets.imports import ImportFigures, history_reader_kinds, import_figures, import_job_start  # noqa: E402

@@ -378,12 +378,15 @@ def _store(job: ImportJob, event: NormalisedEvent, line: int | None) -> tuple[bo
         )
         if earlier is not None:
             raise ItemError(f"line {line}", f"duplicate ticket {event.ticket_external_id!r} (first on line {earlier})")
+    person = event.customer
+    if person is None:
+        raise ItemError(f"line {line}" if line else f"ticket {event.ticket_external_id}", "ticket without a customer")
     customer = customer_resolve(
         organization=organization,
         source=source,
-        external_id=event.customer.external_id[:255],
-        name=event.customer.name[:200],
-        email=event.customer.email[:254],
+        external_id=person.external_id[:255],
+        name=person.name[:200],
+        email=person.email[:254],
         # As for webhooks: an email attaches to an existing customer only if the helpdesk verifies emails.
         email_verified=job.integration is not None and job.integration.verifies_emails,
     )
