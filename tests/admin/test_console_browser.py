@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from memory.models import ChangeSource
+from memory.models import ChangeSource, MemoryBlock
 from memory.services import Provenance, block_set_value
 from support_agent.models import AgentRun
 from tests.admin.conftest import log_in, shoot
@@ -133,3 +133,21 @@ def test_an_org_admin_changes_settings_and_manages_keys(page: Page, live_server:
     page.click("button[name=index]")
     expect(page.locator(".messagelist")).to_contain_text("Revoked 1 key")
     assert ApiKey.objects.get(name="reporting job").revoked_at is not None
+
+
+def test_staff_add_a_block_then_delete_it(page: Page, live_server: Any, world: Any) -> None:
+    actors, _ = world
+    log_in(page, live_server.url, "staff")
+    page.goto(f"{live_server.url}/admin/support_agent/customermemory/{actors.customer.pk}/change/")
+    page.click("#add-block")
+    page.fill("#id_label", "devices")
+    page.fill("#id_description", "Hardware the customer owns")
+    page.fill("#id_value", "Card reader R2, firmware 4.2.3")
+    page.fill("#id_reason", "listed on the phone")
+    page.click("text=Create block")
+    expect(page.locator("#block-devices")).to_contain_text("Card reader R2, firmware 4.2.3")
+    shoot(page, "block-created.png")
+    page.click("#block-devices >> text=Delete")
+    page.click("input[type=submit]")  # Django's confirmation page
+    expect(page.locator("#block-devices")).to_have_count(0)
+    assert not MemoryBlock.objects.filter(customer=actors.customer, label="devices").exists()
