@@ -138,6 +138,7 @@ def _block_delete(request: Request, block: MemoryBlock) -> Response:
 
 class CustomerBlockListView(ApiView):
     pagination_class = None  # a handful of blocks: one plain list
+    extra_error_codes = [409]  # creating a label that exists
 
     @extend_schema(
         summary="A customer's core memory: the organisation's blocks, then the customer's",
@@ -190,6 +191,7 @@ class CustomerBlockDetailView(BlockUpdateMixin, ApiView):
 
 class OrganizationBlockListView(ApiView):
     pagination_class = None
+    extra_error_codes = [409]  # creating a label that exists
 
     @extend_schema(
         summary="The organisation-wide blocks (persona, policies, …)", responses=MemoryBlockSerializer(many=True)

@@ -40,6 +40,11 @@ def log_enter(ids: dict[str, Any]) -> Token[dict[str, Any]]:
     return _context.set(_merged(ids))
 
 
+def log_clear() -> Token[dict[str, Any]]:
+    """Start from no ids (a test, or anything that must not inherit its caller's); undo with log_exit."""
+    return _context.set({})
+
+
 def log_exit(token: Token[dict[str, Any]]) -> None:
     _context.reset(token)
 

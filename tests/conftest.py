@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -127,3 +128,13 @@ def build_actors() -> Actors:
 @pytest.fixture
 def actors(db: None) -> Actors:
     return build_actors()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_context() -> Iterator[None]:
+    """Services called directly (not through a request or a task) bind log ids; no test inherits another's."""
+    from telemetry.logs import log_clear, log_exit
+
+    token = log_clear()
+    yield
+    log_exit(token)

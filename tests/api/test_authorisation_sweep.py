@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from memory.models import ArchivalPassage, MemoryBlock
 from memory.services import Provenance, blocks_ensure, passage_insert
+from support_agent.merge import customer_merge
 from support_agent.models import AgentRun
 from tests.api.helpers import assert_error, widget_session
 from tickets.auth import user_hash_for
@@ -24,7 +25,9 @@ SERVER_OPERATIONS: dict[tuple[str, str], Any] = {
     ("GET", "/api/customers/{customer_id}/messages/"): None,
     ("POST", "/api/customers/{customer_id}/messages/"): {"body": "Sweep"},
     ("GET", "/api/customers/{customer_id}/memory/"): None,
+    ("POST", "/api/customers/{customer_id}/memory/"): {"label": "sweep"},
     ("GET", "/api/customers/{customer_id}/memory/{label}/"): None,
+    ("DELETE", "/api/customers/{customer_id}/memory/{label}/"): None,
     ("PATCH", "/api/customers/{customer_id}/memory/{label}/"): {"value": "Sweep", "reason": "r", "version": 1},
     ("GET", "/api/customers/{customer_id}/passages/"): None,
     ("POST", "/api/customers/{customer_id}/passages/"): {"text": "Sweep"},
@@ -38,6 +41,8 @@ SERVER_OPERATIONS: dict[tuple[str, str], Any] = {
     ("GET", "/api/customers/{customer_id}/runs/{run_id}/"): None,
     ("GET", "/api/customers/{customer_id}/export/"): None,
     ("POST", "/api/customers/{customer_id}/erase/"): None,
+    ("POST", "/api/customers/{customer_id}/merge/"): {"into": 1},
+    ("POST", "/api/customers/{customer_id}/merges/{merge_id}/undo/"): None,
 }
 # Organisation-level operations carry no id: another organisation's key sees its own rows instead.
 ORGANIZATION_OPERATIONS: dict[tuple[str, str], Any] = {
@@ -45,7 +50,9 @@ ORGANIZATION_OPERATIONS: dict[tuple[str, str], Any] = {
     ("POST", "/api/customers/"): {"external_id": "sweep-1"},
     ("GET", "/api/messages/search/"): None,
     ("GET", "/api/memory/"): None,
+    ("POST", "/api/memory/"): {"label": "sweep"},
     ("GET", "/api/memory/{label}/"): None,
+    ("DELETE", "/api/memory/{label}/"): None,
     ("PATCH", "/api/memory/{label}/"): {"value": "Sweep", "reason": "r", "version": 1},
 }
 WIDGET_OPERATIONS: dict[tuple[str, str], Any] = {
@@ -76,12 +83,15 @@ def _fixture_ids(actors) -> dict[str, Any]:
         organization=actors.org, customer=actors.customer, text="Dana likes numbered steps.", provenance=Provenance()
     )
     run = AgentRun.objects.create(organization=actors.org, customer=actors.customer, trigger="api", status="completed")
+    duplicate = Customer.objects.create(organization=actors.org, name="Dana W. (duplicate)")
+    merge = customer_merge(source=duplicate, into=actors.customer, user=None, via="api")
     return {
         "customer_id": actors.customer.pk,
         "ticket_id": actors.solved_ticket.pk,
         "label": "preferences",
         "passage_id": passage.pk,
         "run_id": run.pk,
+        "merge_id": merge.pk,
         "publishable_key": actors.org.widget_publishable_key,
     }
 

@@ -109,6 +109,8 @@ def child_env(*, redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
     )
     env.pop("OPENAI_API_KEY", None)
     env.pop("OPENAI_BASE_URL", None)
+    # The browser tests let their own process call the ORM beside Playwright's event loop; no child inherits that.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(extra)
     return env
 
