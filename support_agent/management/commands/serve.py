@@ -43,13 +43,13 @@ class Command(BaseCommand):
         if os.environ.get("REDIS_URL"):
             self.stdout.write("REDIS_URL set: starting a Celery worker with beat")
             celery = [sys.executable, "-m", "celery", "-A", "support_agent", "worker", "--beat", "-l", "info"]
-            children.append(subprocess.Popen([*celery, "--concurrency", "2"], env=env))  # noqa: S603
+            children.append(_spawn([*celery, "--concurrency", "2"], env))
         gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:support_agent.gunicorn_conf"]
         self.stdout.write(
             f"supportmem on http://{host}:{port}/  (admin /admin/, API docs /api/docs/, widget /widget/demo/); "
             "Ctrl-C stops it"
         )
-        children.append(subprocess.Popen([*gunicorn, "support_agent.wsgi:application"], env=env))  # noqa: S603
+        children.append(_spawn([*gunicorn, "support_agent.wsgi:application"], env))
         self._supervise(children)
 
     def _announce_database(self) -> None:
@@ -73,7 +73,7 @@ class Command(BaseCommand):
             interrupts += 1
             for child in children:
                 if child.poll() is None:
-                    child.send_signal(signal.SIGTERM if interrupts == 1 else signal.SIGKILL)
+                    _signal_group(child, signal.SIGTERM if interrupts == 1 else signal.SIGKILL)
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
@@ -84,9 +84,26 @@ class Command(BaseCommand):
             if deadline is not None and time.monotonic() > deadline:
                 for child in children:
                     if child.poll() is None:
-                        child.kill()
+                        _signal_group(child, signal.SIGKILL)
             if not interrupts and any(child.poll() is not None for child in children):
                 on_signal(signal.SIGTERM, None)  # one child died: stop the other too
             time.sleep(0.2)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the database stops on the way out; do not cut that short
         self.stdout.write("Stopped; the embedded PostgreSQL stops with this process.")
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A child in its own process group: the terminal's Ctrl-C reaches only this process, which decides, and a
+    kill reaches the child's own workers at once (a worker orphaned by its master would exit mid-teardown)."""
+    return subprocess.Popen(args, env=env, start_new_session=True)  # noqa: S603  (our own fixed command lines)
+
+
+def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
+    # SIGTERM: gunicorn's master (and Celery's) stop their workers gracefully; SIGKILL: the whole group, now.
+    try:
+        if signum == signal.SIGKILL:
+            os.killpg(child.pid, signum)
+        else:
+            child.send_signal(signum)
+    except ProcessLookupError:
+        pass
