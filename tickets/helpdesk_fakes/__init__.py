@@ -1,0 +1,7 @@
+"""Loopback fakes of helpdesk history APIs, for the import tests and ``import_benchmark``: one module per vendor
+on the shared base in ``common`` (generated history, faults, the HTTP server)."""
+
+from tickets.helpdesk_fakes.common import FakeHelpdesk, Fault, serve
+from tickets.helpdesk_fakes.zendesk import FakeZendesk
+
+__all__ = ["FakeHelpdesk", "FakeZendesk", "Fault", "serve"]
