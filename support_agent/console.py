@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -94,7 +94,7 @@ def attention_items(*, organization_id: int | None, now: datetime | None = None)
     """Everything a staff member should look at, most urgent first. organization_id None: every organisation."""
     from memory.models import PendingMemoryEdit
     from support_agent.models import AgentRun
-    from tickets.models import OutboundDelivery, WebhookEvent
+    from tickets.models import ImportJob, OutboundDelivery, WebhookEvent
 
     now = now or timezone.now()
     today = timezone.localdate(now)
@@ -146,8 +146,26 @@ def attention_items(*, organization_id: int | None, now: datetime | None = None)
             "created_at",
             today,
         ),
+        _item(
+            "stopped_imports",
+            "History imports that stopped",
+            "An import failed (rejected credentials, a helpdesk that kept failing) or its process died. Fix the "
+            "cause and start it again: it resumes where it stopped.",
+            _scoped(_stopped_imports(ImportJob, now), organization_id),
+            changelist("tickets_importjob"),
+            "created_at",
+            today,
+        ),
     ]
     return items
+
+
+def _stopped_imports(import_job: Any, now: datetime) -> QuerySet[Any]:
+    """Failed imports, and running ones whose process has not checkpointed for STUCK_AFTER (killed)."""
+    active = [import_job.Status.RUNNING, import_job.Status.CONSOLIDATING]
+    return import_job.objects.filter(
+        Q(status=import_job.Status.FAILED) | Q(status__in=active, heartbeat_at__lt=now - STUCK_AFTER)
+    )
 
 
 class SupportmemAdminSite(admin.AdminSite):

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from support_agent.models import AgentRun
-from tickets.models import Integration, WebhookEvent
+from tickets.models import ImportJob, Integration, WebhookEvent
 
 
 @pytest.fixture
@@ -52,6 +52,12 @@ def test_home_counts_what_needs_attention_in_my_organisation_only(staff_client, 
     AgentRun.objects.create(
         organization=actors.other_org, customer=actors.stranger, trigger=AgentRun.Trigger.MESSAGE, status="failed"
     )
+    long_ago = timezone.now() - timedelta(hours=1)
+    ImportJob.objects.create(organization=actors.org, source_file="a.ndjson", status="failed", last_error="401")
+    ImportJob.objects.create(organization=actors.org, source_file="b.ndjson", status="running", heartbeat_at=long_ago)
+    ImportJob.objects.create(organization=actors.org, source_file="c.ndjson", status="running", heartbeat_at=None)
+    ImportJob.objects.create(organization=actors.org, source_file="d.ndjson", status="finished")
+    ImportJob.objects.create(organization=actors.other_org, source_file="e.ndjson", status="failed")
 
     html = staff_client.get("/admin/").content.decode()
 
@@ -60,9 +66,10 @@ def test_home_counts_what_needs_attention_in_my_organisation_only(staff_client, 
     assert card_count(html, "failed_runs") == 1
     assert card_count(html, "stuck_runs") == 1
     assert card_count(html, "dead_deliveries") == 0
+    assert card_count(html, "stopped_imports") == 2  # the failed one and the one killed an hour ago
     assert "/admin/memory/pendingmemoryedit/" in html
     assert "/admin/tickets/webhookevent/?status__exact=dead" in html
-    assert html.count('class="sm-spark-bar"') == 5 * 14  # a 14-day series per card
+    assert html.count('class="sm-spark-bar"') == 6 * 14  # a 14-day series per card
 
 
 def test_home_says_so_when_nothing_waits(staff_client, actors):
