@@ -226,6 +226,9 @@ def _blocks_back(blocks: dict[str, Any], *, into: Customer, source: Customer, pr
             kept.append(label)
         elif target.value != entry["into_value_before"]:
             block_set_value(block=target, value=entry["into_value_before"], provenance=provenance)
+            # The version the merge wrote holds the other customer's lines; undone, it would outlive their erasure.
+            merged = f"customer {source.pk} merged into customer {into.pk}"
+            target.history.filter(history_change_reason=merged).delete()  # type: ignore[attr-defined]
     return {"kept_changed_blocks": kept}
 
 

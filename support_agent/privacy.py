@@ -22,7 +22,7 @@ from django.db.models import Q
 
 from memory.embeddings import query_cache_clear
 from memory.models import ArchivalPassage, MemoryBlock, PendingMemoryEdit
-from support_agent.models import AgentRun, AgentStep
+from support_agent.models import AgentRun, AgentStep, CustomerMerge
 from support_agent.tokens import count_tokens
 from tickets.models import Customer, OutboundAttempt, OutboundDelivery, Ticket, TicketMessage
 
@@ -98,6 +98,9 @@ def customer_erase(*, customer: Customer) -> dict[str, int]:
             counts.update(_deleted(events.exclude(customer=customer)))
         counts.update(_deleted(derived))
         counts.update(_deleted(Customer.objects.filter(pk=customer_id)))
+        # A merge undone earlier still keeps this customer's snapshot (contact data, core memory, summary) on the
+        # record of the customer it was merged into; the records of merges into this customer went with it.
+        counts.update(_deleted(CustomerMerge.objects.filter(source_customer_id=customer_id)))
         # Last: deleting the rows above wrote one more history row each ("-", with the final value).
         counts.update(_history_deleted(customer_id, owned))
         transaction.on_commit(_text_caches_clear)

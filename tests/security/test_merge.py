@@ -178,3 +178,22 @@ def test_admin_merge_screen_merges_records_the_user_and_undoes(actors, twin):
     assert staff.post(undo_url).status_code == 302
     merge.refresh_from_db()
     assert merge.undone_by == actors.staff and Customer.objects.filter(pk=twin.pk).exists()
+
+
+def test_erasing_a_customer_whose_merge_was_undone_leaves_nothing_of_them_on_the_merge_record(actors, twin):
+    """The undone merge's record belongs to the surviving customer but holds the other one's snapshot (contact
+    data, core memory): erasing the restored customer must take it along."""
+    from tests.security.test_erasure_canaries import _columns_holding
+
+    api = _api(actors.org)
+    merge = api.post(f"/api/customers/{twin.pk}/merge/", {"into": actors.customer.pk}, format="json").json()
+    assert api.post(f"/api/customers/{actors.customer.pk}/merges/{merge['id']}/undo/").status_code == 200
+    assert _columns_holding("Lumen Cafe")  # the twin's core memory, on its own block and on the merge record
+
+    response = api.post(f"/api/customers/{twin.pk}/erase/")
+
+    assert response.status_code == 200, response.content
+    assert _columns_holding("Lumen Cafe") == []
+    assert _columns_holding("Never call on Fridays") == []
+    assert not CustomerMerge.objects.filter(source_customer_id=twin.pk).exists()
+    assert Customer.objects.filter(pk=actors.customer.pk).exists()
