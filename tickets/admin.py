@@ -496,6 +496,8 @@ from django.utils.dateparse import parse_date  # noqa: E402
 
 from tickets.imports import ImportFigures, history_reader_kinds, import_figures, import_job_start  # noqa: E402
 from tickets.models import ImportJob  # noqa: E402
+
+MAX_LIMIT = 2_147_483_647  # ImportJob.limit is a PostgreSQL integer
 from tickets.tasks import import_history_dispatch  # noqa: E402
 
 
@@ -555,22 +557,30 @@ class ImportJobAdmin(OrgScopedAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        job = get_object_or_404(self.get_queryset(request).select_related("integration"), pk=object_id)
+        job = self.get_object(request, object_id)  # None for another organisation's id or one that is no id
+        if job is None:
+            raise Http404("Not found")
         context = {**(extra_context or {}), "progress": import_progress(job)}
         return super().change_view(request, object_id, form_url, extra_context=context)
 
 
 def _integration_import_start(admin_view: IntegrationAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
-    integration = get_object_or_404(admin_view.get_queryset(request).select_related("organization"), pk=object_id)
+    integration = admin_view.get_object(request, object_id)
+    if integration is None:
+        raise Http404("Not found")
     if request.method != "POST":
         return redirect("admin:tickets_integration_change", integration.pk)
     if not request.user.has_perm("tickets.add_importjob"):
         raise PermissionDenied
     since_text = request.POST.get("since", "").strip()
-    since_day = parse_date(since_text) if since_text else None
+    try:
+        since_day = parse_date(since_text) if since_text else None
+    except ValueError:  # well formed but no such day (2024-13-45)
+        since_day = None
     limit_text = request.POST.get("limit", "").strip()
-    if (since_text and since_day is None) or (limit_text and not limit_text.isdigit()):
-        messages.error(request, "Since must be a date (YYYY-MM-DD) and limit a whole number.")
+    limit_ok = not limit_text or (limit_text.isascii() and limit_text.isdigit() and 0 < int(limit_text) <= MAX_LIMIT)
+    if not limit_ok or (since_text and since_day is None):
+        messages.error(request, f"Since must be a date (YYYY-MM-DD) and limit a whole number from 1 to {MAX_LIMIT}.")
         return redirect("admin:tickets_integration_change", integration.pk)
     since = datetime.combine(since_day, datetime.min.time(), tzinfo=UTC) if since_day else None
     job, resumed = import_job_start(
@@ -600,7 +610,7 @@ def _integration_urls(admin_view: IntegrationAdmin) -> list[URLPattern]:
 def _integration_change_view(
     admin_view: IntegrationAdmin, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None
 ) -> dict[str, Any]:
-    integration = admin_view.get_queryset(request).filter(pk=object_id).first()
+    integration = admin_view.get_object(request, object_id)
     if integration is None:
         return extra_context or {}
     jobs = list(ImportJob.objects.filter(integration=integration).order_by("-created_at")[:5])
