@@ -1,16 +1,19 @@
 """History import: a helpdesk's past tickets (through its API) or an NDJSON file, stored through the same
 idempotent ingestion path as webhooks, resumable after a kill at any point.
 
-How exactly-once holds: every ticket is stored in one transaction together with its messages, its
-``ImportedTicket`` link, the job's counters and the checkpoint (the page being read and how many of its tickets
-are done). A process killed anywhere either committed a ticket with its checkpoint or neither; the restarted
-import re-reads the page from the checkpoint and skips the tickets already done. Messages are unique on
-(ticket, external id) in the database, so even a ticket stored twice (by the import and a webhook, or by an
-incremental export that lists an updated ticket again) keeps each message once.
+How exactly-once holds: tickets are stored in the source's order, a batch of them per transaction together with
+their messages, their ``ImportedTicket`` links, the job's counters and the checkpoint (the page being read and
+how many of its tickets are done). A process killed anywhere either committed a batch with its checkpoint or
+neither; the restarted import re-reads the page from the checkpoint and skips the tickets already done. Reading
+runs ahead of storing (a pool of threads fetches the next tickets' messages), but what was read and not stored
+is simply read again. Messages are unique on (ticket, external id) in the database, so even a ticket stored
+twice (by the import and a webhook, or by an incremental export that lists an updated ticket again) keeps each
+message once.
 
-The tickets layer knows nothing of embeddings or the agent: after each page it announces the stored messages
-(``messages_imported``; memory embeds them in bulk), and once everything is in it asks for the consolidation of
-the solved tickets per customer, oldest first (``imported_tickets_consolidate``; the agent layer runs them).
+The tickets layer knows nothing of embeddings or the agent: it announces the stored messages in batches
+(``messages_imported``; memory embeds them in bulk) from a thread of its own, so embedding overlaps reading and
+storing; once everything is in, it asks for the consolidation of the solved tickets per customer, oldest first
+(``imported_tickets_consolidate``; the agent layer runs them).
 Imported messages are never announced as new messages, so the agent never answers them.
 """
 
@@ -18,17 +21,20 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from itertools import groupby
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from tickets.helpdesks.base import CustomerRef, MessageData, NormalisedEvent, PayloadError, when
@@ -42,7 +48,11 @@ logger = logging.getLogger(__name__)
 SCHEMA_PATH = Path(__file__).resolve().parent / "import_schema.json"
 FILE_SOURCE = "api"  # a file's customer ids share the namespace of the REST API's external ids
 ERROR_LOG_MAX = 200
-EMBED_EVERY = 256  # messages stored between two bulk embeddings
+FETCH_WORKERS = 8  # tickets whose messages are read at once (a reader may say fewer: ``fetch_workers``)
+FETCH_RAMP = 16  # the read-ahead widens by one ticket every this many tickets stored
+STORE_BATCH = 50  # tickets stored per transaction at most (only those already read: no transaction waits)
+EMBED_EVERY = 512  # messages stored between two bulk embeddings
+EMBED_QUEUE = 2  # batches waiting for the embedder before the store loop waits for it
 _UNFINISHED = (
     ImportJob.Status.QUEUED,
     ImportJob.Status.RUNNING,
@@ -222,9 +232,16 @@ class ImportBusy(RuntimeError):
     """Another process is running this import right now."""
 
 
-def import_job_run(*, job_id: int, progress: Progress | None = None, reader: HistoryReader | None = None) -> ImportJob:
+def import_job_run(
+    *,
+    job_id: int,
+    progress: Progress | None = None,
+    reader: HistoryReader | None = None,
+    timings: ImportTimings | None = None,
+) -> ImportJob:
     """Run (or resume) an import to its end: read and store, then consolidate. Raises ImportSourceError when the
-    source cannot be read (the job is marked failed with the reason; starting it again resumes it)."""
+    source cannot be read (the job is marked failed with the reason; starting it again resumes it). ``timings``
+    collects where this run's time went (the benchmark prints it)."""
     key = f"supportmem.import:{job_id}"
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key])
@@ -237,7 +254,7 @@ def import_job_run(*, job_id: int, progress: Progress | None = None, reader: His
                 _job_update(job, status=ImportJob.Status.RUNNING, started_at=job.started_at or timezone.now())
                 reader = reader or reader_for_job(job)
                 try:
-                    _import_all(job, reader, progress)
+                    _import_all(job, reader, progress, timings or ImportTimings())
                 finally:
                     reader.close()
                 import_finished.send(sender=ImportJob, organization_id=job.organization_id)
@@ -276,90 +293,306 @@ def _checkpoint(job: ImportJob) -> tuple[str, int]:
 
 
 @dataclass
-class _Pending:
-    """Messages stored since the last embedding pass."""
+class ImportTimings:
+    """Where one run of an import spent its time. Fetching (a pool of threads), storing (the caller's thread) and
+    embedding (a thread of its own) overlap, so each stage's figure is its busy time and ``wall`` is the whole;
+    fetch is summed over the fetching threads. The waits say which stage held the store loop up: a ticket still
+    being read (``waited_fetch``), or an embedder that was behind (``waited_embed``)."""
 
-    ids: list[int] = field(default_factory=list)
+    wall: float = 0.0
+    fetch: float = 0.0
+    store: float = 0.0
+    embed: float = 0.0
+    waited_fetch: float = 0.0
+    waited_embed: float = 0.0
+    fetch_threads: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self.lock:
+            setattr(self, stage, getattr(self, stage) + seconds)
 
 
-def _import_all(job: ImportJob, reader: HistoryReader, progress: Progress | None) -> None:
-    page_cursor, skip = _checkpoint(job)
-    pending = _Pending()
-    pages = reader.pages(cursor=page_cursor, since=job.since)
-    while True:
+@dataclass
+class _Slot:
+    """One position of the source, in its order: a ticket stub (``future`` completes it; None when --until skips
+    it), or the first or last position of a page (``page`` set, ``item`` None)."""
+
+    cursor: str
+    index: int = -1
+    item: Any = None
+    future: Future[NormalisedEvent] | None = None
+    page: HistoryPage | None = None
+    page_end: bool = False
+
+    def ready(self) -> bool:
+        return self.future is None or self.future.done()
+
+
+class _ReadAhead:
+    """Reads the source ahead of the store loop: the next page while this one's tickets are stored, and up to
+    ``workers`` tickets' messages at once (a helpdesk answers each request in tens to hundreds of milliseconds;
+    the loop would otherwise wait for every one in turn). Slots come out in the source's order whatever order
+    the answers arrive in, so checkpoints mean what they meant when reading one ticket at a time.
+
+    The window starts at one ticket and widens by one every ``FETCH_RAMP`` tickets stored, up to ``workers``:
+    a helpdesk's rate limit meets the import's concurrency gradually, and a small import never opens it wide.
+    A reader whose ``ticket`` must not run on several threads at once says ``fetch_workers = 1``."""
+
+    def __init__(self, reader: HistoryReader, job: ImportJob, cursor: str, skip: int, timings: ImportTimings) -> None:
+        self.reader = reader
+        self.job = job
+        self.timings = timings
+        self.workers = max(1, int(getattr(reader, "fetch_workers", FETCH_WORKERS)))
+        timings.fetch_threads = self.workers
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=f"import-{job.pk}-fetch")
+        self.window: deque[_Slot] = deque()
+        self.cursor = cursor
+        self.skip = skip
+        self.page: HistoryPage | None = None
+        self.index = 0
+        self.pages = reader.pages(cursor=cursor, since=job.since)
+        self.upcoming: Future[HistoryPage | None] | None = self.pool.submit(self._timed, next, self.pages, None)
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Tickets read ahead and not stored are dropped: the checkpoint has not passed them.
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _timed(self, call: Callable[..., Any], *args: Any) -> Any:
         began = time.perf_counter()
-        page = next(pages, None)
-        _add_seconds(job, fetch=time.perf_counter() - began)
-        if page is None:
-            break
-        if page.total is not None and job.tickets_total is None:
-            _job_update(job, tickets_total=page.total)
-        for index, item in enumerate(page.items):
-            if index < skip:
-                continue
-            if job.limit is not None and job.tickets_done + job.errors >= job.limit:
-                _embed(job, pending)
-                return
-            checkpoint = json.dumps({"page": page_cursor, "skip": index + 1})
-            _import_one(job, reader, item, checkpoint, pending)
-            if len(pending.ids) >= EMBED_EVERY:
-                _embed(job, pending)
-            if progress:
-                progress(job)
-        _embed(job, pending)
-        page_cursor, skip = page.next_cursor, 0
-        _job_update(job, cursor=json.dumps({"page": page_cursor, "skip": 0}))
-        if page.done:
+        try:
+            return call(*args)
+        finally:
+            self.timings.add("fetch", time.perf_counter() - began)
+
+    def _width(self, stored: int) -> int:
+        return min(self.workers, 1 + stored // FETCH_RAMP)
+
+    def _fill(self, stored: int, *, block: bool) -> None:
+        while len(self.window) < self._width(stored):
+            if self.page is None:
+                upcoming = self.upcoming
+                if upcoming is None:
+                    return
+                # Wait for a page only with nothing else to store; a failed page is raised in its turn.
+                if self.window or (not block and not upcoming.done()):
+                    return
+                page = upcoming.result()
+                self.upcoming = None
+                if page is None:
+                    return
+                if not page.done:
+                    self.upcoming = self.pool.submit(self._timed, next, self.pages, None)
+                self.page, self.index = page, self.skip
+                self.skip = 0
+                self.window.append(_Slot(cursor=self.cursor, page=page))
+            elif self.index < len(self.page.items):
+                item = self.page.items[self.index]
+                slot = _Slot(cursor=self.cursor, index=self.index, item=item)
+                _, updated = self.reader.item_key(item)
+                if self.job.until is None or updated is None or updated <= self.job.until:
+                    slot.future = self.pool.submit(self._timed, self.reader.ticket, item)
+                self.window.append(slot)
+                self.index += 1
+            else:
+                self.window.append(_Slot(cursor=self.cursor, page=self.page, page_end=True))
+                self.cursor = self.page.next_cursor
+                self.page = None
+
+    def ready(self, stored: int) -> bool:
+        """Whether the next slot can be taken without waiting."""
+        self._fill(stored, block=False)
+        return bool(self.window) and self.window[0].ready()
+
+    def next(self, stored: int) -> _Slot | None:
+        """The next slot in the source's order (waiting for it), or None at the end."""
+        self._fill(stored, block=True)
+        if not self.window:
+            return None
+        slot = self.window.popleft()
+        if slot.future is not None and not slot.future.done():
+            began = time.perf_counter()
+            wait([slot.future])
+            self.timings.add("waited_fetch", time.perf_counter() - began)
+        return slot
+
+
+class _Embedding:
+    """Hands stored messages to memory (``messages_imported``: it embeds them) ``EMBED_EVERY`` at a time, on a
+    thread of its own: the model releases the GIL, so it runs while the next tickets are fetched and stored, and
+    a queue of ``EMBED_QUEUE`` batches holds the store loop back when the embedder falls behind. An import run
+    inside a caller's transaction (tests) embeds inline: another connection would not see its rows."""
+
+    def __init__(self, job: ImportJob, timings: ImportTimings) -> None:
+        self.job = job
+        self.timings = timings
+        self.pending: list[int] = []
+        self.error: BaseException | None = None
+        self.queue: Queue[list[int] | None] = Queue(maxsize=EMBED_QUEUE)
+        self.thread: threading.Thread | None = None
+        if not connection.in_atomic_block:
+            self.thread = threading.Thread(target=self._work, name=f"import-{job.pk}-embed", daemon=True)
+            self.thread.start()
+
+    def __enter__(self) -> _Embedding:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.submit()
+        # On failure what is stored and not embedded yet waits for embed_pending (after the import finishes).
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+        if exc_type is None and self.error is not None:
+            raise self.error
+
+    def add(self, message_ids: list[int]) -> None:
+        self.pending.extend(message_ids)
+        if len(self.pending) >= EMBED_EVERY:
+            self.submit()
+
+    def submit(self) -> None:
+        if self.error is not None:
+            raise self.error
+        ids, self.pending = self.pending, []
+        if not ids:
             return
+        if self.thread is None:
+            self._embed(ids)
+            return
+        began = time.perf_counter()
+        self.queue.put(ids)
+        self.timings.add("waited_embed", time.perf_counter() - began)
+
+    def _embed(self, ids: list[int]) -> None:
+        began = time.perf_counter()
+        messages_imported.send(sender=ImportJob, organization_id=self.job.organization_id, message_ids=ids)
+        self.timings.add("embed", time.perf_counter() - began)
+
+    def _work(self) -> None:
+        try:
+            while (ids := self.queue.get()) is not None:
+                if self.error is None:
+                    try:
+                        self._embed(ids)
+                    except BaseException as exc:  # raised in the store loop at its next hand-over
+                        self.error = exc
+        finally:
+            connection.close()  # this thread's own connection
 
 
-def _add_seconds(job: ImportJob, *, fetch: float = 0.0, store: float = 0.0, embed: float = 0.0) -> None:
-    job.fetch_seconds += fetch
-    job.store_seconds += store
-    job.embed_seconds += embed
-    ImportJob.objects.filter(pk=job.pk).update(
-        fetch_seconds=F("fetch_seconds") + fetch,
-        store_seconds=F("store_seconds") + store,
-        embed_seconds=F("embed_seconds") + embed,
-    )
-
-
-def _import_one(job: ImportJob, reader: HistoryReader, item: Any, checkpoint: str, pending: _Pending) -> None:
-    _, updated = reader.item_key(item)
-    if job.until is not None and updated is not None and updated > job.until:
-        _job_update(job, cursor=checkpoint)
-        return
+def _import_all(job: ImportJob, reader: HistoryReader, progress: Progress | None, timings: ImportTimings) -> None:
+    """Read ahead, store in order a batch of ready tickets per transaction (with the checkpoint), embed behind."""
+    page_cursor, skip = _checkpoint(job)
+    base = (job.fetch_seconds, job.store_seconds, job.embed_seconds)
     began = time.perf_counter()
     try:
-        event = reader.ticket(item)
-    except ItemError as exc:
-        _add_seconds(job, fetch=time.perf_counter() - began)
-        _record_error(job, exc, checkpoint)
-        return
-    fetched = time.perf_counter()
-    _add_seconds(job, fetch=fetched - began)
-    if job.until is not None and event.updated_at is not None and event.updated_at > job.until:
-        _job_update(job, cursor=checkpoint)
-        return
-    line = item[0] if job.integration is None else None
-    try:
-        with transaction.atomic():
-            created_ticket, message_ids = _store(job, event, line)
+        with _Embedding(job, timings) as embedding, _ReadAhead(reader, job, page_cursor, skip, timings) as ahead:
+            while True:
+                stored = job.tickets_seen + job.errors
+                first = ahead.next(stored)
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < STORE_BATCH and ahead.ready(stored):
+                    slot = ahead.next(stored)
+                    if slot is None:
+                        break
+                    batch.append(slot)
+                finished = _store_batch(job, batch, embedding, progress, timings, base)
+                if finished:
+                    return
+    finally:
+        timings.wall += time.perf_counter() - began
+        _job_update(job, **_seconds(timings, base))
+
+
+def _seconds(timings: ImportTimings, base: tuple[float, float, float]) -> dict[str, float]:
+    return {
+        "fetch_seconds": base[0] + timings.fetch,
+        "store_seconds": base[1] + timings.store,
+        "embed_seconds": base[2] + timings.embed,
+    }
+
+
+def _store_batch(
+    job: ImportJob,
+    batch: list[_Slot],
+    embedding: _Embedding,
+    progress: Progress | None,
+    timings: ImportTimings,
+    base: tuple[float, float, float],
+) -> bool:
+    """Store a run of slots in one transaction with the checkpoint after the last one taken; returns whether
+    the import is over (the source's end, or --limit). A source error stops the batch at its slot: the tickets
+    before it are committed, then it is raised."""
+    began = time.perf_counter()
+    stored_ids: list[int] = []
+    failure: BaseException | None = None
+    finished = False
+    with transaction.atomic():
+        cursor = job.cursor
+        for slot in batch:
+            if slot.page is not None:
+                if slot.page_end:
+                    cursor = json.dumps({"page": slot.page.next_cursor, "skip": 0})
+                    if slot.page.done:
+                        finished = True
+                        break
+                elif slot.page.total is not None and job.tickets_total is None:
+                    job.tickets_total = slot.page.total
+                continue
+            if job.limit is not None and job.tickets_done + job.errors >= job.limit:
+                finished = True
+                break
+            checkpoint = json.dumps({"page": slot.cursor, "skip": slot.index + 1})
+            if slot.future is None:
+                cursor = checkpoint
+                continue
+            try:
+                event = slot.future.result()
+            except ItemError as exc:
+                _record_error(job, exc, checkpoint)
+                cursor = checkpoint
+                continue
+            except BaseException as exc:
+                failure = exc
+                break
+            cursor = checkpoint
+            if job.until is not None and event.updated_at is not None and event.updated_at > job.until:
+                continue
+            line = slot.item[0] if job.integration is None else None
+            try:
+                created_ticket, message_ids = _store(job, event, line)  # an ItemError comes before any write
+            except ItemError as exc:
+                _record_error(job, exc, checkpoint)
+                continue
             job.tickets_done += int(created_ticket)
             job.messages_done += len(message_ids)
             job.tickets_seen += 1
-            _job_update(
-                job,
-                tickets_done=job.tickets_done,
-                messages_done=job.messages_done,
-                tickets_seen=job.tickets_seen,
-                cursor=checkpoint,
-            )
-    except ItemError as exc:
-        _record_error(job, exc, checkpoint)
-        return
-    pending.ids.extend(message_ids)
-    _add_seconds(job, store=time.perf_counter() - fetched)
+            stored_ids.extend(message_ids)
+            if progress:
+                progress(job)
+        timings.add("store", time.perf_counter() - began)
+        began = time.perf_counter()
+        _job_update(
+            job,
+            tickets_done=job.tickets_done,
+            messages_done=job.messages_done,
+            tickets_seen=job.tickets_seen,
+            tickets_total=job.tickets_total,
+            cursor=cursor,
+            **_seconds(timings, base),
+        )
+    timings.add("store", time.perf_counter() - began)  # the commit
+    if failure is not None:
+        raise failure
+    embedding.add(stored_ids)
+    return finished
 
 
 def _store(job: ImportJob, event: NormalisedEvent, line: int | None) -> tuple[bool, list[int]]:
@@ -422,7 +655,10 @@ def _store(job: ImportJob, event: NormalisedEvent, line: int | None) -> tuple[bo
             if message.body
         ],
     )
-    _, created = ImportedTicket.objects.get_or_create(job=job, ticket=ticket, defaults={"line": line})
+    # One process runs a job at a time (the advisory lock), so no other writer can add this row meanwhile.
+    created = not ImportedTicket.objects.filter(job=job, ticket=ticket).exists()
+    if created:
+        ImportedTicket.objects.create(job=job, ticket=ticket, line=line)
     return created, message_ids
 
 
@@ -440,15 +676,6 @@ def _record_error(job: ImportJob, error: ItemError, checkpoint: str) -> None:
         locked.save(update_fields=["errors", "error_log", "cursor", "heartbeat_at"])
     job.errors, job.error_log, job.cursor = locked.errors, locked.error_log, locked.cursor
     logger.warning("import #%s: %s", job.pk, error)
-
-
-def _embed(job: ImportJob, pending: _Pending) -> None:
-    if not pending.ids:
-        return
-    began = time.perf_counter()
-    messages_imported.send(sender=ImportJob, organization_id=job.organization_id, message_ids=pending.ids)
-    pending.ids = []
-    _add_seconds(job, embed=time.perf_counter() - began)
 
 
 # ---------------------------------------------------------------- memory formation

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from tickets.benchmarking import free_port
 from tickets.helpdesk_fakes import FakeZendesk, serve
-from tickets.imports import import_job_run, import_job_start
+from tickets.imports import ImportTimings, import_job_run, import_job_start
 from tickets.models import ImportJob, Integration, Organization
 
 
@@ -101,29 +101,43 @@ class Command(BaseCommand):
                 rate = current.messages_done / (now - began)
                 self.stderr.write(f"  {current.tickets_done} tickets, {current.messages_done} messages, {rate:.0f}/s")
 
-        job = import_job_run(job_id=job.pk, progress=progress)
+        timings = ImportTimings()
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        job = import_job_run(job_id=job.pk, progress=progress, timings=timings)
         wall = time.perf_counter() - began
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+        peak = cpu_after.ru_maxrss / 1024
         expected = fake.expected_messages(tickets) if comments == fake.comments else tickets * comments
+        messages = job.messages_done
         self.stdout.write(
-            f"Import: {job.tickets_done} tickets, {job.messages_done} messages (expected {expected}), "
+            f"Import: {job.tickets_done} tickets, {messages} messages (expected {expected}), "
             f"{job.errors} errors in {wall:.1f} s"
         )
+        self.stdout.write(f"  end to end: {messages / wall:.0f} messages/s ({job.tickets_done / wall:.1f} tickets/s)")
         self.stdout.write(
-            f"  end to end: {job.messages_done / wall:.0f} messages/s ({job.tickets_done / wall:.1f} tickets/s)"
+            "  stages overlap (fetch on a pool of threads, store on this one, embed on its own thread); "
+            "busy time of each:"
         )
-        accounted = job.fetch_seconds + job.store_seconds + job.embed_seconds
-        for name, seconds in (("fetch", job.fetch_seconds), ("store", job.store_seconds), ("embed", job.embed_seconds)):
+        for name, seconds, note in (
+            ("fetch", timings.fetch, f"summed over {timings.fetch_threads} threads"),
+            ("store", timings.store, "one thread"),
+            ("embed", timings.embed, "one thread, the model on every core"),
+        ):
             self.stdout.write(
-                f"  {name}: {seconds:.1f} s ({100 * seconds / wall:.0f}% of wall; "
-                f"{job.messages_done / seconds if seconds else 0:.0f} messages/s on its own)"
+                f"    {name}: {seconds:.1f} s ({100 * seconds / wall:.0f}% of wall, {note}; "
+                f"{messages / seconds if seconds else 0:.0f} messages/s on its own)"
             )
-        self.stdout.write(f"  other (checkpoints, progress): {wall - accounted:.1f} s")
-        embed_rate = job.messages_done / job.embed_seconds if job.embed_seconds else 0.0
+        self.stdout.write(
+            f"  the store loop waited {timings.waited_fetch:.1f} s for tickets being fetched and "
+            f"{timings.waited_embed:.1f} s for the embedder; this process used {cpu:.0f} CPU-seconds "
+            f"({100 * cpu / wall:.0f}% of one core)"
+        )
+        embed_rate = messages / timings.embed if timings.embed else 0.0
         self.stdout.write(
             f"  the embedder alone, same texts, same process: {raw_rate:.0f} sentences/s; the import's embed stage "
             f"ran at {100 * embed_rate / raw_rate:.0f}% of it, the whole import at "
-            f"{100 * job.messages_done / wall / raw_rate:.0f}%"
+            f"{100 * messages / wall / raw_rate:.0f}%"
         )
         self.stdout.write(f"  peak RSS {peak:.0f} MB (before the import {rss_before:.0f} MB, with the model loaded)")
         if options["no_consolidation"]:
