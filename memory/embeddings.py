@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
+from pgvector import Vector
 
 from memory.models import EMBEDDING_DIMENSIONS, ArchivalPassage, MessageEmbedding
 from tickets.models import TicketMessage
@@ -252,7 +253,7 @@ def message_embeddings_compute(*, message_ids: Sequence[int], embedder: Embedder
             model=embedder.name,
             text=text,
         )
-        for message, text, vector in zip(messages, texts, vectors, strict=True)
+        for message, text, vector in zip(messages, texts, vector_literals(vectors), strict=True)
     ]
     # Upsert: a concurrent task or a re-embed may have written the row first; the latest model wins.
     MessageEmbedding.objects.bulk_create(
@@ -278,6 +279,32 @@ def passage_embeddings_compute(*, passage_ids: Sequence[int], embedder: Embedder
                 embedding=vector, embedding_model=embedder.name
             )
     return len(passages)
+
+
+class _VectorLiteral(Vector):
+    """A vector already written in pgvector's text form (``VectorField`` sends a ``Vector``'s ``to_text()``)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def to_text(self) -> str:
+        return self._text
+
+
+def vector_literals(vectors: list[list[float]]) -> list[Vector]:
+    """The vectors as pgvector text literals, written fast for bulk inserts.
+
+    pgvector writes each of the 384 coordinates with ``str(float)``: about 0.2 ms a vector on a quiet core and
+    over 1 ms on a busy one, holding the GIL, which in a bulk import costs more than the database insert. Written
+    instead as fixed-point integers (``-49293588e-9``), which Python formats several times faster, a coordinate
+    moves by at most 5e-10: below float32's own resolution for every coordinate over 0.01, and a unit vector's
+    cosine to any other moves by less than 1e-7."""
+    if not vectors:
+        return []
+    import numpy as np
+
+    scaled = np.rint(np.asarray(vectors, dtype=np.float64) * 1e9).astype(np.int64).tolist()
+    return [_VectorLiteral("[" + "e-9,".join(map(str, row)) + "e-9]") for row in scaled]
 
 
 def _checked(vectors: list[list[float]], expected: int) -> list[list[float]]:

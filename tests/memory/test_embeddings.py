@@ -18,7 +18,9 @@ from memory.embeddings import (
     OpenAIEmbedder,
     embedder_get,
     message_embedding_text,
+    message_embeddings_compute,
     query_embed,
+    vector_literals,
 )
 from memory.models import EMBEDDING_DIMENSIONS, MessageEmbedding
 from tests.memory.fake_embedder import use_fake
@@ -136,6 +138,18 @@ def test_message_embedding_text_names_the_author(actors):
     message = TicketMessage.objects.filter(customer=actors.customer).first()
     message.author_name = "Dana"
     assert message_embedding_text(message) == f"Dana: {message.body}"
+
+
+def test_bulk_embeddings_are_stored_within_float32_resolution_of_the_model_output(actors, settings):
+    fake = use_fake(settings)
+    messages = list(TicketMessage.objects.filter(customer=actors.customer).order_by("created_at", "id"))
+    assert message_embeddings_compute(message_ids=[m.pk for m in messages]) == len(messages)
+    for message in messages:
+        stored = list(MessageEmbedding.objects.get(message=message).embedding)
+        wanted = fake.embed([message_embedding_text(message)])[0]
+        assert max(abs(a - b) for a, b in zip(stored, wanted, strict=True)) < 1e-7
+    literal = vector_literals([[0.5, -0.0123456789, 1e-12, -1.0]])[0].to_text()
+    assert literal == "[500000000e-9,-12345679e-9,0e-9,-1000000000e-9]"
 
 
 def test_demo_seed_embeds_the_demo_history(db, settings, django_capture_on_commit_callbacks):
