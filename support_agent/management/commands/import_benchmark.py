@@ -11,12 +11,15 @@ reports runs/s. The throwaway organisation is deleted at the end (``--keep`` kee
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, connection
 
 from tickets.benchmarking import free_port
 from tickets.helpdesk_fakes import FakeZendesk, serve
@@ -29,6 +32,36 @@ def _serve_forever(tickets: int, comments: int, customers: int, port: int) -> No
     server = serve(fake, port=port)
     fake.server = server
     server.serve_forever()
+
+
+def _cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User and system CPU of a process from /proc (with ``reaped``, that of its children it has waited for)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float | None:
+    """CPU used so far by the local PostgreSQL server: its postmaster, its live processes and those that exited
+    (their time is the postmaster's once it has reaped them). None for a server this machine cannot see."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
+            row = cursor.fetchone()
+        postmaster = int((Path(row[0]) / "postmaster.pid").read_text().split()[0])
+        total = _cpu_seconds(postmaster, reaped=True)
+    except (OSError, ValueError, TypeError, IndexError, DatabaseError):
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == postmaster:
+                total += _cpu_seconds(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def _rss_mb() -> float:
@@ -59,14 +92,16 @@ class Command(BaseCommand):
         slug = f"bench-import-{secrets.token_hex(4)}"
         organization = Organization.objects.create(name="Import benchmark", slug=slug)
         try:
-            self._run(organization, port, tickets, comments, options)
+            self._run(organization, port, tickets, comments, options, server.pid or 0)
         finally:
             server.terminate()
             server.join(timeout=10)
             if not options["keep"]:
                 organization.delete()
 
-    def _run(self, organization: Organization, port: int, tickets: int, comments: int, options: Any) -> None:
+    def _run(
+        self, organization: Organization, port: int, tickets: int, comments: int, options: Any, server_pid: int
+    ) -> None:
         from memory.embeddings import embedder_get
 
         fake = FakeZendesk()
@@ -98,14 +133,20 @@ class Command(BaseCommand):
             now = time.perf_counter()
             if now - last[0] >= 10:
                 last[0] = now
+                if current.status == ImportJob.Status.CONSOLIDATING:
+                    done, total = current.consolidations_done, current.consolidations_total
+                    self.stderr.write(f"  {done} of {total} consolidations, {done / (now - began):.1f} runs/s")
+                    return
                 rate = current.messages_done / (now - began)
                 self.stderr.write(f"  {current.tickets_done} tickets, {current.messages_done} messages, {rate:.0f}/s")
 
         timings = ImportTimings()
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        postgres_before, server_before = _postgres_cpu(), _cpu_seconds(server_pid)
         job = import_job_run(job_id=job.pk, progress=progress, timings=timings)
         wall = time.perf_counter() - began
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        postgres_after, server_cpu = _postgres_cpu(), _cpu_seconds(server_pid) - server_before
         cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
         peak = cpu_after.ru_maxrss / 1024
         expected = fake.expected_messages(tickets) if comments == fake.comments else tickets * comments
@@ -130,8 +171,18 @@ class Command(BaseCommand):
             )
         self.stdout.write(
             f"  the store loop waited {timings.waited_fetch:.1f} s for tickets being fetched and "
-            f"{timings.waited_embed:.1f} s for the embedder; this process used {cpu:.0f} CPU-seconds "
-            f"({100 * cpu / wall:.0f}% of one core)"
+            f"{timings.waited_embed:.1f} s for the embedder"
+        )
+        postgres = (
+            f"PostgreSQL {postgres_after - postgres_before:.0f}, "
+            if postgres_before is not None and postgres_after is not None
+            else ""
+        )
+        used = cpu + server_cpu + (postgres_after or 0) - (postgres_before or 0)
+        self.stdout.write(
+            f"  CPU-seconds: this process {cpu:.0f} (every thread, the model's too), {postgres}"
+            f"the fake Zendesk {server_cpu:.0f}: {100 * used / wall / (os.cpu_count() or 1):.0f}% of the "
+            f"machine's {os.cpu_count()} cores over the wall time"
         )
         embed_rate = messages / timings.embed if timings.embed else 0.0
         self.stdout.write(
