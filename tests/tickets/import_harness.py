@@ -97,7 +97,8 @@ def check_paginated_import(case: ImportCase, org: Organization) -> Any:
     assert len([r for r in fake.requests if case.list_path in r]) >= 3  # several pages of tickets
     tickets = Ticket.objects.filter(integration__kind=case.kind, organization=org)
     assert tickets.count() == 25
-    assert set(tickets.values_list("status", flat=True)) == {"open", "solved"}
+    # Solved tickets: "solved" where the helpdesk has that state, "closed" where closing is how it solves (Intercom).
+    assert set(tickets.values_list("status", flat=True)) in ({"open", "solved"}, {"open", "closed"})
     ticket = tickets.get(external_id=case.ticket_id(4))
     assert ticket.subject == fake.subject(4)
     messages = list(ticket.messages.order_by("created_at", "id"))
@@ -166,6 +167,7 @@ def check_webhooks_during_import(case: ImportCase, org: Organization) -> None:
     with case.fake(tickets=15, comments=4) as fake:
         integration = connect(case, org, fake)
         delivered: list[str] = []
+        stored_first: list[int] = []
 
         def deliver(n: int, j: int) -> None:
             webhook = case.webhook(fake, n, j)
@@ -179,11 +181,15 @@ def check_webhooks_during_import(case: ImportCase, org: Organization) -> None:
             if job.tickets_done == 4 and not delivered:
                 deliver(2, 1)  # already imported: the same message again
                 deliver(11, 2)  # not imported yet: arrives first, the import must not add it again
+                # Some vendors' webhooks carry the conversation's opening message along with the new one.
+                ticket_11 = TicketMessage.objects.filter(ticket__integration=integration)
+                stored_first.append(ticket_11.filter(ticket__external_id=case.ticket_id(11)).count())
 
         job = run(case, org, page_size=5, progress=progress)
     assert delivered == ["processed", "processed"]
     assert (job.tickets_done, job.errors) == (15, 0)
-    assert job.messages_done == 15 * 4 - 1  # the webhook stored one of them first
+    assert stored_first and 1 <= stored_first[0] <= 2
+    assert job.messages_done == 15 * 4 - stored_first[0]  # the webhook stored those first
     assert TicketMessage.objects.filter(ticket__integration=integration).count() == 15 * 4
     only = TicketMessage.objects.filter(ticket__external_id=case.ticket_id(11), external_id=case.message_id(11, 2))
     assert only.count() == 1

@@ -87,9 +87,9 @@ class HttpStats:
 
 @dataclass
 class HistoryClient:
-    """A JSON GET client with the retry policy above. ``auth`` returns the headers of each request, so a
-    reader whose token expires mid-import (OAuth) can refresh it: on a 401 ``on_unauthorized`` is asked once
-    whether it got a new token, and the request is retried with it."""
+    """A JSON client for reads (GETs, and the POSTs some vendors search with) with the retry policy above.
+    ``auth`` returns the headers of each request, so a reader whose token expires mid-import (OAuth) can refresh
+    it: on a 401 ``on_unauthorized`` is asked once whether it got a new token, and the request is retried with it."""
 
     vendor: str
     auth: Callable[[], Mapping[str, str]]
@@ -109,13 +109,20 @@ class HistoryClient:
 
     def get(self, url: str, params: Mapping[str, Any] | None = None) -> Any:
         """The decoded JSON body of a successful GET; raises ImportAuthError or ImportSourceError."""
+        return self._send("GET", url, params, None)
+
+    def post(self, url: str, payload: Mapping[str, Any]) -> Any:
+        """A read that the vendor serves as a POST with a JSON body (a search endpoint): same policy as GET."""
+        return self._send("POST", url, None, payload)
+
+    def _send(self, method: str, url: str, params: Mapping[str, Any] | None, payload: Mapping[str, Any] | None) -> Any:
         refreshed = False
         attempt = 0
         while True:
             attempt += 1
             self.stats.requests += 1
             try:
-                response = self._http.get(url, params=params, headers=dict(self.auth()))
+                response = self._http.request(method, url, params=params, json=payload, headers=dict(self.auth()))
             except httpx.TransportError as exc:  # refused, reset, dropped mid-body, timed out
                 self._retry_or_raise(attempt, f"{type(exc).__name__}: {exc}", None)
                 continue

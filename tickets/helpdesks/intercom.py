@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tickets.helpdesks.base import (
@@ -14,6 +15,7 @@ from tickets.helpdesks.base import (
     NormalisedEvent,
     OutboundRequest,
     Payload,
+    PayloadError,
     api_base,
     as_dict,
     as_list,
@@ -35,11 +37,12 @@ from tickets.helpdesks.base import (
     ticket_external_id,
     when,
 )
+from tickets.helpdesks.history import HistoryClient, HistoryPage, ImportAuthError, ImportSourceError, ItemError
 
 if TYPE_CHECKING:
     import httpx
 
-    from tickets.models import OutboundDelivery
+    from tickets.models import Integration, OutboundDelivery
 
 
 # ---------------------------------------------------------------- signature
@@ -116,7 +119,11 @@ def _customer(item: dict[str, Any], opening: dict[str, Any]) -> CustomerRef:
 
 
 def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -> NormalisedEvent:
-    item = as_dict(as_dict(payload.get("data")).get("item"))
+    return _conversation(event_type, as_dict(as_dict(payload.get("data")).get("item")))
+
+
+def _conversation(event_type: str, item: dict[str, Any]) -> NormalisedEvent:
+    """A conversation model (a webhook's ``data.item``, or ``GET /conversations/{id}``) as a ticket."""
     opening = as_dict(item.get("source")) or as_dict(item.get("conversation_message"))
     customer = _customer(item, opening)
     # A 1.x opening message names its author by id only: the customer, when the ids match.
@@ -150,6 +157,7 @@ def event_parse(event_type: str, headers: Mapping[str, str], payload: Payload) -
 # ---------------------------------------------------------------- replies
 
 API_BASE = "https://api.intercom.io"
+API_VERSION = "2.11"
 
 
 def reply_request(delivery: OutboundDelivery) -> OutboundRequest:
@@ -163,7 +171,7 @@ def reply_request(delivery: OutboundDelivery) -> OutboundRequest:
             "body": delivery.message.body,
         }
     )
-    headers = {**bearer(integration, "access_token"), "Intercom-Version": "2.11"}
+    headers = {**bearer(integration, "access_token"), "Intercom-Version": API_VERSION}
     url = f"{api_base(integration, API_BASE)}/conversations/{ticket_external_id(delivery)}/reply"
     return OutboundRequest("POST", url, body, headers)
 
@@ -173,6 +181,88 @@ def reply_remote_id(response: httpx.Response) -> str:
     return clean(parts[-1].get("id")) if parts and isinstance(parts[-1], dict) else ""
 
 
+# ---------------------------------------------------------------- history (tickets.imports)
+#
+# Conversations through the REST API (developers.intercom.com, "Search conversations", "Retrieve a conversation",
+# "Pagination", "Rate limiting"), with the same Intercom-Version header as replies:
+# - POST /conversations/search {"query": {"field": "updated_at", "operator": ">", "value": EPOCH},
+#   "pagination": {"per_page": N, "starting_after": C}}: {"type": "conversation.list", "conversations": [...],
+#   "total_count": N, "pages": {"type": "pages", "page": P, "per_page": N, "total_pages": T,
+#   "next": {"per_page": N, "starting_after": "WzE..."}}}; no "next" on the last page. ">" means "at or after"
+#   for dates; per_page is at most 150. The search is the API's own updated-since filter (the plain
+#   GET /conversations list has none), and with value 0 it lists every conversation.
+# - GET /conversations/{id}: the conversation model a webhook's data.item carries: "source" (the opening message,
+#   author type user/lead/contact for a customer, admin for a teammate), "contacts": {"contacts": [{"id": ...}]},
+#   "conversation_parts": {"conversation_parts": [{"id", "part_type", "body" (HTML), "author": {"type", "id",
+#   "name"}, "created_at", "redacted"}]}, "state" open/closed/snoozed. At most the 500 latest parts are returned.
+# - Rate limits: X-RateLimit-Limit / X-RateLimit-Remaining / X-RateLimit-Reset (epoch seconds); 429 when spent.
+# Ids match what the webhooks store, because both go through ``_conversation``: the customer is the first
+# contact's id, the ticket the conversation id, the opening message the source id, every part its part id;
+# notes (part_type note) are internal, parts without words (assignments, closes without a body) and redacted
+# parts are skipped. Credentials: outbound_credentials access_token (Bearer); base https://api.intercom.io
+# (outbound_base_url for the EU/AU hosts).
+
+SEARCH_PATH = "/conversations/search"
+PER_PAGE_MAX = 150
+
+
+class IntercomReader:
+    def __init__(self, integration: Integration, *, per_page: int = PER_PAGE_MAX) -> None:
+        self.base = (integration.outbound_base_url or API_BASE).rstrip("/")
+        token = clean((integration.outbound_credentials or {}).get("access_token"))
+        if not token:
+            raise ImportAuthError("the Intercom integration needs credentials: access_token")
+        self.headers = {
+            "Authorization": f"Bearer {token}",
+            "Intercom-Version": API_VERSION,
+            "Accept": "application/json",
+        }
+        self.per_page = max(1, min(per_page, PER_PAGE_MAX))
+        self.client = HistoryClient(vendor="Intercom", auth=lambda: self.headers)
+
+    def pages(self, *, cursor: str, since: datetime | None) -> Iterator[HistoryPage]:
+        start = int(since.timestamp()) if since is not None else 0
+        query = {"field": "updated_at", "operator": ">", "value": start}
+        while True:
+            pagination: dict[str, Any] = {"per_page": self.per_page}
+            if cursor:
+                pagination["starting_after"] = cursor
+            body = self.client.post(self.base + SEARCH_PATH, {"query": query, "pagination": pagination})
+            if not isinstance(body, dict) or not isinstance(body.get("conversations"), list):
+                raise ImportSourceError("Intercom's conversation search answered without a conversations list")
+            conversations = [c for c in body["conversations"] if isinstance(c, dict)]
+            total = body.get("total_count")
+            after = clean(as_dict(as_dict(body.get("pages")).get("next")).get("starting_after"))
+            yield HistoryPage(
+                items=conversations,
+                next_cursor=after or cursor,
+                done=not after,
+                total=total if isinstance(total, int) and total >= 0 else None,  # of the search, so of --since too
+            )
+            if not after:
+                return
+            cursor = after
+
+    def item_key(self, item: Any) -> tuple[str, datetime | None]:
+        updated = item.get("updated_at")
+        stamp = datetime.fromtimestamp(updated, tz=UTC) if isinstance(updated, int | float) else None
+        return f"conversation {item.get('id')}", stamp
+
+    def ticket(self, item: Any) -> NormalisedEvent:
+        where = f"conversation {item.get('id')}"
+        try:
+            conversation_id = need(item.get("id"), "conversation id")
+            body = self.client.get(f"{self.base}/conversations/{conversation_id}")
+            if not isinstance(body, dict) or clean(body.get("id")) != conversation_id:
+                raise PayloadError("the conversation answer is not that conversation")
+            return _conversation("import.intercom", body)
+        except PayloadError as exc:
+            raise ItemError(where, str(exc)) from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
 HELPDESK = Helpdesk(
     kind="intercom",
     verify=verify,
@@ -180,4 +270,5 @@ HELPDESK = Helpdesk(
     event_parse=event_parse,
     reply_request=reply_request,
     reply_remote_id=reply_remote_id,
+    history_reader=IntercomReader,
 )
