@@ -47,6 +47,10 @@ app.autodiscover_tasks()
 def _prepare_service(**kwargs: Any) -> None:
     """A worker or beat is an entry point: it needs the data folder and, without DATABASE_URL, the embedded
     database (this module is imported with the settings, so it cannot do that at import)."""
+    from django.conf import settings
+
     from support_agent.bootstrap import service_prepare
 
     service_prepare()
+    # Absolute, not an increment: worker_init and beat_init both fire in `worker --beat`. Forked children inherit.
+    os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), settings.SUPPORTMEM_WORKER_NICE))

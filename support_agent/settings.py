@@ -133,6 +133,13 @@ CELERY_TIMEZONE = "UTC"
 SUPPORTMEM_WEBHOOK_SWEEP_SECONDS = env_int("SUPPORTMEM_WEBHOOK_SWEEP_SECONDS", 30)
 SUPPORTMEM_WEBHOOK_STUCK_SECONDS = env_int("SUPPORTMEM_WEBHOOK_STUCK_SECONDS", 60)
 SUPPORTMEM_WEBHOOK_MAX_ATTEMPTS = env_int("SUPPORTMEM_WEBHOOK_MAX_ATTEMPTS", 5)
+# Without a broker, `serve` starts `process_webhooks` beside gunicorn and sets this for gunicorn: intake then
+# only stores the event and answers, and that process (not the request) processes it. Unset (tests, a bare
+# runserver), tasks run in-process in the request as before.
+SUPPORTMEM_LOCAL_WORKER = env_bool("SUPPORTMEM_LOCAL_WORKER", False)
+# Background processing (Celery workers, process_webhooks) runs at this nice value, so on a shared machine
+# the web server's intake (the SLO is time to 2xx) gets the CPU first and processing catches up after.
+SUPPORTMEM_WORKER_NICE = env_int("SUPPORTMEM_WORKER_NICE", 10)
 SUPPORTMEM_OUTBOUND_MAX_ATTEMPTS = env_int("SUPPORTMEM_OUTBOUND_MAX_ATTEMPTS", 6)
 SUPPORTMEM_OUTBOUND_RETRY_BASE_SECONDS = env_int("SUPPORTMEM_OUTBOUND_RETRY_BASE_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {

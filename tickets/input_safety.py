@@ -39,25 +39,24 @@ def has_unstorable(text: str) -> bool:
     return _UNSTORABLE.search(text) is not None
 
 
+# A JSON string (escapes included), and the brackets left once strings are gone: both scanned in C, not per char.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+# An escape that decodes to unstorable text (\u0000, \ud800-\udfff). Without one, no parsed string can hold any.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
 def _depth_exceeds(text: str, limit: int) -> bool:
-    """Whether brackets outside strings nest deeper than ``limit``: one linear pass, before parsing."""
+    """Whether brackets outside strings nest deeper than ``limit``, before parsing."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # too few brackets to nest that deep: the usual webhook body stops here
     depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for char in _BRACKETS.findall(_JSON_STRING.sub("", text)):
+        if char in "[{":
             depth += 1
             if depth > limit:
                 return True
-        elif char in "]}":
+        else:
             depth -= 1
     return False
 
@@ -89,7 +88,7 @@ def json_loads_safe(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if _depth_exceeds(text, max_depth):
         raise UnsafeJSON(f"The JSON nests deeper than {max_depth} levels.")
     value = json.loads(text)
-    where = _unstorable_path(value)
+    where = _unstorable_path(value) if _UNSTORABLE_ESCAPE.search(text) else None
     if where:
         raise UnsafeJSON(f"{where} contains a NUL character or an unpaired surrogate (\\u0000, \\ud800-\\udfff).")
     return value

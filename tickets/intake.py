@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from telemetry.logs import log_bind, log_scope
 from telemetry.metrics import WEBHOOK_EVENTS, WEBHOOK_LAG
 from tickets.helpdesks import MessageData, NormalisedEvent, PayloadError, body_hash, envelope_read, event_parse
-from tickets.models import Customer, Integration, Ticket, TicketMessage, WebhookEvent
+from tickets.models import Customer, Integration, Organization, Ticket, TicketMessage, WebhookEvent
 from tickets.services import TicketChanges, customer_resolve, message_ingest, ticket_upsert
-from tickets.tasks import dispatch, webhook_event_process_task
+from tickets.tasks import webhook_event_queue
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,9 @@ def _storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _dispatch_after_commit(event_id: int) -> None:
-    transaction.on_commit(lambda: dispatch(webhook_event_process_task, event_id))
+    if settings.SUPPORTMEM_LOCAL_WORKER:
+        return  # `serve`'s local worker (no broker) finds new events itself: the request does no processing
+    transaction.on_commit(lambda: webhook_event_queue(event_id))
 
 
 def webhook_intake(
@@ -63,31 +68,25 @@ def webhook_intake(
     """Store one verified delivery. A repeat (same delivery key) changes nothing and says so."""
     envelope = envelope_read(kind=integration.kind, headers=headers, payload=payload, raw_body=raw_body)
     key = envelope.delivery_key if len(envelope.delivery_key) <= 255 else body_hash(envelope.delivery_key.encode())
-    existing = WebhookEvent.objects.filter(integration=integration, delivery_key=key).first()
-    if existing is not None:
-        return IntakeResult(existing, False)
     now = timezone.now()
     status = WebhookEvent.Status.RECEIVED if envelope.handled else WebhookEvent.Status.IGNORED
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                integration=integration,
-                organization_id=integration.organization_id,
-                delivery_key=key,
-                event_type=envelope.event_type[:128],
-                headers=_storable_headers(headers),
-                raw_body=raw_body.decode("utf-8"),
-                status=status,
-                next_attempt_at=now + stuck_after() if envelope.handled else None,
-                processed_at=None if envelope.handled else now,
-            )
-            # Bound before the commit that queues processing, so the queued task (and what it starts) carries it.
-            log_bind(organization=integration.organization_id, event_id=event.pk)
-            if envelope.handled:
-                _dispatch_after_commit(event.pk)
-    except IntegrityError:
-        # A concurrent delivery of the same event committed first.
+    event = WebhookEvent(
+        integration=integration,
+        organization_id=integration.organization_id,
+        delivery_key=key,
+        event_type=envelope.event_type[:128],
+        headers=_storable_headers(headers),
+        raw_body=raw_body.decode("utf-8"),
+        status=status,
+        next_attempt_at=now + stuck_after() if envelope.handled else None,
+        processed_at=None if envelope.handled else now,
+    )
+    if not event.insert_unless_known():  # a repeat, or a concurrent delivery of the same event stored first
         return IntakeResult(WebhookEvent.objects.get(integration=integration, delivery_key=key), False)
+    # Bound before the commit that queues processing, so the queued task (and what it starts) carries it.
+    log_bind(organization=integration.organization_id, event_id=event.pk)
+    if envelope.handled:
+        _dispatch_after_commit(event.pk)
     WEBHOOK_EVENTS.labels(integration.kind, status).inc()
     logger.info("webhook event %s stored (%s, %s)", event.pk, integration.kind, status)
     return IntakeResult(event, True)
@@ -241,6 +240,12 @@ def webhook_events_due(*, limit: int = 500) -> list[int]:
     return WebhookEvent.due(limit=limit, push=stuck_after())
 
 
+def webhook_events_new(*, limit: int = 100) -> list[int]:
+    """Events stored and never attempted (new, or replayed by staff), oldest first: the local worker's queue."""
+    rows = WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED, attempts=0).order_by("pk")
+    return list(rows.values_list("pk", flat=True)[:limit])
+
+
 def webhook_event_replay(*, event: WebhookEvent) -> None:
     """Staff replay (from the admin): process the stored event again from scratch. Idempotent in effect."""
     with transaction.atomic():
@@ -248,10 +253,38 @@ def webhook_event_replay(*, event: WebhookEvent) -> None:
         _dispatch_after_commit(event.pk)
 
 
+# Integrations the webhook path found, per process: (kind, token) -> (expires at, integration). A change saved
+# in this process empties it at once (the receivers below); other processes see it within
+# INTEGRATION_CACHE_SECONDS, so a deactivated or re-keyed integration stops accepting within that time.
+INTEGRATION_CACHE_SECONDS = 5.0
+_INTEGRATIONS: dict[tuple[str, str], tuple[float, Integration]] = {}
+
+
 def integration_for_webhook(*, kind: str, token: str) -> Integration | None:
-    """The active integration a webhook URL belongs to; None for any unknown, inactive or mismatched URL."""
-    return (
+    """The active integration a webhook URL belongs to; None for any unknown, inactive or mismatched URL.
+
+    Found integrations are kept briefly (a delivery then costs no look-up); misses are not, so random
+    tokens cannot fill the memory and a new integration answers at once."""
+    now = time.monotonic()
+    cached = _INTEGRATIONS.get((kind, token))
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    integration = (
         Integration.objects.select_related("organization")
         .filter(webhook_token=token, kind=kind, is_active=True)
         .first()
     )
+    if integration is None:
+        _INTEGRATIONS.pop((kind, token), None)
+        return None
+    if len(_INTEGRATIONS) > 10_000:
+        _INTEGRATIONS.clear()
+    _INTEGRATIONS[(kind, token)] = (now + INTEGRATION_CACHE_SECONDS, integration)
+    return integration
+
+
+@receiver([post_save, post_delete], sender=Integration, dispatch_uid="tickets.integrations_forget")
+@receiver([post_save, post_delete], sender=Organization, dispatch_uid="tickets.integrations_forget_org")
+def integrations_forget(**kwargs: Any) -> None:
+    """A saved or deleted integration (or organisation): this process's next delivery looks it up again."""
+    _INTEGRATIONS.clear()

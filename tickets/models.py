@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -411,6 +411,30 @@ class WebhookEvent(RetriedWork):
 
     def __str__(self) -> str:
         return f"{self.integration.kind} {self.event_type or 'event'} ({self.status})"
+
+    def insert_unless_known(self) -> bool:
+        """Store this new event in one statement (INSERT … ON CONFLICT DO NOTHING on the delivery key): True
+        when stored (its pk is set), False when the integration already has an event with this key.
+
+        The intake hot path: no look-up before it and no transaction around it, so a delivery costs one round
+        trip, and two concurrent deliveries of one event cannot both be stored."""
+        meta = type(self)._meta
+        fields = [field for field in meta.concrete_fields if not field.primary_key]
+        values = [field.get_db_prep_save(field.pre_save(self, True), connection) for field in fields]
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        # Names from this model's own meta; every value is a parameter.
+        table, placeholders = connection.ops.quote_name(meta.db_table), ", ".join(["%s"] * len(fields))
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        sql += "ON CONFLICT (integration_id, delivery_key) DO NOTHING RETURNING id"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        self.pk = row[0]
+        self._state.adding = False
+        self._state.db = connection.alias
+        return True
 
 
 class OutboundDelivery(RetriedWork):

@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError
 from django.test import Client
 from django.utils import timezone
 
@@ -173,7 +174,7 @@ def test_failing_event_backs_off_then_dies_after_n_attempts_and_replays(actors, 
     event = WebhookEvent.objects.get()
 
     def database_hiccup(**kwargs):
-        raise intake.IntegrityError("simulated database failure")
+        raise IntegrityError("simulated database failure")
 
     monkeypatch.setattr(intake, "ticket_upsert", database_hiccup)
     for attempt in (1, 2, 3):

@@ -1,5 +1,5 @@
-"""`make run`'s server: migrate, load the demo, collect static files, then gunicorn (and, with REDIS_URL, a Celery
-worker with beat) as children of this process, which owns the embedded PostgreSQL.
+"""`make run`'s server: migrate, load the demo, collect static files, then gunicorn and, with REDIS_URL, a Celery
+worker with beat (without it, `process_webhooks`) as children of this process, which owns the embedded PostgreSQL.
 
 Owning the database here is what makes Ctrl-C reliable: the first one asks gunicorn and Celery to stop
 gracefully, a second one kills them, and either way this process exits normally, so pgserver's exit hook stops
@@ -44,6 +44,12 @@ class Command(BaseCommand):
             self.stdout.write("REDIS_URL set: starting a Celery worker with beat")
             celery = [sys.executable, "-m", "celery", "-A", "support_agent", "worker", "--beat", "-l", "info"]
             children.append(_spawn([*celery, "--concurrency", "2"], env))
+        else:
+            # No broker: webhook events are processed by a process of their own, not in the request that
+            # stored them (gunicorn is told so), and that process sweeps stuck events as beat would.
+            self.stdout.write("No REDIS_URL: tasks run in-process; webhook events in `process_webhooks`")
+            env["SUPPORTMEM_LOCAL_WORKER"] = "1"
+            children.append(_spawn([sys.executable, str(settings.BASE_DIR / "manage.py"), "process_webhooks"], env))
         gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:support_agent.gunicorn_conf"]
         self.stdout.write(
             f"supportmem on http://{host}:{port}/  (admin /admin/, API docs /api/docs/, widget /widget/demo/); "

@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -66,7 +67,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--requests", type=int, default=2000)
         parser.add_argument("--concurrency", type=int, default=32)
-        parser.add_argument("--worker-concurrency", type=int, default=4, help="Celery worker processes")
+        parser.add_argument(
+            "--worker-concurrency", type=int, default=2, help="Celery worker processes (make run starts 2)"
+        )
         parser.add_argument("--role", choices=["staff", "customer"], default="staff", help="customer: agent runs too")
         parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for processing")
         parser.add_argument("--json", action="store_true")
@@ -89,13 +92,19 @@ class Command(BaseCommand):
         procs: list[subprocess.Popen[bytes]] = []
         try:
             port = free_port()
-            procs.append(self._gunicorn(port))
+            env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
             if settings.REDIS_URL:
-                procs.append(self._worker(options["worker_concurrency"]))
+                procs.append(self._worker(options["worker_concurrency"], env))
+            else:  # as `serve` does without a broker: intake stores and answers, process_webhooks processes
+                env["SUPPORTMEM_LOCAL_WORKER"] = "1"
+                procs.append(
+                    self._spawn([sys.executable, str(settings.BASE_DIR / "manage.py"), "process_webhooks"], env)
+                )
+            procs.append(self._gunicorn(env))
             url = f"http://127.0.0.1:{port}/webhooks/standard/{integration.webhook_token}/"
             self._wait_ready(port)
             if options["rate"]:
-                self._rates(url, secret, run, options)
+                self._rates(url, integration, run, options)
                 return
             result = self._load(url, secret, run, options)
             result.update(self._drain(integration, options, result.pop("_started")))
@@ -107,19 +116,18 @@ class Command(BaseCommand):
                     proc.wait(timeout=30)
             organization.delete()
 
-    def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # noqa: S603  (fixed command lines of our own)
-            args, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
 
-    def _gunicorn(self, port: int) -> subprocess.Popen[bytes]:
-        # make run's own server configuration (gthread, 2 workers x 8 threads, warmed-up workers).
-        os.environ.update(HOST="127.0.0.1", PORT=str(port))
+    def _gunicorn(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        # make run's own server configuration (gunicorn_conf: gthread workers x threads, warmed-up workers).
         return self._spawn(
-            [str(BIN / "gunicorn"), "-c", "python:support_agent.gunicorn_conf", "support_agent.wsgi:application"]
+            [str(BIN / "gunicorn"), "-c", "python:support_agent.gunicorn_conf", "support_agent.wsgi:application"], env
         )
 
-    def _rates(self, url: str, secret: str, run: str, options: dict[str, Any]) -> None:
+    def _rates(self, url: str, integration: Integration, run: str, options: dict[str, Any]) -> None:
         """Open loop: deliveries leave on a fixed schedule whatever the answers do, and each one's latency counts
         from when it was due, so a server that falls behind shows it (no coordinated omission)."""
         try:
@@ -132,14 +140,19 @@ class Command(BaseCommand):
         offset = 0
         for rate in rates:
             count = max(int(rate * options["duration"]), 1)
-            items = [_signed(secret, offset + n, options["role"], run) for n in range(count)]
+            items = [
+                _raw_request(url, *_signed(integration.signing_secret, offset + n, options["role"], run))
+                for n in range(count)
+            ]
             offset += count
-            rows.append({"rate": rate, **asyncio.run(_open_loop(url, items, rate))})
+            row = asyncio.run(_open_loop(url, items, rate))
+            row["drain_s"] = self._backlog_drain(integration, options["timeout"])
+            rows.append({"rate": rate, **row})
             time.sleep(2)  # let the server settle between rates
         held = [row["rate"] for row in rows if row["errors"] == 0 and row["ms_to_2xx"]["p99"] < 100]
         result = {
             "duration_s": options["duration"],
-            "processing": "celery worker" if settings.REDIS_URL else "in-process (no REDIS_URL)",
+            "processing": "celery worker" if settings.REDIS_URL else "process_webhooks (no REDIS_URL)",
             "rates": rows,
             "held_at_p99_under_100ms": max(held) if held else None,
         }
@@ -149,20 +162,31 @@ class Command(BaseCommand):
         self.stdout.write(
             f"webhook_benchmark open loop: {options['duration']:g} s per rate, make run's gunicorn, "
             f"processing: {result['processing']}\n"
-            "  rate/s  sent  achieved/s  p50 ms  p95 ms  p99 ms  errors"
+            "  rate/s  sent  achieved/s  p50 ms  p95 ms  p99 ms  errors  connections  backlog drained s"
         )
         for row in rows:
             ms = row["ms_to_2xx"]
             self.stdout.write(
                 f"  {row['rate']:>6g}  {row['sent']:>4}  {row['achieved_per_s']:>10}  {ms['p50']:>6}  {ms['p95']:>6}  "
-                f"{ms['p99']:>6}  {row['errors']}"
+                f"{ms['p99']:>6}  {row['errors']:>6}  {row['connections']:>11}  {row['drain_s']}"
             )
         self.stdout.write(f"  highest rate held at p99 < 100 ms with no errors: {result['held_at_p99_under_100ms']}")
 
-    def _worker(self, concurrency: int) -> subprocess.Popen[bytes]:
+    def _backlog_drain(self, integration: Integration, timeout: float) -> float | None:
+        """Seconds from the rate's last answer until every stored event is processed (None: not within timeout).
+        The intake SLO is time to 2xx; processing may lag behind a burst, and this says by how much."""
+        started = time.monotonic()
+        open_events = WebhookEvent.objects.filter(integration=integration, status__in=WebhookEvent.OPEN_STATUSES)
+        while open_events.exists():
+            if time.monotonic() - started > timeout:
+                return None
+            time.sleep(0.1)
+        return round(time.monotonic() - started, 1)
+
+    def _worker(self, concurrency: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         return self._spawn(
             [str(BIN / "celery"), "-A", "support_agent", "worker", "-l", "warning",
-             "--concurrency", str(concurrency), "-n", f"bench-{os.getpid()}@%h"]
+             "--concurrency", str(concurrency), "-n", f"bench-{os.getpid()}@%h"], env
         )  # fmt: skip
 
     def _wait_ready(self, port: int) -> None:
@@ -223,7 +247,7 @@ class Command(BaseCommand):
             "events_processed": done,
             "processed_events_per_s": round(done / elapsed, 1),
             "end_to_end_s": round(elapsed, 2),
-            "processing": "celery worker" if settings.REDIS_URL else "in-process (no REDIS_URL)",
+            "processing": "celery worker" if settings.REDIS_URL else "process_webhooks (no REDIS_URL)",
         }
 
     def _report(self, result: dict[str, Any], options: dict[str, Any]) -> None:  # closed loop
@@ -241,40 +265,104 @@ class Command(BaseCommand):
         )
 
 
-async def _open_loop(url: str, items: list[tuple[bytes, dict[str, str]]], rate: float) -> dict[str, Any]:
-    """Send items at `rate` per second on one event loop (a light client); latency counts from each due time."""
+class _Pool:
+    """Raw HTTP/1.1 keep-alive connections to one host: a light client, so its own CPU does not take the server's.
+
+    A request is pre-built bytes; a connection is reused as soon as its answer is read, and a new one is
+    opened only when every open one is busy (an open loop needs as many as there are requests in flight)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.opened.append(writer)
+        return reader, writer
+
+    async def request(self, raw: bytes) -> int:
+        """The answer's status code. A reused connection the server closed meanwhile is replaced once."""
+        fresh = not self.idle
+        reader, writer = await self._connect() if fresh else self.idle.pop()
+        try:
+            status = await _exchange(reader, writer, raw)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            if fresh:
+                raise
+            reader, writer = await self._connect()
+            status = await _exchange(reader, writer, raw)
+        self.idle.append((reader, writer))
+        return status
+
+    async def close(self) -> None:
+        for writer in self.opened:
+            writer.close()
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
+    writer.write(raw)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    elif b"transfer-encoding: chunked" in head.lower():
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            await reader.readexactly(size + 2)
+        await reader.readuntil(b"\r\n")
+    return int(lines[0].split(b" ", 2)[1])
+
+
+def _raw_request(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    parts = urlsplit(url)
+    lines = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _open_loop(url: str, items: list[bytes], rate: float) -> dict[str, Any]:
+    """Send pre-built requests at `rate` per second on one event loop; latency counts from each due time."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+    parts = urlsplit(url)
+    pool = _Pool(parts.hostname or "127.0.0.1", parts.port or 80)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
 
-        async def send(body: bytes, headers: dict[str, str], due: float) -> None:
-            nonlocal errors
-            try:
-                status = (await client.post(url, content=body, headers=headers)).status_code
-            except httpx.HTTPError:
-                errors += 1
-                return
-            if 200 <= status < 300:
-                latencies.append((loop.time() - due) * 1000)
-            else:
-                errors += 1
+    async def send(raw: bytes, due: float) -> None:
+        nonlocal errors
+        try:
+            status = await asyncio.wait_for(pool.request(raw), timeout=30)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            errors += 1
+            return
+        if 200 <= status < 300:
+            latencies.append((loop.time() - due) * 1000)
+        else:
+            errors += 1
 
-        tasks = []
-        for n, (body, headers) in enumerate(items):
-            due = start + n / rate
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(body, headers, due)))
-        sent_for = loop.time() - start
-        await asyncio.gather(*tasks)
+    tasks = []
+    for n, raw in enumerate(items):
+        due = start + n / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(raw, due)))
+    sent_for = loop.time() - start
+    await asyncio.gather(*tasks)
+    await pool.close()
     ordered = latencies or [float("nan")]
     return {
         "sent": len(items),
         "achieved_per_s": round(len(items) / max(sent_for, 1e-9), 1),
+        "connections": len(pool.opened),
         "errors": errors,
         "ms_to_2xx": {
             "p50": round(statistics.median(ordered), 1),
