@@ -163,11 +163,12 @@ def check_expired_token(case: ImportCase, org: Organization, other_org: Organiza
 
 def check_webhooks_during_import(case: ImportCase, org: Organization) -> None:
     """A webhook for a message already imported and one for a ticket not yet imported, delivered mid-import:
-    each message is stored once."""
+    each message is stored once. Which tickets those are depends on the order the helpdesk lists them in (oldest
+    first for Zendesk's export, most recently updated first for Front), so they are picked from what is stored."""
     with case.fake(tickets=15, comments=4) as fake:
         integration = connect(case, org, fake)
         delivered: list[str] = []
-        stored_first: list[int] = []
+        early: list[int] = []  # the ticket the webhook reached first, and how many of its messages it stored
 
         def deliver(n: int, j: int) -> None:
             webhook = case.webhook(fake, n, j)
@@ -179,20 +180,26 @@ def check_webhooks_during_import(case: ImportCase, org: Organization) -> None:
 
         def progress(job: ImportJob) -> None:
             if job.tickets_done == 4 and not delivered:
-                deliver(2, 1)  # already imported: the same message again
-                deliver(11, 2)  # not imported yet: arrives first, the import must not add it again
+                stored = set(Ticket.objects.filter(integration=integration).values_list("external_id", flat=True))
+                imported = [n for n in range(1, 16) if case.ticket_id(n) in stored]
+                pending = [n for n in range(1, 16) if case.ticket_id(n) not in stored]
+                assert len(imported) == 4
+                later = pending[len(pending) // 2]
+                deliver(imported[1], 1)  # already imported: the same message again
+                deliver(later, 2)  # not imported yet: arrives first, the import must not add it again
                 # Some vendors' webhooks carry the conversation's opening message along with the new one.
-                ticket_11 = TicketMessage.objects.filter(ticket__integration=integration)
-                stored_first.append(ticket_11.filter(ticket__external_id=case.ticket_id(11)).count())
+                messages = TicketMessage.objects.filter(ticket__integration=integration)
+                early.extend([later, messages.filter(ticket__external_id=case.ticket_id(later)).count()])
 
         job = run(case, org, page_size=5, progress=progress)
     assert delivered == ["processed", "processed"]
     assert (job.tickets_done, job.errors) == (15, 0)
-    assert stored_first and 1 <= stored_first[0] <= 2
-    assert job.messages_done == 15 * 4 - stored_first[0]  # the webhook stored those first
+    later, stored_first = early
+    assert 1 <= stored_first <= 2
+    assert job.messages_done == 15 * 4 - stored_first  # the webhook stored those first
     assert TicketMessage.objects.filter(ticket__integration=integration).count() == 15 * 4
-    only = TicketMessage.objects.filter(ticket__external_id=case.ticket_id(11), external_id=case.message_id(11, 2))
-    assert only.count() == 1
+    ticket = TicketMessage.objects.filter(ticket__external_id=case.ticket_id(later))
+    assert ticket.filter(external_id=case.message_id(later, 2)).count() == 1
 
 
 def check_sigkill_resume(case: ImportCase, tmp_path: Path) -> None:

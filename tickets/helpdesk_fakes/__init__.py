@@ -2,7 +2,8 @@
 on the shared base in ``common`` (generated history, faults, the HTTP server)."""
 
 from tickets.helpdesk_fakes.common import FakeHelpdesk, Fault, serve
+from tickets.helpdesk_fakes.front import FakeFront
 from tickets.helpdesk_fakes.intercom import FakeIntercom
 from tickets.helpdesk_fakes.zendesk import FakeZendesk
 
-__all__ = ["FakeHelpdesk", "FakeIntercom", "FakeZendesk", "Fault", "serve"]
+__all__ = ["FakeFront", "FakeHelpdesk", "FakeIntercom", "FakeZendesk", "Fault", "serve"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 from tickets.helpdesks.base import (
     CustomerRef,
@@ -13,6 +15,7 @@ from tickets.helpdesks.base import (
     NormalisedEvent,
     OutboundRequest,
     Payload,
+    PayloadError,
     SignatureError,
     api_base,
     as_dict,
@@ -36,11 +39,12 @@ from tickets.helpdesks.base import (
     ticket_external_id,
     when,
 )
+from tickets.helpdesks.history import HistoryClient, HistoryPage, ImportAuthError, ImportSourceError, ItemError
 
 if TYPE_CHECKING:
     import httpx
 
-    from tickets.models import OutboundDelivery
+    from tickets.models import Integration, OutboundDelivery
 
 
 # ---------------------------------------------------------------- signature
@@ -184,6 +188,144 @@ def reply_remote_id(response: httpx.Response) -> str:
     return clean(data.get("id") or data.get("message_uid"))
 
 
+# ---------------------------------------------------------------- history (tickets.imports)
+#
+# The Core API (dev.frontapp.com, "List conversations", "Search conversations", "List conversation messages",
+# "List conversation comments", "Pagination", "Rate limiting"):
+# - GET /conversations?limit=100 (most recently updated first), or with --since
+#   GET /conversations/search/after:EPOCH?limit=100 (the search's date filter; ordered by last activity):
+#   {"_pagination": {"next": URL or null}, "_links": {...}, "_results": [conversation, ...]} (the search adds
+#   "_total"). The next URL carries a page_token, which is our cursor. A conversation: {"id": "cnv_...",
+#   "subject", "status": archived/assigned/unassigned/deleted, "recipient": {"handle", "role",
+#   "_links": {"related": {"contact": ".../contacts/crd_..."}}}, "tags": [{"name"}], "created_at",
+#   "updated_at"} (epoch seconds, fractional). Deleted (trashed) conversations are skipped.
+# - GET /conversations/{id}/messages?limit=100 (newest first) and GET /conversations/{id}/comments?limit=100,
+#   both paged the same way: messages {"id": "msg_...", "type", "is_inbound", "draft_mode", "created_at",
+#   "body" (HTML), "text", "author": teammate or null, "recipients": [...], "attachments": [...]}; comments
+#   {"id": "com_...", "author": teammate, "body", "posted_at"} are internal. Drafts are skipped.
+# - Rate limits: X-RateLimit-Limit / X-RateLimit-Remaining / X-RateLimit-Reset (epoch seconds); 429 with
+#   Retry-After.
+# Ids match what the webhooks store (the same ``_message`` and ``_contact``): the customer is the recipient's
+# contact id (its handle when it has no contact), the ticket the conversation id, each message or comment its id.
+# Credentials: outbound_credentials api_token (Bearer); base https://api2.frontapp.com.
+
+PAGE_LIMIT = 100
+
+
+class FrontReader:
+    def __init__(self, integration: Integration, *, limit: int = PAGE_LIMIT) -> None:
+        self.base = (integration.outbound_base_url or API_BASE).rstrip("/")
+        token = clean((integration.outbound_credentials or {}).get("api_token"))
+        if not token:
+            raise ImportAuthError("the Front integration needs credentials: api_token")
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self.limit = max(1, min(limit, PAGE_LIMIT))
+        self.client = HistoryClient(vendor="Front", auth=lambda: self.headers)
+
+    def pages(self, *, cursor: str, since: datetime | None) -> Iterator[HistoryPage]:
+        if since is None:
+            url = f"{self.base}/conversations"
+        else:
+            # after: is strict; a second earlier keeps a conversation last active exactly at --since.
+            start = int(since.timestamp()) - 1
+            url = f"{self.base}/conversations/search/{quote(f'after:{start}', safe='')}"
+        while True:
+            params: dict[str, Any] = {"limit": self.limit}
+            if cursor:
+                params["page_token"] = cursor
+            body = self.client.get(url, params)
+            results = _results(body)
+            if results is None:
+                raise ImportSourceError("Front answered the conversation list without a _results list")
+            conversations = [c for c in results if clean(c.get("status")) != "deleted"]
+            total = body.get("_total")
+            after = _page_token(body)
+            yield HistoryPage(
+                items=conversations,
+                next_cursor=after or cursor,
+                done=not after,
+                total=total if isinstance(total, int) and total >= 0 else None,
+            )
+            if not after:
+                return
+            cursor = after
+
+    def item_key(self, item: Any) -> tuple[str, datetime | None]:
+        try:
+            updated = when(item.get("updated_at"))
+        except PayloadError:
+            updated = None
+        return f"conversation {item.get('id')}", updated
+
+    def ticket(self, item: Any) -> NormalisedEvent:
+        where = f"conversation {item.get('id')}"
+        try:
+            return self._ticket(item)
+        except PayloadError as exc:
+            raise ItemError(where, str(exc)) from None
+
+    def _ticket(self, conversation: dict[str, Any]) -> NormalisedEvent:
+        conversation_id = need(conversation.get("id"), "conversation id")
+        path = f"{self.base}/conversations/{quote(conversation_id, safe='')}"
+        sent = [m for m in self._all(path + "/messages") if not m.get("draft_mode")]
+        comments = self._all(path + "/comments")
+        sent.sort(key=lambda m: float(m.get("created_at") or 0))
+        messages = [m for m in (_message(target, is_comment=False) for target in sent) if m]
+        messages += [m for m in (_message(target, is_comment=True) for target in comments) if m]
+        messages.sort(key=lambda m: (m.created_at is None, m.created_at))
+        opening = next((m for m in sent if m.get("is_inbound")), sent[0] if sent else {})
+        latest = sent[-1] if sent else {}
+        updated = when(conversation.get("updated_at")) or max(
+            (m.created_at for m in messages if m.created_at), default=None
+        )
+        return NormalisedEvent(
+            event_type="import.front",
+            customer=_contact(conversation, opening),
+            ticket_external_id=conversation_id,
+            subject=clean(conversation.get("subject")) or None,
+            status=status_word(conversation.get("status")),
+            channel=channel_word(latest.get("type")),
+            tags=[clean(as_dict(t).get("name")) for t in as_list(conversation.get("tags")) if as_dict(t).get("name")],
+            created_at=when(conversation.get("created_at")),
+            updated_at=updated,
+            messages=messages,
+        )
+
+    def _all(self, url: str) -> list[dict[str, Any]]:
+        """Every item of a paged list of one conversation (messages or comments)."""
+        items: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_LIMIT}
+            if cursor:
+                params["page_token"] = cursor
+            body = self.client.get(url, params)
+            results = _results(body)
+            if results is None:  # this conversation cannot be read; the others may
+                raise PayloadError(f"{urlsplit(url).path} answered without a _results list")
+            items.extend(results)
+            cursor = _page_token(body)
+            if not cursor:
+                return items
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _results(body: Any) -> list[dict[str, Any]] | None:
+    if not isinstance(body, dict) or not isinstance(body.get("_results"), list):
+        return None
+    return [item for item in body["_results"] if isinstance(item, dict)]
+
+
+def _page_token(body: dict[str, Any]) -> str:
+    """The page_token of ``_pagination.next`` (a whole URL, or null on the last page)."""
+    following = clean(as_dict(body.get("_pagination")).get("next"))
+    if not following:
+        return ""
+    return (parse_qs(urlsplit(following).query).get("page_token") or [""])[-1]
+
+
 HELPDESK = Helpdesk(
     kind="front",
     verify=verify,
@@ -191,4 +333,5 @@ HELPDESK = Helpdesk(
     event_parse=event_parse,
     reply_request=reply_request,
     reply_remote_id=reply_remote_id,
+    history_reader=FrontReader,
 )
