@@ -4,7 +4,9 @@ replies and private notes through the Application API."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tickets.helpdesks.base import (
@@ -16,6 +18,7 @@ from tickets.helpdesks.base import (
     OutboundConfigError,
     OutboundRequest,
     Payload,
+    PayloadError,
     SignatureError,
     api_base,
     as_dict,
@@ -38,11 +41,12 @@ from tickets.helpdesks.base import (
     ticket_external_id,
     when,
 )
+from tickets.helpdesks.history import HistoryClient, HistoryPage, ImportAuthError, ImportSourceError, ItemError
 
 if TYPE_CHECKING:
     import httpx
 
-    from tickets.models import OutboundDelivery
+    from tickets.models import Integration, OutboundDelivery
 
 
 # ---------------------------------------------------------------- signature
@@ -200,6 +204,148 @@ def reply_remote_id(response: httpx.Response) -> str:
     return clean(response_json(response).get("id"))
 
 
+# ---------------------------------------------------------------- history (tickets.imports)
+#
+# The Application API (developers.chatwoot.com, "Conversations List", "Get messages"; chatwoot/chatwoot
+# ConversationFinder, MessageFinder and the conversation and message jbuilder views), with a user's
+# ``api_access_token`` header, under ``/api/v1/accounts/{account_id}``:
+# - GET .../conversations?status=all&sort_by=created_at_asc&page=N: {"data": {"meta": {"all_count": N, ...},
+#   "payload": [conversation, ...]}}, a page of 25 (the install's CONVERSATION_RESULTS_PER_PAGE). Without
+#   status=all only open conversations come back. Oldest first keeps a page's contents fixed while the import
+#   runs (the default, latest activity first, moves a conversation to page 1 when it gets a message), so the
+#   page number is the resume cursor. A conversation: "id" (the display id the webhooks and the UI use),
+#   "meta": {"sender": the contact, "channel": "Channel::Email", ...}, "status", "priority", "labels",
+#   "additional_attributes" ("mail_subject" for email), "created_at"/"last_activity_at"/"timestamp" (epoch
+#   seconds) and "updated_at" in recent versions. There is no "updated since" filter for pages, so --since is
+#   applied to last activity here.
+# - GET .../conversations/{id}/messages: {"meta": {...}, "payload": [message, ...]}, the latest 20 in
+#   ascending order; ?before=<message id> gives the 20 before that one. A message: "id", "content",
+#   "message_type" (0 incoming, 1 outgoing, 2 activity, 3 template), "private" (a note), "created_at"
+#   (epoch), "sender" (push_event_data with "type": "contact", "user" or "agent_bot"), "content_attributes"
+#   ({"deleted": true} once deleted: its content is then the "This message was deleted" placeholder).
+# Activity and template messages are skipped as the webhook parser skips them, deleted messages too.
+# Ids match the webhooks': the contact id, the conversation's display id, the message id.
+# Rate limit: rack-attack, 3000 requests a minute per IP by default, in fixed one-minute windows; its 429
+# carries no Retry-After, so the wait is to the next window. The token must be an administrator's: an agent's
+# lists only the inboxes they belong to.
+# Credentials: outbound_credentials api_access_token + account_id; outbound_base_url for self-hosted installs.
+
+CLOUD_BASE = "https://app.chatwoot.com"
+MESSAGES_PAGE = 20  # MessageFinder's page: fewer means the conversation's first message was reached
+RACK_ATTACK_PERIOD = 60
+
+
+class ChatwootReader:
+    def __init__(self, integration: Integration, *, messages_page: int = MESSAGES_PAGE) -> None:
+        credentials = integration.outbound_credentials or {}
+        token, account = clean(credentials.get("api_access_token")), clean(credentials.get("account_id"))
+        if not token or not account.isdigit():
+            raise ImportAuthError(
+                "the Chatwoot integration needs credentials: api_access_token (Profile settings → Access token, "
+                "an administrator's) and the numeric account_id"
+            )
+        base = (integration.outbound_base_url or CLOUD_BASE).rstrip("/")
+        self.account_url = f"{base}/api/v1/accounts/{account}"
+        self.headers = {"api_access_token": token}
+        self.client = HistoryClient(vendor="Chatwoot", auth=lambda: self.headers, unnamed_wait=_next_window)
+        self._page_size = 0
+        self.messages_page = messages_page
+
+    def pages(self, *, cursor: str, since: datetime | None) -> Iterator[HistoryPage]:
+        page = int(cursor or 1)
+        while True:
+            params = {"status": "all", "sort_by": "created_at_asc", "page": page}
+            data = as_dict(as_dict(self.client.get(f"{self.account_url}/conversations", params)).get("data"))
+            if not isinstance(data.get("payload"), list):
+                raise ImportSourceError("Chatwoot's conversation list answered without data.payload")
+            conversations = [c for c in data["payload"] if isinstance(c, dict)]
+            count = as_dict(data.get("meta")).get("all_count")
+            total = count if isinstance(count, int) and count >= 0 else None
+            # The server decides the page size; the largest page seen is at most that, so this never ends early.
+            self._page_size = max(self._page_size, len(conversations))
+            done = not conversations or (
+                total is not None and (page - 1) * self._page_size + len(conversations) >= total
+            )
+            if since is not None:
+                conversations = [c for c in conversations if (_last_activity(c) or since) >= since]
+            yield HistoryPage(
+                items=conversations, next_cursor=str(page + 1), done=done, total=total if since is None else None
+            )
+            if done:
+                return
+            page += 1
+
+    def item_key(self, item: Any) -> tuple[str, datetime | None]:
+        return f"conversation {item.get('id')}", _last_activity(item)
+
+    def ticket(self, item: Any) -> NormalisedEvent:
+        try:
+            return self._ticket(item)
+        except PayloadError as exc:
+            raise ItemError(f"conversation {item.get('id')}", str(exc)) from None
+
+    def _ticket(self, conversation: dict[str, Any]) -> NormalisedEvent:
+        conversation_id = need(conversation.get("id"), "conversation id")
+        customer = _contact(conversation, {})
+        raw = [m for m in self._messages(conversation_id) if not as_dict(m.get("content_attributes")).get("deleted")]
+        messages = [m for m in (_message(message) for message in raw) if m]
+        meta = as_dict(conversation.get("meta"))
+        channel = clean(meta.get("channel") or conversation.get("channel"))
+        subject = clean(as_dict(conversation.get("additional_attributes")).get("mail_subject"))
+        return NormalisedEvent(
+            event_type="import.chatwoot",
+            customer=customer,
+            ticket_external_id=conversation_id,
+            subject=subject or (first_line(messages[0].body) if messages else None),
+            status=status_word(conversation.get("status")),
+            priority=priority_word(conversation.get("priority")),
+            channel=_CHANNELS.get(channel) or channel_word(channel),
+            tags=[clean(label) for label in as_list(conversation.get("labels")) if clean(label)],
+            created_at=when(conversation.get("created_at")),
+            updated_at=_last_activity(conversation),
+            messages=messages,
+        )
+
+    def _messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Every message of a conversation, oldest first, reading back from the latest page with ``before``."""
+        url = f"{self.account_url}/conversations/{conversation_id}/messages"
+        found: dict[int, dict[str, Any]] = {}
+        params: dict[str, Any] | None = None
+        while True:
+            payload = as_dict(self.client.get(url, params)).get("payload")
+            if not isinstance(payload, list):
+                raise PayloadError("messages answer without a payload list")
+            batch = [m for m in payload if isinstance(m, dict) and isinstance(m.get("id"), int)]
+            new = [m for m in batch if m["id"] not in found]
+            found.update((m["id"], m) for m in new)
+            if len(payload) < self.messages_page or not new:
+                break
+            params = {"before": min(m["id"] for m in new)}
+        return [found[key] for key in sorted(found)]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _last_activity(conversation: Mapping[str, Any]) -> datetime | None:
+    """The later of ``updated_at`` (recent versions) and ``last_activity_at``/``timestamp`` (every version)."""
+    times = []
+    for key in ("updated_at", "last_activity_at", "timestamp"):
+        try:
+            value = when(conversation.get(key))
+        except PayloadError:
+            value = None
+        if value is not None:
+            times.append(value)
+    return max(times, default=None)
+
+
+def _next_window() -> float:
+    """Seconds until rack-attack's next one-minute window (windows start at multiples of the period in epoch
+    seconds), plus one for clock skew."""
+    return RACK_ATTACK_PERIOD - time.time() % RACK_ATTACK_PERIOD + 1.0
+
+
 HELPDESK = Helpdesk(
     kind="chatwoot",
     verify=verify,
@@ -207,4 +353,5 @@ HELPDESK = Helpdesk(
     event_parse=event_parse,
     reply_request=reply_request,
     reply_remote_id=reply_remote_id,
+    history_reader=ChatwootReader,
 )

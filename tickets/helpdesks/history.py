@@ -99,6 +99,9 @@ class HistoryClient:
     max_wait: float = 300.0
     timeout: float = 30.0
     sleep: Callable[[float], None] = time.sleep
+    # How long to wait after a 429 that names no wait (neither Retry-After nor a reset header); a vendor whose
+    # throttle is a fixed window (rack-attack's, for one) knows better than the one-second default.
+    unnamed_wait: Callable[[], float] | None = None
     stats: HttpStats = field(default_factory=HttpStats)
 
     def __post_init__(self) -> None:
@@ -137,7 +140,8 @@ class HistoryClient:
                     "it resumes where it stopped."
                 )
             if status == 429:
-                self._retry_or_raise(attempt, "429 Too Many Requests", _retry_after(response.headers))
+                wait = _retry_after(response.headers, self.unnamed_wait)
+                self._retry_or_raise(attempt, "429 Too Many Requests", wait)
                 continue
             if status >= 500:
                 self._retry_or_raise(attempt, f"{status} {_excerpt(response)}", None)
@@ -187,12 +191,15 @@ def _seconds(value: str) -> float:
     return max(0.0, number - time.time()) if number > 1_000_000_000 else max(0.0, number)
 
 
-def _retry_after(headers: httpx.Headers) -> float:
-    """``Retry-After`` in seconds or as an HTTP date; 1 second when absent or unreadable."""
+def _retry_after(headers: httpx.Headers, unnamed: Callable[[], float] | None = None) -> float:
+    """``Retry-After`` in seconds or as an HTTP date; when absent, a reset header, else ``unnamed()`` (1 second
+    without it); 1 second when unreadable."""
     value = headers.get("retry-after", "")
     if not value:
         reset = next((headers[name] for name in _RESET if name in headers), None)
-        return _seconds(reset) if reset else 1.0
+        if reset:
+            return _seconds(reset)
+        return unnamed() if unnamed is not None else 1.0
     try:
         return max(0.0, float(value))
     except ValueError:
