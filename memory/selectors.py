@@ -219,15 +219,26 @@ SPEAKER_BOOST = 0.5
 TICKET_DECAY = 1.0
 # Messages with the same text (auto-replies, a widget message echoed by a helpdesk) are shown once.
 DEDUPLICATE = True
+# Before the preferences: a turn that asks (its text ends with "?") keeps QUESTION_WEIGHT of its fused score, and
+# the turn that follows it in its conversation, when it is a candidate too, gains ANSWER_SHARE of the question's
+# score. A question shares its words with a search for the same topic but rarely holds the fact; the reply does.
+# Chosen on LoCoMo's tune half, confirmed on validate, on both targets (docs/recall.md).
+QUESTION_WEIGHT = 0.7
+ANSWER_SHARE = 0.3
 
-# What the re-scoring reads of each candidate: (conversation, time, text hash, author). A passage made from a
-# message belongs to that message's ticket and author; any other passage is a conversation of its own.
+# What the re-scoring reads of each candidate: (conversation, time, text hash, author, asks, turn, next turn). A
+# passage made from a message belongs to that message's ticket and author and is that message's turn; any other
+# passage is a conversation of its own, with no turn.
 _MESSAGE_FACTS_SQL = (
-    "SELECT id, ticket_id, created_at, md5(lower(btrim(body))), author_name FROM tickets_ticketmessage "
-    "WHERE id = ANY(%s)"
+    "SELECT m.id, m.ticket_id, m.created_at, md5(lower(btrim(m.body))), m.author_name, rtrim(m.body) LIKE '%%?', "
+    "m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
+    "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1) "
+    "FROM tickets_ticketmessage m WHERE m.id = ANY(%s)"
 )
 _PASSAGE_FACTS_SQL = (
-    "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at, p.text_hash, coalesce(m.author_name, '') "
+    "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at, p.text_hash, coalesce(m.author_name, ''), "
+    "rtrim(p.text) LIKE '%%?', m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
+    "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1) "
     "FROM memory_archivalpassage p LEFT JOIN tickets_ticketmessage m ON m.id = p.source_message_id "
     "WHERE p.id = ANY(%s)"
 )
@@ -244,10 +255,13 @@ def _passage_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tupl
 def _rerank(ranked: list[tuple[int, float]], *, query: str, facts_sql: str) -> list[tuple[int, float]]:
     """Fused scores re-scored by conversation support, a named date and a named author; duplicates dropped."""
     periods = query_periods(query) if DATE_BOOST else []
-    if not ranked or not (SESSION_WEIGHT or periods or SPEAKER_BOOST or TICKET_DECAY != 1.0 or DEDUPLICATE):
+    answers = QUESTION_WEIGHT != 1.0 or ANSWER_SHARE
+    if not ranked or not (answers or SESSION_WEIGHT or periods or SPEAKER_BOOST or TICKET_DECAY != 1.0 or DEDUPLICATE):
         return ranked
     facts = _facts(facts_sql, [pk for pk, _ in ranked])
     ranked = [(pk, score) for pk, score in ranked if pk in facts]
+    if answers:
+        ranked = _questions_to_answers(ranked, facts)
     if SESSION_WEIGHT:
         by_ticket: dict[int, list[float]] = {}
         for pk, score in ranked:
@@ -284,6 +298,19 @@ def _rerank(ranked: list[tuple[int, float]], *, query: str, facts_sql: str) -> l
                 unique.append((pk, score))
         ranked = unique
     return ranked
+
+
+def _questions_to_answers(
+    ranked: list[tuple[int, float]], facts: dict[int, tuple[Any, ...]]
+) -> list[tuple[int, float]]:
+    """A turn that asks keeps QUESTION_WEIGHT of its score; the candidate that replies to it gains ANSWER_SHARE."""
+    by_turn = {facts[pk][5]: pk for pk, _ in ranked if facts[pk][5] is not None}
+    scores = {pk: score * (QUESTION_WEIGHT if facts[pk][4] else 1.0) for pk, score in ranked}
+    for pk, score in ranked:
+        reply = by_turn.get(facts[pk][6]) if facts[pk][4] else None
+        if reply is not None:
+            scores[reply] += ANSWER_SHARE * score
+    return [(pk, scores[pk]) for pk, _ in ranked]
 
 
 def _facts(facts_sql: str, ids: list[int]) -> dict[int, tuple[Any, ...]]:

@@ -183,3 +183,58 @@ def test_passages_made_from_messages_are_re_scored_with_their_conversation(actor
     reranked = selectors._passage_rerank(list(ranked), query="printer offline")
     assert [pk for pk, _ in reranked] == [together.pk, alone.pk, mate.pk, loose.pk]
     assert dict(reranked)[loose.pk] == pytest.approx(0.10)  # a passage from no message is a conversation alone
+
+
+def test_a_turn_that_asks_passes_part_of_its_score_to_the_reply(actors, fake, monkeypatch):
+    when = datetime(2025, 3, 12, tzinfo=UTC)
+    ticket = actors.open_ticket
+    asked = _say(actors, "Which printer model do you have?", ticket=ticket, when=when)
+    reply = _say(actors, "An HP LaserJet 4250 from the office.", ticket=ticket, when=when.replace(second=1))
+    other = _say(actors, "The printer model list is on the website.", ticket=actors.solved_ticket, when=when)
+    for name, value in (("SESSION_WEIGHT", 0.0), ("DATE_BOOST", 0.0), ("SPEAKER_BOOST", 0.0)):
+        monkeypatch.setattr(selectors, name, value)
+    ranked = [(asked.pk, 0.50), (other.pk, 0.45), (reply.pk, 0.30)]
+    monkeypatch.setattr(selectors, "QUESTION_WEIGHT", 0.7)
+    monkeypatch.setattr(selectors, "ANSWER_SHARE", 0.3)
+    reranked = _message_rerank(list(ranked), query="printer model")
+    assert [pk for pk, _ in reranked] == [other.pk, reply.pk, asked.pk]
+    assert dict(reranked)[asked.pk] == pytest.approx(0.50 * 0.7)
+    assert dict(reranked)[reply.pk] == pytest.approx(0.30 + 0.3 * 0.50)
+    # The reply gains only when it is a candidate itself: nothing outside the search's scope is added.
+    alone = _message_rerank([(asked.pk, 0.50), (other.pk, 0.45)], query="printer model")
+    assert [pk for pk, _ in alone] == [other.pk, asked.pk]
+    # A statement is not a question: its next turn gains nothing.
+    stated = _message_rerank([(other.pk, 0.45), (reply.pk, 0.30)], query="printer model")
+    assert dict(stated) == {other.pk: 0.45, reply.pk: 0.30}
+    monkeypatch.setattr(selectors, "QUESTION_WEIGHT", 1.0)
+    monkeypatch.setattr(selectors, "ANSWER_SHARE", 0.0)
+    assert _message_rerank(list(ranked), query="printer model") == ranked
+
+
+def test_a_passage_that_asks_passes_part_of_its_score_to_the_reply_passage(actors, fake, monkeypatch):
+    when = datetime(2025, 3, 12, tzinfo=UTC)
+    asked = _say(actors, "Which printer model do you have?", when=when)
+    reply = _say(actors, "An HP LaserJet 4250 from the office.", when=when.replace(second=1))
+    provenance = Provenance(reason="test")
+    asked_p, reply_p = (
+        passage_insert(
+            organization=actors.org,
+            customer=actors.customer,
+            text=f"Dana: {message.body}",
+            provenance=provenance,
+            source_message_id=message.pk,
+        )[0]
+        for message in (asked, reply)
+    )
+    loose, _ = passage_insert(
+        organization=actors.org, customer=actors.customer, text="Is the printer under warranty?", provenance=provenance
+    )
+    for name, value in (("SESSION_WEIGHT", 0.0), ("DATE_BOOST", 0.0), ("SPEAKER_BOOST", 0.0)):
+        monkeypatch.setattr(selectors, name, value)
+    monkeypatch.setattr(selectors, "QUESTION_WEIGHT", 0.7)
+    monkeypatch.setattr(selectors, "ANSWER_SHARE", 0.3)
+    ranked = [(asked_p.pk, 0.50), (loose.pk, 0.40), (reply_p.pk, 0.30)]
+    reranked = dict(selectors._passage_rerank(list(ranked), query="printer model"))
+    assert reranked[asked_p.pk] == pytest.approx(0.35)
+    assert reranked[reply_p.pk] == pytest.approx(0.30 + 0.3 * 0.50)  # its message replies to the question's
+    assert reranked[loose.pk] == pytest.approx(0.40 * 0.7)  # asks, made from no message: no reply to give to
