@@ -4,7 +4,7 @@ Search is always scoped to one customer (or, for staff, one organisation) and is
 ranking (pgvector cosine) and a full-text ranking (PostgreSQL tsvector, IDF-weighted) are fused by
 reciprocal rank fusion. Text is findable by full text the moment it is stored; by meaning once its
 embedding lands. Every design choice below that changes ranking was kept because the LoCoMo benchmark
-(``manage.py memory_eval``) measured it; the figures are in the README, "Memory search".
+(``manage.py memory_eval``) measured it; the figures are in docs/recall.md.
 """
 
 from __future__ import annotations
