@@ -187,7 +187,7 @@ def check_webhooks_during_import(case: ImportCase, org: Organization) -> None:
                 later = pending[len(pending) // 2]
                 deliver(imported[1], 1)  # already imported: the same message again
                 deliver(later, 2)  # not imported yet: arrives first, the import must not add it again
-                # Some vendors' webhooks carry the conversation's opening message along with the new one.
+                # Some vendors' webhooks carry the conversation's earlier messages along with the new one.
                 messages = TicketMessage.objects.filter(ticket__integration=integration)
                 early.extend([later, messages.filter(ticket__external_id=case.ticket_id(later)).count()])
 
@@ -195,7 +195,7 @@ def check_webhooks_during_import(case: ImportCase, org: Organization) -> None:
     assert delivered == ["processed", "processed"]
     assert (job.tickets_done, job.errors) == (15, 0)
     later, stored_first = early
-    assert 1 <= stored_first <= 2
+    assert 1 <= stored_first <= 3
     assert job.messages_done == 15 * 4 - stored_first  # the webhook stored those first
     assert TicketMessage.objects.filter(ticket__integration=integration).count() == 15 * 4
     ticket = TicketMessage.objects.filter(ticket__external_id=case.ticket_id(later))

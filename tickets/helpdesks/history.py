@@ -103,6 +103,8 @@ class HistoryClient:
     # throttle is a fixed window (rack-attack's, for one) knows better than the one-second default.
     unnamed_wait: Callable[[], float] | None = None
     stats: HttpStats = field(default_factory=HttpStats)
+    # The headers of the last successful answer: some vendors page by a Link header (Freshdesk).
+    last_headers: httpx.Headers = field(default_factory=httpx.Headers)
 
     def __post_init__(self) -> None:
         self._http = httpx.Client(timeout=self.timeout, follow_redirects=False)
@@ -156,6 +158,7 @@ class HistoryClient:
                 self._retry_or_raise(attempt, f"unreadable JSON from {httpx.URL(url).path}", None)
                 continue
             self._respect_budget(response.headers)
+            self.last_headers = response.headers
             return body
 
     def _retry_or_raise(self, attempt: int, reason: str, wait: float | None) -> None:
