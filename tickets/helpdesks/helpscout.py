@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -208,17 +209,24 @@ class HelpScoutReader:
         self.client = HistoryClient(
             vendor="Help Scout", auth=self._auth, on_unauthorized=self._refresh if self.client_id else lambda: False
         )
-        self.tokens_fetched = 0
+        # Tickets are read on several threads: the 401s of one expired token fetch one new token between them (a
+        # thread whose rejected token was already replaced retries with the new one).
+        self.token_lock = threading.Lock()
+        self.sent = threading.local()
 
     # ------------------------------------------------------------ OAuth
 
     def _auth(self) -> dict[str, str]:
-        if not self.token:
-            self.token = self._fetch_token()
-        return {"Authorization": f"Bearer {self.token}"}
+        with self.token_lock:
+            if not self.token:
+                self.token = self._fetch_token()
+            self.sent.token = self.token
+            return {"Authorization": f"Bearer {self.token}"}
 
     def _refresh(self) -> bool:
-        self.token = self._fetch_token()
+        with self.token_lock:
+            if getattr(self.sent, "token", "") == self.token:
+                self.token = self._fetch_token()
         return True
 
     def _fetch_token(self) -> str:
@@ -240,7 +248,6 @@ class HelpScoutReader:
                     )
                 token = clean(as_dict(_json(response)).get("access_token")) if response.status_code == 200 else ""
                 if token:
-                    self.tokens_fetched += 1
                     return token
                 reason = f"{response.status_code} without an access_token"
             if attempt < self.client.max_attempts:

@@ -103,8 +103,6 @@ class HistoryClient:
     # throttle is a fixed window (rack-attack's, for one) knows better than the one-second default.
     unnamed_wait: Callable[[], float] | None = None
     stats: HttpStats = field(default_factory=HttpStats)
-    # The headers of the last successful answer: some vendors page by a Link header (Freshdesk).
-    last_headers: httpx.Headers = field(default_factory=httpx.Headers)
 
     def __post_init__(self) -> None:
         self._http = httpx.Client(timeout=self.timeout, follow_redirects=False)
@@ -114,13 +112,19 @@ class HistoryClient:
 
     def get(self, url: str, params: Mapping[str, Any] | None = None) -> Any:
         """The decoded JSON body of a successful GET; raises ImportAuthError or ImportSourceError."""
+        return self._send("GET", url, params, None)[0]
+
+    def get_with_headers(self, url: str, params: Mapping[str, Any] | None = None) -> tuple[Any, httpx.Headers]:
+        """The body and the headers of a successful GET, for vendors that page by a ``Link`` header."""
         return self._send("GET", url, params, None)
 
     def post(self, url: str, payload: Mapping[str, Any]) -> Any:
         """A read that the vendor serves as a POST with a JSON body (a search endpoint): same policy as GET."""
-        return self._send("POST", url, None, payload)
+        return self._send("POST", url, None, payload)[0]
 
-    def _send(self, method: str, url: str, params: Mapping[str, Any] | None, payload: Mapping[str, Any] | None) -> Any:
+    def _send(
+        self, method: str, url: str, params: Mapping[str, Any] | None, payload: Mapping[str, Any] | None
+    ) -> tuple[Any, httpx.Headers]:
         refreshed = False
         attempt = 0
         while True:
@@ -158,8 +162,7 @@ class HistoryClient:
                 self._retry_or_raise(attempt, f"unreadable JSON from {httpx.URL(url).path}", None)
                 continue
             self._respect_budget(response.headers)
-            self.last_headers = response.headers
-            return body
+            return body, response.headers
 
     def _retry_or_raise(self, attempt: int, reason: str, wait: float | None) -> None:
         if attempt >= self.max_attempts:
