@@ -22,8 +22,10 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -174,18 +176,18 @@ class OnnxEmbedder:
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.no_padding()
 
-        def session(threads: int) -> Any:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            # Spinning worker threads cost a shared, busy machine far more than they save (see LocalEmbedder).
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-        # One short query gains nothing from a second thread; batches use every core. Sessions are
-        # thread-safe for run(), so no lock is needed.
-        self._single = session(1)
-        self._batch = session(os.cpu_count() or 1)
+        options = onnxruntime.SessionOptions()
+        # One thread per run: batches run side by side instead (below). Splitting every operator of a small
+        # model over threads cost a wake-up and a barrier per operator, which a shared, busy machine makes
+        # worse; spinning worker threads to avoid it cost other processes more (see LocalEmbedder).
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._workers = os.cpu_count() or 1
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -193,20 +195,45 @@ class OnnxEmbedder:
         import numpy as np
 
         encodings = self._tokenizer.encode_batch(list(texts))
-        # Sorted by length, so that each batch pads to about its own length rather than the longest text's.
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        lengths = [len(encoding.ids) for encoding in encodings]
         vectors = np.empty((len(texts), HIDDEN_SIZE), dtype=np.float32)
-        session = self._single if len(texts) == 1 else self._batch
-        for start in range(0, len(order), BATCH_SIZE):
-            chunk = order[start : start + BATCH_SIZE]
-            width = max(len(encodings[i].ids) for i in chunk)
+        feeds = []
+        for chunk in length_sorted_chunks(lengths, chunk_size(len(texts), self._workers)):
+            width = max(lengths[i] for i in chunk)
             ids = np.zeros((len(chunk), width), dtype=np.int64)
             mask = np.zeros((len(chunk), width), dtype=np.int64)
             for row, index in enumerate(chunk):
-                tokens = encodings[index].ids
-                ids[row, : len(tokens)] = tokens
-                mask[row, : len(tokens)] = 1
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            (output,) = session.run(None, feed)
+                ids[row, : lengths[index]] = encodings[index].ids
+                mask[row, : lengths[index]] = 1
+            feeds.append((chunk, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}))
+        if len(feeds) == 1:  # one query, or a small batch: on the caller's thread
+            outputs = [self._run(feeds[0][1])]
+        else:  # run() releases the GIL: one chunk per core at a time
+            outputs = list(self._executor().map(self._run, [feed for _, feed in feeds]))
+        for (chunk, _), output in zip(feeds, outputs, strict=True):
             vectors[chunk] = output
         return vectors.tolist()
+
+    def _run(self, feed: dict[str, Any]) -> Any:
+        (output,) = self._session.run(None, feed)
+        return output
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The worker threads, made in the process that uses them (a forked child has none of its parent's)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="onnx-embed")
+                self._pool_pid = os.getpid()
+            return self._pool
+
+
+def chunk_size(count: int, workers: int) -> int:
+    """Texts per model run: at most BATCH_SIZE, and small enough that every worker gets a chunk."""
+    return max(1, min(BATCH_SIZE, -(-count // max(1, workers))))
+
+
+def length_sorted_chunks(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Indexes of the texts, shortest first, cut into chunks of ``size``: each chunk pads to about its own
+    longest text rather than the longest of all."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[start : start + size] for start in range(0, len(order), size)]

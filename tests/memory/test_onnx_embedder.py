@@ -14,7 +14,14 @@ from django.core.management import call_command
 from memory import embeddings, onnx_embedder
 from memory.embeddings import EmbeddingError, LocalEmbedder, embedder_get, stale_messages
 from memory.models import EMBEDDING_DIMENSIONS, MessageEmbedding
-from memory.onnx_embedder import OnnxEmbedder, model_path, source_dir
+from memory.onnx_embedder import (
+    BATCH_SIZE,
+    OnnxEmbedder,
+    chunk_size,
+    length_sorted_chunks,
+    model_path,
+    source_dir,
+)
 from tests.memory.fake_embedder import use_fake
 
 pytestmark = pytest.mark.slow
@@ -86,6 +93,58 @@ def test_batches_sorted_by_length_give_each_text_its_own_vector(converted):
         similarities = [_dot(alone, together) for together in batched]
         assert similarities[index] > 0.98 and similarities.index(max(similarities)) == index
     assert converted.embed([]) == []
+
+
+def test_chunks_are_length_sorted_and_give_every_worker_one():
+    lengths = [9, 3, 7, 3, 12, 1]
+    chunks = length_sorted_chunks(lengths, 2)
+    assert chunks == [[5, 1], [3, 2], [0, 4]]  # shortest first; ties keep input order
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
+    assert chunk_size(1, 2) == 1
+    assert chunk_size(64, 2) == 32  # the pipeline's batches of 64 use both cores
+    assert chunk_size(65, 2) == 33
+    assert chunk_size(1000, 2) == BATCH_SIZE  # big inputs: as many full runs as it takes
+    assert chunk_size(10, 1) == 10
+    assert length_sorted_chunks([], 4) == []
+
+
+def test_chunks_run_side_by_side_and_come_back_in_input_order(converted, monkeypatch):
+    import threading
+
+    texts = [f"{' '.join(['word'] * n)} number {n}" for n in (30, 2, 17, 9, 24, 5)]
+    runs: list[tuple[str, int]] = []
+    run = converted._run
+
+    def recording(feed):
+        runs.append((threading.current_thread().name, feed["input_ids"].shape[0]))
+        return run(feed)
+
+    monkeypatch.setattr(converted, "_workers", 2)
+    monkeypatch.setattr(converted, "_run", recording)
+    forward = converted.embed(texts)
+    assert sorted(size for _, size in runs) == [3, 3]  # two chunks of three, one per core
+    assert all(name.startswith("onnx-embed") for name, _ in runs)  # on the pool, not the caller's thread
+    backward = converted.embed(texts[::-1])[::-1]  # the same chunks, fed in the other order
+    for a, b in zip(forward, backward, strict=True):
+        assert _dot(a, b) > 1 - 1e-5
+    alone = [converted.embed([text])[0] for text in texts]
+    for index, vector in enumerate(alone):
+        similarities = [_dot(vector, other) for other in forward]
+        assert similarities.index(max(similarities)) == index
+    runs.clear()
+    converted.embed(["one query"])
+    assert runs == [(threading.current_thread().name, 1)]  # a single text runs on the caller's thread
+
+
+def test_a_forked_child_gets_worker_threads_of_its_own(converted, monkeypatch):
+    monkeypatch.setattr(converted, "_workers", 2)
+    converted.embed(["two texts", "to start the pool"])
+    parents = converted._executor()
+    assert converted._executor() is parents
+    monkeypatch.setattr(converted, "_pool_pid", -1)  # as seen from a child forked after the pool started
+    child = converted._executor()
+    assert child is not parents
+    assert len(converted.embed(["two texts", "in the child"])) == 2
 
 
 def test_local_is_the_onnx_embedder_and_local_torch_the_old_one(settings):
