@@ -12,8 +12,10 @@ cluster_tables``), not a Celery beat task. New rows land at the end of the table
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.db import connection
 
@@ -49,3 +51,42 @@ def tables_cluster(*, tables: tuple[str, ...] | None = None) -> list[ClusterOutc
             cursor.execute(f"ANALYZE {table}")
             outcomes.append(ClusterOutcome(table, known[table], time.perf_counter() - started))
     return outcomes
+
+
+# Measuring locality from cold (search_benchmark --reuse SLUG --cold) needs both caches empty: PostgreSQL's
+# shared buffers (a restart) and the OS page cache (an eviction).
+
+
+def _system_user() -> str | None:
+    return "pgserver" if os.geteuid() == 0 else None  # as root, pgserver runs PostgreSQL as its own user
+
+
+def embedded_restart(pgdata: Path) -> None:
+    """Restart the embedded PostgreSQL: ``pg_ctl restart`` keeps the options pgserver started it with.
+
+    Shared buffers come back empty and every connection drops (Django reconnects on its next query).
+    """
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=_system_user(), timeout=120)
+
+
+def page_cache_evict(pgdata: Path) -> int:
+    """Drop the OS page cache of every data file under ``pgdata`` (written back first). Returns files evicted.
+
+    ``posix_fadvise(DONTNEED)`` needs no privilege (``/proc/sys/vm/drop_caches`` is read-only in containers)
+    and leaves other programs' cached files alone.
+    """
+    evicted = 0
+    for folder in ("base", "global", "pg_wal"):
+        for path in (pgdata / folder).rglob("*"):
+            if not path.is_file():
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                evicted += 1
+            finally:
+                os.close(fd)
+    return evicted

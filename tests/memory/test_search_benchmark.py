@@ -19,8 +19,9 @@ def test_search_benchmark_small_run_reports_latency_and_leaves_nothing(settings)
     out = io.StringIO()
     call_command("search_benchmark", "--sizes", "300", "--per-customer", "100", "--queries", "3", "--yes", stdout=out)
     text = out.getvalue()
-    assert "300 passages, 3 customers" in text and "HNSW build" in text
-    assert "one customer: p50" in text and "organisation-wide: p50" in text
+    assert "300 passages, 3 customers (customer order)" in text and "HNSW build" in text and "rows/s" in text
+    assert "one customer, first pass: p50" in text and "organisation-wide: p50" in text
+    assert "(warm): p50" in text and "heap pages holding one customer's passages: 25, 25, 25" in text
     assert "query embedded first (baseline)" in text and "ratio p50" in text
     assert not ArchivalPassage.objects.exists() and not Organization.objects.exists()
     with connection.cursor() as cursor:
@@ -47,9 +48,31 @@ def test_search_benchmark_keeps_a_load_and_measures_it_again(settings):
 
     again = io.StringIO()
     call_command("search_benchmark", "--reuse", slug, "--queries", "2", stdout=again)
-    assert f"200 passages, 2 customers (reused {slug})" in again.getvalue()
-    assert "one customer: p50" in again.getvalue()
+    assert f"about 200 passages, 2 customers (reused {slug})" in again.getvalue()
+    assert "one customer, first pass: p50" in again.getvalue()
     assert ArchivalPassage.objects.count() == 200  # nothing loaded, nothing dropped
 
     with pytest.raises(CommandError, match="No benchmark organisation"):
         call_command("search_benchmark", "--reuse", "acme")
+
+    # From cold: the server restarts, its files leave the OS page cache, and the heap is read only by the searches.
+    cold = io.StringIO()
+    call_command("search_benchmark", "--reuse", slug, "--queries", "2", "--cold", stdout=cold)
+    text = cold.getvalue()
+    assert "PostgreSQL restarted" in text and "dropped from the OS page cache" in text
+    assert "one customer, cold (first read of each customer): p50" in text and "after the cold pass: heap" in text
+    assert ArchivalPassage.objects.count() == 200
+    with pytest.raises(CommandError, match="--reuse"):
+        call_command("search_benchmark", "--cold")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_search_benchmark_interleaved_load_spreads_each_customer_until_clustered(settings):
+    use_fake(settings)
+    out = io.StringIO()
+    args = ["--sizes", "400", "--per-customer", "100", "--queries", "2", "--yes"]
+    call_command("search_benchmark", *args, "--interleaved", stdout=out)
+    assert "(interleaved)" in out.getvalue() and "pages holding one customer's passages: 100, 100" in out.getvalue()
+    clustered = io.StringIO()
+    call_command("search_benchmark", *args, "--interleaved", "--cluster", stdout=clustered)
+    assert "CLUSTER" in clustered.getvalue() and "pages holding one customer's passages: 25, 25" in clustered.getvalue()

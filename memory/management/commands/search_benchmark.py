@@ -1,31 +1,41 @@
 """Latency of hybrid archival search at 10k / 100k / 1M passages in one organisation.
 
 For each size: a throwaway organisation gets that many synthetic passages (random unit vectors, text drawn
-from a support vocabulary) spread over customers of ``--per-customer`` passages each, loaded with COPY. The
-passage HNSW index is dropped before the load and rebuilt after it (the build time is reported): that is
-why the command wants ``--yes`` and belongs on a scratch database. Then ``--queries`` searches run through
-``memory.selectors.passage_search``, each with a fresh query embedded by the configured model, and the
-p50/p95 of the whole call (embedding included) are printed, for one customer and organisation-wide.
+from a support vocabulary) spread over customers of ``--per-customer`` passages each, loaded with binary COPY
+(``memory/synthetic.py``) in customer order, or round-robin with ``--interleaved``. The table's secondary
+indexes are dropped for the load and rebuilt after it, the passage HNSW index last (each time is reported):
+that is why the command wants ``--yes`` and belongs on a scratch database. Then ``--queries`` searches run
+through ``memory.selectors.passage_search``, each with a fresh query embedded by the configured model, and
+the p50/p95 of the whole call (embedding included) are printed, for one customer and organisation-wide.
+
+``--reuse SLUG --cold`` measures a kept load from cold: the embedded PostgreSQL is restarted (empty shared
+buffers), its data files are dropped from the OS page cache, and nothing reads the table before the timed
+searches; how much of the table was resident before and after is printed.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import statistics
+import subprocess
 import time
 import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from memory.embeddings import embedder_get, query_cache_clear, query_embed
-from memory.locality import tables_cluster
-from memory.models import EMBEDDING_DIMENSIONS, ArchivalPassage
-from memory.selectors import passage_search
+from memory.locality import embedded_restart, page_cache_evict, tables_cluster
+from memory.selectors import SearchPage, passage_search
+from memory.synthetic import PassagePlan, passages_copy
 from tickets.models import Customer, Organization
 
+TABLE = "memory_archivalpassage"
 HNSW_INDEX = "passage_embedding_hnsw"
 HNSW_SQL = (
     f"CREATE INDEX {HNSW_INDEX} ON memory_archivalpassage USING hnsw (embedding vector_cosine_ops) "
@@ -130,24 +140,29 @@ class Command(BaseCommand):
         )
         parser.add_argument("--reuse", metavar="SLUG", help="measure an organisation a --keep run left; load nothing")
         parser.add_argument(
+            "--cold",
+            action="store_true",
+            help="with --reuse: restart the embedded PostgreSQL and drop its files from the OS page cache first",
+        )
+        parser.add_argument(
+            "--interleaved",
+            action="store_true",
+            help="write the rows round-robin across customers (arrival order) instead of customer by customer",
+        )
+        parser.add_argument(
             "--cluster",
             action="store_true",
             help="after the load, CLUSTER the passages by organisation/customer (manage.py cluster_tables) before "
-            "building HNSW; without it rows stay in arrival order, each customer's spread over the table",
+            "building HNSW (only useful with --interleaved)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["queries"] < 1:
+            raise CommandError("--queries must be positive")
+        if options["cold"] and not options["reuse"]:
+            raise CommandError("--cold measures a kept load: give --reuse SLUG")
         if options["reuse"]:
-            organization = Organization.objects.filter(slug=options["reuse"], slug__startswith="search-bench-").first()
-            if organization is None:
-                raise CommandError(f"No benchmark organisation {options['reuse']!r} (a --keep run prints its slug).")
-            if options["queries"] < 1:
-                raise CommandError("--queries must be positive")
-            query_embed("warm up the model")
-            customers = list(Customer.objects.filter(organization=organization))
-            size = ArchivalPassage.objects.filter(organization=organization).count()
-            self.stdout.write(f"{size} passages, {len(customers)} customers (reused {organization.slug})")
-            self._measure_both(organization, customers, options["queries"])
+            self._reuse(options["reuse"], options["queries"], cold=options["cold"])
             return
         if not options["yes"]:
             raise CommandError(
@@ -157,35 +172,78 @@ class Command(BaseCommand):
             sizes = [int(part) for part in options["sizes"].split(",") if part.strip()]
         except ValueError as exc:
             raise CommandError("--sizes must be comma-separated integers") from exc
-        if not sizes or min(sizes) < 1 or options["per_customer"] < 1 or options["queries"] < 1:
+        if not sizes or min(sizes) < 1 or options["per_customer"] < 1:
             raise CommandError("--sizes, --per-customer and --queries must be positive")
         query_embed("warm up the model")  # loading the model is start-up cost, not search latency
         for size in sizes:
             self._one_size(
-                size, options["per_customer"], options["queries"], keep=options["keep"], cluster=options["cluster"]
+                size,
+                options["per_customer"],
+                options["queries"],
+                keep=options["keep"],
+                cluster=options["cluster"],
+                interleaved=options["interleaved"],
             )
 
-    def _one_size(self, size: int, per_customer: int, queries: int, *, keep: bool, cluster: bool) -> None:
+    def _reuse(self, slug: str, queries: int, *, cold: bool) -> None:
+        organization = Organization.objects.filter(slug=slug, slug__startswith="search-bench-").first()
+        if organization is None:
+            raise CommandError(f"No benchmark organisation {slug!r} (a --keep run prints its slug).")
+        query_embed("warm up the model")
+        customers = list(Customer.objects.filter(organization=organization).order_by("pk"))
+        if cold:
+            self._make_cold()
+        # Nothing may read the passages before the timed searches: the planner's row estimate stands in for
+        # a count (counting would read the table back into the caches).
+        self.stdout.write(f"about {_estimated_rows()} passages, {len(customers)} customers (reused {slug})")
+        self._measure_all(organization, customers, queries, cold=cold)
+
+    def _make_cold(self) -> None:
+        pgdata = os.environ.get("SUPPORTMEM_EMBEDDED_PGDATA")
+        if not pgdata:
+            raise CommandError("--cold restarts the embedded PostgreSQL: run without DATABASE_URL")
+        connection.close()
+        started = time.perf_counter()
+        embedded_restart(Path(pgdata))
+        restarted = time.perf_counter() - started
+        files = page_cache_evict(Path(pgdata))
+        self.stdout.write(
+            f"  PostgreSQL restarted in {restarted:.1f}s (shared buffers empty); {files} data files dropped from "
+            f"the OS page cache; {_resident()}"
+        )
+
+    def _one_size(
+        self, size: int, per_customer: int, queries: int, *, keep: bool, cluster: bool, interleaved: bool
+    ) -> None:
         organization = Organization.objects.create(
             name="search benchmark", slug=f"search-bench-{uuid.uuid4().hex[:10]}"
         )
         try:
             customers = _customers(organization, max(1, size // per_customer))
-            started = time.perf_counter()
-            _drop_index()
-            _load(organization, customers, size)
-            loaded = time.perf_counter() - started
-            clustered = ""
+            plan = PassagePlan(
+                organization_id=organization.pk,
+                customer_ids=[customer.pk for customer in customers],
+                size=size,
+                per_customer=per_customer,
+                model=embedder_get().name,
+                words=WORDS,
+                seed=size,
+                interleaved=interleaved,
+            )
+            timings = _load(plan)
             if cluster:  # before the HNSW build, which CLUSTER would otherwise rebuild
-                (outcome,) = tables_cluster(tables=("memory_archivalpassage",))
-                clustered = f", CLUSTER {outcome.seconds:.1f}s"
+                (outcome,) = tables_cluster(tables=(TABLE,))
+                timings["CLUSTER"] = outcome.seconds
             started = time.perf_counter()
             _build_index()
-            built = time.perf_counter() - started
+            timings["HNSW build"] = time.perf_counter() - started
+            order = "interleaved" if interleaved else "customer order"
             self.stdout.write(
-                f"{size} passages, {len(customers)} customers: load {loaded:.1f}s{clustered}, HNSW build {built:.1f}s"
+                f"{size} passages, {len(customers)} customers ({order}): "
+                + ", ".join(f"{label} {seconds:.1f}s" for label, seconds in timings.items())
+                + f"; COPY {size / timings['COPY']:,.0f} rows/s"
             )
-            self._measure_both(organization, customers, queries)
+            self._measure_all(organization, customers, queries, cold=False)
         except BaseException:
             keep = False  # a half-loaded organisation is no use to --reuse
             raise
@@ -195,20 +253,19 @@ class Command(BaseCommand):
             else:
                 _delete(organization)
 
-    def _measure_both(self, organization: Organization, customers: list[Customer], queries: int) -> None:
-        pages = _heap_pages(random.Random(1).sample(customers, min(5, len(customers))))
-        self.stdout.write(f"  heap pages holding one customer's passages: {', '.join(map(str, pages))}")
-        self._measure(
-            "one customer",
-            queries,
-            lambda q: passage_search(organization=organization, customer=random.choice(customers), query=q),
-        )
-        self._measure(
-            "organisation-wide",
-            queries,
-            lambda q: passage_search(organization=organization, customer=None, query=q),
-        )
+    def _measure_all(self, organization: Organization, customers: list[Customer], queries: int, *, cold: bool) -> None:
+        connection.ensure_connection()  # a server keeps its connections: connecting is not search latency
+        chosen = random.Random(queries).sample(customers, min(queries, len(customers)))
+        chosen = (chosen * (queries // len(chosen) + 1))[:queries]
+        first = "cold (first read of each customer)" if cold else "first pass"
+        self._measure(f"one customer, {first}", organization, chosen)
+        if cold:
+            self.stdout.write(f"  after the cold pass: {_resident()}")
+        self._measure("one customer, same customers again (warm)", organization, chosen)
+        self._measure("organisation-wide", organization, [None] * queries)
         self._measure_overlap(organization, customers, queries)
+        pages = _heap_pages(random.Random(1).sample(customers, min(5, len(customers))))  # after: it reads the heap
+        self.stdout.write(f"  heap pages holding one customer's passages: {', '.join(map(str, pages))}")
 
     def _measure_overlap(self, organization: Organization, customers: list[Customer], queries: int) -> None:
         """Baseline in the same process: the query embedded before the search instead of during it.
@@ -237,27 +294,31 @@ class Command(BaseCommand):
             f"p95 {_p(overlapped, 95) / _p(sequential, 95):.2f}x)"
         )
 
-    def _measure(self, label: str, queries: int, search: Any) -> None:
+    def _measure(self, label: str, organization: Organization, owners: Sequence[Customer | None]) -> None:
         rng = random.Random(len(label))
         query_cache_clear()  # every query below is new anyway; no size may profit from an earlier one
+        search: Callable[[str, Customer | None], SearchPage[Any]] = lambda query, customer: passage_search(  # noqa: E731
+            organization=organization, customer=customer, query=query
+        )
         timings = []
-        for _ in range(queries):
+        for customer in owners:
             query = " ".join(rng.sample(WORDS, 4))  # a new text each time: no cache can answer it
             started = time.perf_counter()
-            page = search(query)
+            page = search(query, customer)
             timings.append((time.perf_counter() - started) * 1000)
             if len(page.results) != page.page_size:
                 raise CommandError(f"{label} search returned {len(page.results)} results, wanted {page.page_size}")
         embedding = []
         embedder = embedder_get()
-        for _ in range(queries):  # the query embedding alone (uncached), to tell model time from database time
+        for _ in owners:  # the query embedding alone (uncached), to tell model time from database time
             query = " ".join(rng.sample(WORDS, 4))
             started = time.perf_counter()
             embedder.embed([query])
             embedding.append((time.perf_counter() - started) * 1000)
         self.stdout.write(
-            f"  {label}: p50 {_p(timings, 50):.1f} ms  p95 {_p(timings, 95):.1f} ms  ({queries} searches; "
-            f"query embedding alone p50 {_p(embedding, 50):.1f} ms  p95 {_p(embedding, 95):.1f} ms)"
+            f"  {label}: p50 {_p(timings, 50):.1f} ms  p95 {_p(timings, 95):.1f} ms  first {timings[0]:.1f} ms  "
+            f"({len(owners)} searches; query embedding alone p50 {_p(embedding, 50):.1f} ms  "
+            f"p95 {_p(embedding, 95):.1f} ms)"
         )
 
 
@@ -267,6 +328,48 @@ def _p(values: list[float], percent: int) -> float:
         statistics.median(ordered)
         if percent == 50
         else ordered[min(len(ordered) - 1, int(percent / 100 * len(ordered)))]
+    )
+
+
+def _estimated_rows() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", [TABLE])
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _resident() -> str:
+    """How much of the passage table and its indexes is in the OS page cache (fincore), and in shared buffers."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('data_directory'), pg_relation_filepath(oid), relkind FROM pg_class "
+            "WHERE oid = %s::regclass OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %s::regclass)",
+            [TABLE, TABLE],
+        )
+        relations = cursor.fetchall()
+    fincore = shutil.which("fincore")
+    if fincore is None:
+        return "OS page cache residency unknown (no fincore)"
+    totals = {"heap": [0, 0], "indexes": [0, 0]}
+    for data_dir, relpath, kind in relations:
+        base = Path(data_dir) / relpath
+        # A relation over 1 GB continues in segments named 16384.1, 16384.2, ...
+        segments = [path for path in base.parent.glob(f"{base.name}.*") if path.suffix[1:].isdigit()]
+        files = [str(path) for path in [base, *segments]]
+        output = subprocess.run(  # noqa: S603  (fincore on the server's own data files)
+            [fincore, "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE", *files],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        total = totals["heap" if kind == "r" else "indexes"]
+        for line in output.splitlines():
+            resident, size = line.split()
+            total[0] += int(resident)
+            total[1] += int(size)
+    return "; ".join(
+        f"{name} {resident / 2**20:,.1f} of {size / 2**20:,.0f} MB in the OS page cache"
+        for name, (resident, size) in totals.items()
     )
 
 
@@ -294,46 +397,63 @@ def _customers(organization: Organization, count: int) -> list[Customer]:
     Customer.objects.bulk_create(
         [Customer(organization=organization, name=f"bench customer {i}") for i in range(count)], batch_size=1000
     )
-    return list(Customer.objects.filter(organization=organization))
+    return list(Customer.objects.filter(organization=organization).order_by("pk"))
 
 
-def _drop_index() -> None:
+def _secondary_indexes() -> list[tuple[str, str]]:
+    """(name, definition) of the table's indexes that back no constraint (the primary key stays)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+        cursor.execute(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = %s::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = "
+            "i.indexrelid) ORDER BY c.relname",
+            [TABLE],
+        )
+        return [(name, definition) for name, definition in cursor.fetchall()]
+
+
+def _load(plan: PassagePlan) -> dict[str, float]:
+    """COPY the plan's passages with the secondary indexes dropped, rebuild them (all but HNSW), VACUUM ANALYZE.
+
+    The indexes come back even when the COPY fails; the HNSW index is rebuilt by ``_build_index``.
+    """
+    timings = {}
+    indexes = _secondary_indexes()
+    with connection.cursor() as cursor:
+        for name, _ in indexes:
+            cursor.execute(f'DROP INDEX IF EXISTS "{name}"')
+        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        row = cursor.fetchone()
+        superuser = bool(row and row[0])
+    try:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            if superuser:  # the rows reference the organisation and customers just created: skip the FK triggers
+                cursor.execute("SET session_replication_role = replica")
+            try:
+                passages_copy(plan)
+            finally:
+                if superuser:
+                    cursor.execute("RESET session_replication_role")
+        timings["COPY"] = time.perf_counter() - started
+    finally:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for name, definition in indexes:
+                if name != HNSW_INDEX:
+                    cursor.execute(definition)
+        timings["indexes"] = time.perf_counter() - started
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        # Sets hint bits and the visibility map now, so that the first searches do not write every page they read.
+        cursor.execute(f"VACUUM (ANALYZE) {TABLE}")
+    timings["VACUUM ANALYZE"] = time.perf_counter() - started
+    return timings
 
 
 def _build_index() -> None:
     with connection.cursor() as cursor:
-        # The graph must fit in maintenance_work_mem or the build crawls (1M x 384-d takes more than 3 GB);
-        # one extra worker on 2 cores.
-        cursor.execute("SET maintenance_work_mem = '6GB'")
-        cursor.execute("SET max_parallel_maintenance_workers = 1")
+        # The embedded server sizes maintenance_work_mem so that the graph fits (support_agent/embedded_pg.py).
+        cursor.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
         cursor.execute(HNSW_SQL)
-        cursor.execute("RESET maintenance_work_mem")
-        cursor.execute("ANALYZE memory_archivalpassage")
-
-
-def _load(organization: Organization, customers: list[Customer], size: int) -> None:
-    """COPY ``size`` synthetic passages: random unit vectors recorded as the configured model's."""
-    rng = np.random.default_rng(size)
-    model = embedder_get().name
-    words = np.array(WORDS)
-    connection.ensure_connection()
-    raw = connection.connection
-    columns = (
-        "organization_id, customer_id, text, text_hash, tags, embedding, embedding_model, change_source, staff_only"
-    )
-    with raw.cursor() as cursor, cursor.copy(f"COPY memory_archivalpassage ({columns}, created_at) FROM STDIN") as copy:
-        for start in range(0, size, 10_000):
-            count = min(10_000, size - start)
-            vectors = rng.standard_normal((count, EMBEDDING_DIMENSIONS), dtype=np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            picks = rng.integers(0, len(words), size=(count, 10))
-            for offset in range(count):
-                number = start + offset
-                text = f"{' '.join(words[picks[offset]])} #{number}"
-                customer = customers[number % len(customers)]
-                vector = "[" + ",".join(f"{x:.6f}" for x in vectors[offset]) + "]"
-                copy.write_row(
-                    (organization.pk, customer.pk, text, uuid.uuid4().hex, "{}", vector, model, "system", "f", "now")
-                )
+        cursor.execute(f"ANALYZE {TABLE}")
