@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -13,6 +14,12 @@ from tests.memory.fake_embedder import use_fake
 from tickets.models import Organization
 
 
+def _pages_per_customer(text: str) -> list[int]:
+    listed = re.search(r"heap pages holding one customer's passages: ([\d, ]+)", text)
+    assert listed is not None
+    return [int(value) for value in listed.group(1).split(",")]
+
+
 @pytest.mark.django_db(transaction=True)  # CREATE INDEX cannot follow COPY's pending FK checks in one transaction
 def test_search_benchmark_small_run_reports_latency_and_leaves_nothing(settings):
     use_fake(settings)
@@ -21,7 +28,9 @@ def test_search_benchmark_small_run_reports_latency_and_leaves_nothing(settings)
     text = out.getvalue()
     assert "300 passages, 3 customers (customer order)" in text and "HNSW build" in text and "rows/s" in text
     assert "one customer, first pass: p50" in text and "organisation-wide: p50" in text
-    assert "(warm): p50" in text and "heap pages holding one customer's passages: 25, 25, 25" in text
+    assert "(warm): p50" in text
+    # 100 passages of about 1.9 kB fill 25 pages (one more when a page freed by an earlier test is reused).
+    assert all(25 <= pages <= 26 for pages in _pages_per_customer(text))
     assert "query embedded first (baseline)" in text and "ratio p50" in text
     assert not ArchivalPassage.objects.exists() and not Organization.objects.exists()
     with connection.cursor() as cursor:
@@ -72,7 +81,7 @@ def test_search_benchmark_interleaved_load_spreads_each_customer_until_clustered
     out = io.StringIO()
     args = ["--sizes", "400", "--per-customer", "100", "--queries", "2", "--yes"]
     call_command("search_benchmark", *args, "--interleaved", stdout=out)
-    assert "(interleaved)" in out.getvalue() and "pages holding one customer's passages: 100, 100" in out.getvalue()
+    assert "(interleaved)" in out.getvalue() and min(_pages_per_customer(out.getvalue())) >= 99
     clustered = io.StringIO()
     call_command("search_benchmark", *args, "--interleaved", "--cluster", stdout=clustered)
-    assert "CLUSTER" in clustered.getvalue() and "pages holding one customer's passages: 25, 25" in clustered.getvalue()
+    assert "CLUSTER" in clustered.getvalue() and max(_pages_per_customer(clustered.getvalue())) <= 26
