@@ -113,7 +113,11 @@ class Command(BaseCommand):
             for proc in procs:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=30)
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:  # busy with a backlog: what it holds stays open, swept later
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        proc.wait(timeout=30)
             organization.delete()
 
     def _spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
