@@ -234,7 +234,7 @@ class HelpScoutReader:
         5xx answers are, as for any read."""
         form = {"grant_type": "client_credentials", "client_id": self.client_id, "client_secret": self.client_secret}
         for attempt in range(1, self.client.max_attempts + 1):
-            self.client.stats.requests += 1
+            self.client.stats.count(requests=1)
             try:
                 response = httpx.post(self.base + TOKEN_PATH, data=form, timeout=self.client.timeout)
             except httpx.TransportError as exc:
@@ -251,7 +251,7 @@ class HelpScoutReader:
                     return token
                 reason = f"{response.status_code} without an access_token"
             if attempt < self.client.max_attempts:
-                self.client.stats.retries += 1
+                self.client.stats.count(retries=1)
                 self.client.sleep(self.client.backoff_base * 2 ** (attempt - 1))
         raise ImportSourceError(f"Help Scout: no access token after {self.client.max_attempts} attempts ({reason})")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -80,9 +81,18 @@ class HistoryReader(Protocol):
 
 @dataclass
 class HttpStats:
+    """What a client did; counted under a lock, since an import reads on several threads at once."""
+
     requests: int = 0
     retries: int = 0
     waited_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, *, requests: int = 0, retries: int = 0, waited: float = 0.0) -> None:
+        with self.lock:
+            self.requests += requests
+            self.retries += retries
+            self.waited_seconds += waited
 
 
 @dataclass
@@ -129,7 +139,7 @@ class HistoryClient:
         attempt = 0
         while True:
             attempt += 1
-            self.stats.requests += 1
+            self.stats.count(requests=1)
             try:
                 response = self._http.request(method, url, params=params, json=payload, headers=dict(self.auth()))
             except httpx.TransportError as exc:  # refused, reset, dropped mid-body, timed out
@@ -172,8 +182,7 @@ class HistoryClient:
             wait = delay / 2 + random.uniform(0, delay / 2)
         wait = min(wait, self.max_wait)
         logger.warning("%s: %s; retrying in %.1fs (attempt %d)", self.vendor, reason, wait, attempt)
-        self.stats.retries += 1
-        self.stats.waited_seconds += wait
+        self.stats.count(retries=1, waited=wait)
         self.sleep(wait)
 
     def _respect_budget(self, headers: httpx.Headers) -> None:
@@ -184,7 +193,7 @@ class HistoryClient:
         reset = next((headers[name] for name in _RESET if name in headers), None)
         wait = _seconds(reset) if reset else 1.0
         if wait > 0:
-            self.stats.waited_seconds += min(wait, self.max_wait)
+            self.stats.count(waited=min(wait, self.max_wait))
             self.sleep(min(wait, self.max_wait))
 
 
