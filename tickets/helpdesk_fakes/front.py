@@ -20,7 +20,7 @@ class FakeFront(FakeHelpdesk):
     """A Front company. Conversation ``n`` is ``cnv_`` and six hex digits (one width, so a fault aimed at one
     conversation's path never hits another). Message ``j`` is a message (``msg_``), or a comment (``com_``) when it
     is the ticket's internal note. ``messages_page_max`` pages messages and comments more finely than Front's 100.
-    ``rate_limit`` requests a window, then ``X-RateLimit-Remaining`` says 0 until the reset a second later."""
+    ``rate_limit`` requests a window, then ``X-RateLimit-Remaining`` says 0 until the reset (an epoch 30 s ahead)."""
 
     token: str = "Bearer front-api-token"
     messages_page_max: int = PAGE_LIMIT
@@ -228,7 +228,7 @@ class FakeFront(FakeHelpdesk):
             return {}
         remaining = self.rate_limit - len(self.requests) % self.rate_limit
         remaining = 0 if remaining == self.rate_limit else remaining
-        reset = int(time.time()) + 1
+        reset = int(time.time()) + 30  # far enough ahead that a slow client still has a wait left
         return {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(remaining),
