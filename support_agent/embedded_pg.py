@@ -135,6 +135,12 @@ def embedded_database_url(data_dir: Path, *, cleanup_mode: str | None = "stop") 
         # (pg_ctl restart reuses the options pgserver started it with).
         settings_write(pgdata, settings)
         embedded_restart(pgdata)
+        # pgserver stops the server at exit only if the postmaster it knows still runs: tell it the new one.
+        from pgserver.utils import PostmasterInfo  # type: ignore[import-untyped]
+
+        restarted = PostmasterInfo.read_from_pgdata(pgdata)
+        if restarted is not None:
+            server._postmaster_info = restarted
     elif changed:
         # Already running for another process: settings that need no restart apply now; shared_buffers at
         # the next start (pgserver stops the server when its last process exits).
