@@ -31,6 +31,8 @@ _SESSION_DATA = Path(tempfile.mkdtemp(prefix="supportmem-test-"))
 atexit.register(shutil.rmtree, _SESSION_DATA, ignore_errors=True)
 settings.STATIC_ROOT = _SESSION_DATA / "static"
 settings.STATIC_ROOT.mkdir()
+# Passwords hashed with production's algorithm at a thousandth of its rounds (tests/password_hashing.py).
+settings.PASSWORD_HASHERS = ["tests.password_hashing.FewRoundsPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
 database_start(_SESSION_DATA, cleanup_mode="delete")
 
 
