@@ -1,9 +1,12 @@
 """The must-show checks of a helpdesk history reader, written once for every vendor.
 
-A vendor's test module describes its vendor in an ``ImportCase`` (how to connect an integration to its loopback
-fake, how ids look, what webhook the vendor sends for one message) and calls these checks from five short tests:
-a paginated import, faults retried (429 with Retry-After, 500, a dropped connection), an expired token that
-fails clearly and resumes, a webhook for an imported ticket during the import, and a SIGKILL mid-import.
+Each vendor is described once in an ``ImportCase`` (tests/tickets/import_cases.py: how to connect an integration
+to its loopback fake, how ids look, what webhook the vendor sends for one message). test_import_vendors.py runs
+these checks over every vendor: faults retried (429 with Retry-After, 500, a dropped connection), an expired token
+that fails clearly and resumes, a webhook for an imported ticket during the import, and an import stopped dead
+mid-way then resumed; the SIGKILL of a real ``import_history`` process runs for one vendor (the engine that
+checkpoints and resumes, tickets/imports.py, is the same for all). A vendor's own module runs the paginated
+import and checks the requests its fake saw.
 Every fake serves the same generated history (``tickets.helpdesk_fakes.common``), so the facts checked here are
 the same for every vendor.
 """
@@ -200,6 +203,42 @@ def check_webhooks_during_import(case: ImportCase, org: Organization) -> None:
     assert TicketMessage.objects.filter(ticket__integration=integration).count() == 15 * 4
     ticket = TicketMessage.objects.filter(ticket__external_id=case.ticket_id(later))
     assert ticket.filter(external_id=case.message_id(later, 2)).count() == 1
+
+
+class Interrupted(BaseException):
+    """A process dying, as the import sees it: not an ``Exception``, so the import's failure handling never runs
+    (the job is not marked failed and keeps its last committed checkpoint, as after a SIGKILL)."""
+
+
+def check_interrupted_resume(case: ImportCase, org: Organization, other_org: Organization) -> None:
+    """An import stopped dead mid-way and run again ends with exactly the rows of an uninterrupted import.
+
+    In-process: the stop is raised from the progress hook while a batch of tickets is being stored, once earlier
+    batches are committed, so the batch in hand rolls back with its checkpoint and the job is left running, as a
+    SIGKILL leaves it. (``check_sigkill_resume`` kills a real ``import_history`` process, for one vendor.)"""
+    with case.fake(tickets=20, comments=3, customers=9) as fake:
+        integration = connect(case, org, fake)
+
+        def stop_mid_batch(job: ImportJob) -> None:
+            committed = ImportJob.objects.values_list("tickets_done", flat=True).get(pk=job.pk)
+            if committed >= 5:  # this ticket (at least) is stored but not committed
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            run(case, org, page_size=5, progress=stop_mid_batch)
+        stopped = ImportJob.objects.get(organization=org)
+        assert stopped.status == ImportJob.Status.RUNNING and 5 <= stopped.tickets_done < 20
+        # What the interrupted batch stored was rolled back with its checkpoint: the counters match the rows.
+        assert Ticket.objects.filter(integration=integration).count() == stopped.tickets_done
+        assert TicketMessage.objects.filter(ticket__integration=integration).count() == stopped.messages_done
+        resumed = run(case, org, page_size=5)
+        connect(case, other_org, fake)
+        run(case, other_org, page_size=5)
+    assert resumed.pk == stopped.pk
+    assert (resumed.status, resumed.tickets_done, resumed.messages_done) == (ImportJob.Status.FINISHED, 20, 60)
+    assert TicketMessage.objects.filter(ticket__integration=integration).count() == 60
+    assert rows(org) == rows(other_org)
+    assert MessageEmbedding.objects.filter(message__ticket__integration=integration).count() == 60
 
 
 def check_sigkill_resume(case: ImportCase, tmp_path: Path) -> None:

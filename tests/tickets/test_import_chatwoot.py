@@ -1,45 +1,24 @@
 """Chatwoot history import against a loopback fake of the Application API (conversations paged oldest first,
-messages read backwards with ``before``): paging, 429 with Retry-After and rack-attack's bare 429, 500, a
-dropped connection, an expired token, a webhook during the import, a SIGKILL."""
+messages read backwards with ``before``): paging, rack-attack's bare 429, --since and credentials. The checks
+every vendor shares are test_import_vendors.py's."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.conftest import Actors
 from tests.tickets import import_harness as harness
+from tests.tickets.import_cases import CHATWOOT as CASE
+from tests.tickets.import_cases import CHATWOOT_CREDENTIALS as CREDENTIALS
 from tickets.helpdesk_fakes.chatwoot import FakeChatwoot
 from tickets.helpdesk_fakes.common import Fault
 from tickets.helpdesks.chatwoot import ChatwootReader
 from tickets.helpdesks.history import ImportAuthError
 from tickets.models import ImportJob, Integration, Ticket, TicketMessage
-
-CREDENTIALS = {"api_access_token": "cw-access-token", "account_id": "7"}
-
-
-def _webhook(fake: FakeChatwoot, n: int, j: int) -> tuple[dict[str, str], dict[str, Any]]:
-    return fake.webhook_message_created(n, j)
-
-
-CASE = harness.ImportCase(
-    kind="chatwoot",
-    # Ten conversations a page (the install's CONVERSATION_RESULTS_PER_PAGE), so a few tickets make several pages.
-    fake=lambda **options: FakeChatwoot(per_page=10, **options),
-    integration_fields=lambda fake: {"outbound_base_url": fake.url, "outbound_credentials": CREDENTIALS},
-    reader=lambda integration, size: ChatwootReader(integration),
-    ticket_id=str,
-    message_id=lambda n, j: str(n * 1000 + j),
-    customer_id=lambda fake, n: str(fake.contact_id(n)),
-    webhook=_webhook,
-    list_path="/conversations?",
-    message_path=lambda n: f"/conversations/{n}/messages",
-)
 
 
 def _queries(fake: FakeChatwoot, part: str) -> list[dict[str, list[str]]]:
@@ -65,26 +44,6 @@ def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings
     ticket = Ticket.objects.get(organization=actors.org, external_id="4")
     assert (ticket.channel, ticket.status, sorted(ticket.tags)) == ("email", "solved", ["imported", "topic4"])
     assert Ticket.objects.get(organization=actors.org, external_id="3").status == "open"
-
-
-def test_rate_limit_server_errors_and_dropped_connections_are_retried(actors: Actors) -> None:
-    reader = harness.check_faults_are_retried(CASE, actors.org)
-    assert reader.client.stats.retries == 4  # type: ignore[attr-defined]
-
-
-def test_expired_token_fails_clearly_and_the_import_resumes_once_fixed(actors: Actors) -> None:
-    harness.check_expired_token(CASE, actors.org, actors.other_org)
-
-
-def test_webhooks_for_imported_tickets_during_the_import_create_no_duplicates(actors: Actors) -> None:
-    harness.check_webhooks_during_import(CASE, actors.org)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_import_killed_mid_way_and_restarted_ends_with_exactly_the_rows_of_an_uninterrupted_one(
-    tmp_path: Path,
-) -> None:
-    harness.check_sigkill_resume(CASE, tmp_path)
 
 
 def test_a_bare_rack_attack_429_waits_for_the_next_one_minute_window(actors: Actors) -> None:

@@ -1,56 +1,24 @@
 """Freshdesk history import against a loopback fake of API v2 (Basic auth with the API key, Link-header pages of
-tickets and conversations): the five must-show checks, plus the list's parameters, the 300-page limit passed by
-going on from the last update seen, the rate-limit headers, credentials, and ids that match the automation
-webhook's."""
+tickets and conversations): paging, the list's parameters, the 300-page limit passed by going on from the last
+update seen, the rate-limit headers, credentials, and ids that match the automation webhook's. The checks every
+vendor shares are test_import_vendors.py's."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.conftest import Actors
 from tests.tickets import import_harness as harness
+from tests.tickets.import_cases import FRESHDESK as CASE
+from tests.tickets.import_cases import freshdesk_fake as _fake
 from tickets.helpdesk_fakes.freshdesk import FakeFreshdesk
 from tickets.helpdesks.base import digest_id
 from tickets.helpdesks.freshdesk import FreshdeskReader
 from tickets.helpdesks.history import ImportAuthError, ImportSourceError
 from tickets.models import ImportJob, Integration, TicketMessage
-
-
-def _credentials(fake: FakeFreshdesk) -> dict[str, str]:
-    return {"api_key": fake.api_key, "domain": fake.url}
-
-
-def _fake(**options: Any) -> FakeFreshdesk:
-    return FakeFreshdesk(conversations_page_max=2, **options)
-
-
-def _webhook(fake: FakeFreshdesk, n: int, j: int) -> tuple[dict[str, str], dict[str, Any]]:
-    return {}, fake.webhook_comment_event(n, j)
-
-
-def _message_id(fake: FakeFreshdesk, n: int, j: int) -> str:
-    return "description" if j == 0 else digest_id("comment-", fake.comment_body(n, j))
-
-
-_TEXTS = FakeFreshdesk()
-
-CASE = harness.ImportCase(
-    kind="freshdesk",
-    fake=_fake,
-    integration_fields=lambda fake: {"outbound_credentials": _credentials(fake)},
-    reader=lambda integration, size: FreshdeskReader(integration, per_page=size),
-    ticket_id=str,
-    message_id=lambda n, j: _message_id(_TEXTS, n, j),
-    customer_id=lambda fake, n: fake.customer_email(fake.customer_number(n)),
-    webhook=_webhook,
-    list_path="/api/v2/tickets?",
-    message_path=lambda n: f"tickets/{n}/conversations",
-)
 
 
 def _list_queries(fake: FakeFreshdesk) -> list[dict[str, str]]:
@@ -72,26 +40,6 @@ def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings
     # Four conversations a ticket, two a page.
     assert len([r for r in fake.requests if "/conversations" in r]) == 25 * 2
     assert len([r for r in fake.requests if r.startswith("/api/v2/agents")]) == 1  # agents' names, once
-
-
-def test_rate_limit_server_errors_and_dropped_connections_are_retried(actors: Actors) -> None:
-    reader = harness.check_faults_are_retried(CASE, actors.org)
-    assert reader.client.stats.retries == 4  # type: ignore[attr-defined]
-
-
-def test_expired_token_fails_clearly_and_the_import_resumes_once_fixed(actors: Actors) -> None:
-    harness.check_expired_token(CASE, actors.org, actors.other_org)
-
-
-def test_webhooks_for_imported_tickets_during_the_import_create_no_duplicates(actors: Actors) -> None:
-    harness.check_webhooks_during_import(CASE, actors.org)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_import_killed_mid_way_and_restarted_ends_with_exactly_the_rows_of_an_uninterrupted_one(
-    tmp_path: Path,
-) -> None:
-    harness.check_sigkill_resume(CASE, tmp_path)
 
 
 def test_past_the_300_page_limit_the_list_goes_on_from_the_last_update_seen(actors: Actors) -> None:

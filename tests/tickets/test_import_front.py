@@ -1,48 +1,23 @@
 """Front history import against a loopback fake that speaks the Core API: conversations, messages and comments paged
-by ``_pagination.next`` page tokens, 429 with Retry-After, 500, a dropped connection, an expired token, a webhook
-during the import, a SIGKILL; then what only Front does: the ``after:`` search for --since, comments as internal
-notes, trashed conversations and the X-RateLimit-* headers."""
+by ``_pagination.next`` page tokens; then what only Front does: the ``after:`` search for --since, comments as
+internal notes, trashed conversations and the X-RateLimit-* headers. The checks every vendor shares are
+test_import_vendors.py's."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
 from tests.conftest import Actors
 from tests.tickets import import_harness as harness
+from tests.tickets.import_cases import FRONT as CASE
 from tickets.helpdesk_fakes.front import FakeFront
 from tickets.helpdesks.front import FrontReader
 from tickets.helpdesks.history import ImportAuthError
 from tickets.imports import import_job_run, import_job_start
 from tickets.models import ImportJob, Integration, Ticket, TicketMessage
-
-CREDENTIALS = {"api_token": "front-api-token"}
-
-
-def _webhook(fake: FakeFront, n: int, j: int) -> tuple[dict[str, str], dict[str, Any]]:
-    return {}, fake.webhook_event(n, j)
-
-
-def _message_id(n: int, j: int) -> str:
-    return FakeFront(comments=5).message_id(n, j)  # the harness's tickets have 4 or 5 messages: the note is j=3
-
-
-CASE = harness.ImportCase(
-    kind="front",
-    fake=FakeFront,
-    integration_fields=lambda fake: {"outbound_base_url": fake.url, "outbound_credentials": CREDENTIALS},
-    reader=lambda integration, size: FrontReader(integration, limit=size),
-    ticket_id=lambda n: f"cnv_{n:06x}",
-    message_id=_message_id,
-    customer_id=lambda fake, n: fake.contact_id(fake.customer_number(n)),
-    webhook=_webhook,
-    list_path="/conversations?",
-    message_path=lambda n: f"conversations/cnv_{n:06x}/messages",
-)
 
 
 def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings(actors: Actors) -> None:
@@ -53,26 +28,6 @@ def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings
     assert len([r for r in fake.requests if "/comments?" in r]) == 25  # its one comment
     tokens = [parse_qs(urlsplit(r).query).get("page_token") for r in fake.requests if "/conversations?" in r]
     assert tokens[0] is None and all(tokens[1:])  # later pages ask with the page_token of _pagination.next
-
-
-def test_rate_limit_server_errors_and_dropped_connections_are_retried(actors: Actors) -> None:
-    reader = harness.check_faults_are_retried(CASE, actors.org)
-    assert reader.client.stats.retries == 4  # type: ignore[attr-defined]
-
-
-def test_expired_token_fails_clearly_and_the_import_resumes_once_fixed(actors: Actors) -> None:
-    harness.check_expired_token(CASE, actors.org, actors.other_org)
-
-
-def test_webhooks_for_imported_tickets_during_the_import_create_no_duplicates(actors: Actors) -> None:
-    harness.check_webhooks_during_import(CASE, actors.org)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_import_killed_mid_way_and_restarted_ends_with_exactly_the_rows_of_an_uninterrupted_one(
-    tmp_path: Path,
-) -> None:
-    harness.check_sigkill_resume(CASE, tmp_path)
 
 
 # ---------------------------------------------------------------- what only Front does

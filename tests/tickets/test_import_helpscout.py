@@ -1,10 +1,10 @@
 """Help Scout history import against a loopback fake of the Mailbox API 2.0 (OAuth client credentials, HAL
-pages of conversations and threads): the five must-show checks, plus the token that expires mid-import and is
-fetched again, rejected client credentials, the rate-limit headers and the drift-proof cursor."""
+pages of conversations and threads): paging, the token that expires mid-import and is fetched again, rejected
+client credentials, the rate-limit headers and the drift-proof cursor. The checks every vendor shares are
+test_import_vendors.py's."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,36 +12,13 @@ import pytest
 
 from tests.conftest import Actors
 from tests.tickets import import_harness as harness
+from tests.tickets.import_cases import HELPSCOUT as CASE
+from tests.tickets.import_cases import helpscout_fake as _fake
 from tickets.helpdesk_fakes.common import Fault
 from tickets.helpdesk_fakes.helpscout import FakeHelpScout
 from tickets.helpdesks.helpscout import HelpScoutReader
 from tickets.helpdesks.history import ImportAuthError
 from tickets.models import ImportJob, Integration, TicketMessage
-
-CREDENTIALS = {"client_id": "app-client-id", "client_secret": "app-client-secret"}
-
-
-def _fake(**options: Any) -> FakeHelpScout:
-    return FakeHelpScout(per_page=5, threads_per_page=2, **options)
-
-
-def _webhook(fake: FakeHelpScout, n: int, j: int) -> tuple[dict[str, str], dict[str, Any]]:
-    return fake.webhook_comment_event(n, j)
-
-
-CASE = harness.ImportCase(
-    kind="helpscout",
-    vendor="Help Scout",
-    fake=_fake,
-    integration_fields=lambda fake: {"outbound_base_url": fake.url, "outbound_credentials": CREDENTIALS},
-    reader=lambda integration, size: HelpScoutReader(integration),
-    ticket_id=lambda n: str(4_400_000 + n),
-    message_id=lambda n, j: str((4_400_000 + n) * 100 + j),
-    customer_id=lambda fake, n: str(fake.customer_id(n)),
-    webhook=_webhook,
-    list_path="/v2/conversations?",
-    message_path=lambda n: f"conversations/{4_400_000 + n}/threads",
-)
 
 
 def _list_queries(fake: FakeHelpScout) -> list[dict[str, str]]:
@@ -61,26 +38,6 @@ def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings
     threads = [t for t in fake.requests if "/threads" in t]
     assert len({t.split("?")[0] for t in threads}) == 25 and len(threads) == 25 * 3
     assert fake.token_requests == 1  # one token for the whole import
-
-
-def test_rate_limit_server_errors_and_dropped_connections_are_retried(actors: Actors) -> None:
-    reader = harness.check_faults_are_retried(CASE, actors.org)
-    assert reader.client.stats.retries == 4  # type: ignore[attr-defined]
-
-
-def test_expired_token_fails_clearly_and_the_import_resumes_once_fixed(actors: Actors) -> None:
-    harness.check_expired_token(CASE, actors.org, actors.other_org)
-
-
-def test_webhooks_for_imported_tickets_during_the_import_create_no_duplicates(actors: Actors) -> None:
-    harness.check_webhooks_during_import(CASE, actors.org)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_import_killed_mid_way_and_restarted_ends_with_exactly_the_rows_of_an_uninterrupted_one(
-    tmp_path: Path,
-) -> None:
-    harness.check_sigkill_resume(CASE, tmp_path)
 
 
 def test_an_access_token_that_expires_mid_import_is_fetched_again_and_the_import_goes_on(actors: Actors) -> None:

@@ -1,43 +1,22 @@
 """Intercom history import against a loopback fake that speaks the conversation search and retrieve API: cursor
-paging, 429 with Retry-After, 500, a dropped connection, an expired token, a webhook during the import, a SIGKILL;
-then what only Intercom does: the POSTed search with its updated_at filter, the Intercom-Version header and the
-X-RateLimit-* headers."""
+paging; then what only Intercom does: the POSTed search with its updated_at filter, the Intercom-Version header
+and the X-RateLimit-* headers. The checks every vendor shares are test_import_vendors.py's."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Actors
 from tests.tickets import import_harness as harness
+from tests.tickets.import_cases import INTERCOM as CASE
 from tickets.helpdesk_fakes.intercom import FakeIntercom
 from tickets.helpdesks.history import ImportAuthError
 from tickets.helpdesks.intercom import IntercomReader
 from tickets.imports import import_job_run, import_job_start
 from tickets.models import ImportJob, Integration, Ticket, TicketMessage
-
-CREDENTIALS = {"access_token": "intercom-access-token", "admin_id": "9000001"}
-
-
-def _webhook(fake: FakeIntercom, n: int, j: int) -> tuple[dict[str, str], dict[str, Any]]:
-    return {}, fake.webhook_event(n, j)
-
-
-CASE = harness.ImportCase(
-    kind="intercom",
-    fake=FakeIntercom,
-    integration_fields=lambda fake: {"outbound_base_url": fake.url, "outbound_credentials": CREDENTIALS},
-    reader=lambda integration, size: IntercomReader(integration, per_page=size),
-    ticket_id=lambda n: str(1_000_000_000 + n),
-    message_id=lambda n, j: str(2_000_000_000 + n) if j == 0 else str(5_000_000_000 + n * 1000 + j),
-    customer_id=lambda fake, n: fake.contact_id(fake.customer_number(n)),
-    webhook=_webhook,
-    list_path="conversations/search",
-    message_path=lambda n: f"conversations/{1_000_000_000 + n}",
-)
 
 
 def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings(actors: Actors) -> None:
@@ -50,26 +29,6 @@ def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings
     # Closing parts without words (every solved conversation has one) are not messages.
     closed = Ticket.objects.filter(organization=actors.org, status="closed").first()
     assert closed is not None and closed.messages.count() == 5
-
-
-def test_rate_limit_server_errors_and_dropped_connections_are_retried(actors: Actors) -> None:
-    reader = harness.check_faults_are_retried(CASE, actors.org)
-    assert reader.client.stats.retries == 4  # type: ignore[attr-defined]
-
-
-def test_expired_token_fails_clearly_and_the_import_resumes_once_fixed(actors: Actors) -> None:
-    harness.check_expired_token(CASE, actors.org, actors.other_org)
-
-
-def test_webhooks_for_imported_tickets_during_the_import_create_no_duplicates(actors: Actors) -> None:
-    harness.check_webhooks_during_import(CASE, actors.org)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_import_killed_mid_way_and_restarted_ends_with_exactly_the_rows_of_an_uninterrupted_one(
-    tmp_path: Path,
-) -> None:
-    harness.check_sigkill_resume(CASE, tmp_path)
 
 
 # ---------------------------------------------------------------- what only Intercom does

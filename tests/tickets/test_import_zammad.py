@@ -1,43 +1,23 @@
 """Zammad history import against a loopback fake of the REST API (tickets by pages with expand=true, articles by
-ticket, users read once): paging, 429 with Retry-After, 500, a dropped connection, an expired token, a webhook
-during the import, a SIGKILL; merged tickets, --since, OAuth and missing credentials."""
+ticket, users read once): paging, merged tickets, --since, OAuth and missing credentials. The checks every vendor
+shares are test_import_vendors.py's."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.conftest import Actors
 from tests.tickets import import_harness as harness
+from tests.tickets.import_cases import ZAMMAD as CASE
+from tests.tickets.import_cases import ZAMMAD_CREDENTIALS as CREDENTIALS
 from tickets.helpdesk_fakes.common import AGENT_ID
 from tickets.helpdesk_fakes.zammad import FakeZammad
 from tickets.helpdesks.history import ImportAuthError, ImportSourceError
 from tickets.helpdesks.zammad import ZammadReader
 from tickets.models import Integration, Ticket
-
-CREDENTIALS = {"api_token": "zammad-access-token"}
-
-
-def _webhook(fake: FakeZammad, n: int, j: int) -> tuple[dict[str, str], dict[str, Any]]:
-    return fake.webhook_article_created(n, j)
-
-
-CASE = harness.ImportCase(
-    kind="zammad",
-    fake=FakeZammad,
-    integration_fields=lambda fake: {"outbound_base_url": fake.url, "outbound_credentials": CREDENTIALS},
-    reader=lambda integration, size: ZammadReader(integration, per_page=size),
-    ticket_id=str,
-    message_id=lambda n, j: str(n * 1000 + j),
-    customer_id=lambda fake, n: str(fake.customer_id(n)),
-    webhook=_webhook,
-    list_path="/api/v1/tickets?",
-    message_path=lambda n: f"/by_ticket/{n}",
-)
 
 
 def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings(actors: Actors) -> None:
@@ -54,26 +34,6 @@ def test_paginated_import_stores_every_ticket_once_with_ids_roles_and_embeddings
     ticket = Ticket.objects.get(organization=actors.org, external_id="4")
     assert (ticket.status, ticket.priority, ticket.channel) == ("closed", "normal", "email")
     assert ticket.customer.name == "Customer 4"
-
-
-def test_rate_limit_server_errors_and_dropped_connections_are_retried(actors: Actors) -> None:
-    reader = harness.check_faults_are_retried(CASE, actors.org)
-    assert reader.client.stats.retries == 4  # type: ignore[attr-defined]
-
-
-def test_expired_token_fails_clearly_and_the_import_resumes_once_fixed(actors: Actors) -> None:
-    harness.check_expired_token(CASE, actors.org, actors.other_org)
-
-
-def test_webhooks_for_imported_tickets_during_the_import_create_no_duplicates(actors: Actors) -> None:
-    harness.check_webhooks_during_import(CASE, actors.org)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_import_killed_mid_way_and_restarted_ends_with_exactly_the_rows_of_an_uninterrupted_one(
-    tmp_path: Path,
-) -> None:
-    harness.check_sigkill_resume(CASE, tmp_path)
 
 
 def test_merged_tickets_are_skipped(actors: Actors) -> None:
