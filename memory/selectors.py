@@ -1,15 +1,17 @@
 """Reads of memory shared by the agent's tools, the admin and the API.
 
 Search is always scoped to one customer (or, for staff, one organisation) and is hybrid: a vector
-ranking (pgvector cosine) and a full-text ranking (PostgreSQL tsvector, IDF-weighted) are fused by
-reciprocal rank fusion. Text is findable by full text the moment it is stored; by meaning once its
-embedding lands. Every design choice below that changes ranking was kept because the LoCoMo benchmark
-(``manage.py memory_eval``) measured it; the figures are in docs/recall.md.
+ranking (pgvector cosine) and a full-text ranking (PostgreSQL tsvector, IDF-weighted) supply candidates that
+a learned linear score ranks (``LEARNED_RANKING``; reciprocal rank fusion and hand-set preferences otherwise).
+Text is findable by full text the moment it is stored; by meaning once its embedding lands. Every design
+choice below that changes ranking was kept because the LoCoMo benchmark (``manage.py memory_eval``) measured
+it; the figures are in docs/recall.md.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -110,6 +112,7 @@ class _Scope:
     params: list[Any] = field(default_factory=list)
     exact: bool = True  # one customer's rows: exact search (HNSW would post-filter them away)
     smoothed_vector_sql: str = ""
+    vector_features_sql: str = ""  # similarities of the nearest rows and of given rows, in one scan
 
     def add(self, clause: str, *params: Any) -> None:
         self.where.append(clause)
@@ -153,7 +156,11 @@ def message_search(
     if not query.strip():
         ordered = messages.order_by("-created_at", "-id")
         return SearchPage(list(ordered[offset : offset + page_size]), page, page_size, ordered.count())
-    scope = _Scope(table="tickets_ticketmessage m", smoothed_vector_sql=_MESSAGE_SMOOTHED_VECTOR_SQL)
+    scope = _Scope(
+        table="tickets_ticketmessage m",
+        smoothed_vector_sql=_MESSAGE_SMOOTHED_VECTOR_SQL,
+        vector_features_sql=_MESSAGE_VECTOR_FEATURES_SQL,
+    )
     scope.add("m.customer_id = %s", customer.pk)
     if not include_internal:
         scope.add("m.is_public")
@@ -171,8 +178,10 @@ def message_search(
         ),
         distance="e.embedding <=> %s::vector",
         hits_sql=_MESSAGE_HITS_SQL,
+        facts_sql=_MESSAGE_FACTS_SQL,
     )
-    ranked = _message_rerank(ranked, query=query)
+    if not LEARNED_RANKING:
+        ranked = _message_rerank(ranked, query=query)
     return _page_of(TicketMessage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
 
 
@@ -226,19 +235,26 @@ DEDUPLICATE = True
 QUESTION_WEIGHT = 0.7
 ANSWER_SHARE = 0.3
 
-# What the re-scoring reads of each candidate: (conversation, time, text hash, author, asks, turn, next turn). A
-# passage made from a message belongs to that message's ticket and author and is that message's turn; any other
-# passage is a conversation of its own, with no turn.
+
+# What the re-scoring reads of each candidate: (conversation, time, text hash, author, asks, turn, next turn, words,
+# opens its conversation). A passage made from a message belongs to that message's ticket and author and is that
+# message's turn; any other passage is a conversation of its own, with no turn.
 _MESSAGE_FACTS_SQL = (
     "SELECT m.id, m.ticket_id, m.created_at, md5(lower(btrim(m.body))), m.author_name, rtrim(m.body) LIKE '%%?', "
     "m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
-    "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1) "
+    "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1), "
+    "coalesce(array_length(regexp_split_to_array(nullif(btrim(m.body), ''), '\\s+'), 1), 0), "
+    "NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
+    "AND (b.created_at, b.id) < (m.created_at, m.id)) "
     "FROM tickets_ticketmessage m WHERE m.id = ANY(%s)"
 )
 _PASSAGE_FACTS_SQL = (
     "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at, p.text_hash, coalesce(m.author_name, ''), "
     "rtrim(p.text) LIKE '%%?', m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
-    "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1) "
+    "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1), "
+    "coalesce(array_length(regexp_split_to_array(nullif(btrim(p.text), ''), '\\s+'), 1), 0), "
+    "m.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
+    "AND (b.created_at, b.id) < (m.created_at, m.id)) "
     "FROM memory_archivalpassage p LEFT JOIN tickets_ticketmessage m ON m.id = p.source_message_id "
     "WHERE p.id = ANY(%s)"
 )
@@ -289,15 +305,18 @@ def _rerank(ranked: list[tuple[int, float]], *, query: str, facts_sql: str) -> l
             decayed.append((pk, score * TICKET_DECAY ** shown.get(ticket, 0)))
             shown[ticket] = shown.get(ticket, 0) + 1
         ranked = sorted(decayed, key=lambda item: (-item[1], -item[0]))
-    if DEDUPLICATE:
-        seen: set[str] = set()
-        unique = []
-        for pk, score in ranked:
-            if facts[pk][2] not in seen:
-                seen.add(facts[pk][2])
-                unique.append((pk, score))
-        ranked = unique
-    return ranked
+    return _distinct(ranked, facts) if DEDUPLICATE else ranked
+
+
+def _distinct(ranked: list[tuple[int, float]], facts: dict[int, tuple[Any, ...]]) -> list[tuple[int, float]]:
+    """The ranking with each text (facts' hash) once, at its best place."""
+    seen: set[str] = set()
+    unique = []
+    for pk, score in ranked:
+        if facts[pk][2] not in seen:
+            seen.add(facts[pk][2])
+            unique.append((pk, score))
+    return unique
 
 
 def _questions_to_answers(
@@ -376,7 +395,11 @@ def passage_search(
             passages = passages.filter(created_at__lte=end)
         ordered = passages.order_by("-created_at", "-id")
         return SearchPage(list(ordered[offset : offset + page_size]), page, page_size, ordered.count())
-    scope = _Scope(table="memory_archivalpassage m", exact=customer is not None)
+    scope = _Scope(
+        table="memory_archivalpassage m",
+        exact=customer is not None,
+        vector_features_sql=_PASSAGE_VECTOR_FEATURES_SQL if customer is not None else "",
+    )
     scope.add("m.organization_id = %s", organization.pk)
     if customer is not None:
         scope.add("m.customer_id = %s", customer.pk)
@@ -397,8 +420,9 @@ def passage_search(
         vector_sql=("SELECT m.id FROM memory_archivalpassage m WHERE m.embedding_model = %s AND {where}"),
         distance="m.embedding <=> %s::vector",
         hits_sql=_PASSAGE_HITS_SQL if customer is not None else _ORGANIZATION_PASSAGE_HITS_SQL,
+        facts_sql=_PASSAGE_FACTS_SQL,
     )
-    if PASSAGE_RERANK:
+    if PASSAGE_RERANK and not LEARNED_RANKING:
         ranked = _passage_rerank(ranked, query=query)
     return _page_of(ArchivalPassage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
 
@@ -412,16 +436,27 @@ def _page_of(
     for pk, score in window:
         row = rows.get(pk)
         if row is not None:
-            row.score = score  # the fused RRF score, for callers that show or threshold it
+            row.score = score  # the ranking score (learned, or fused RRF), for callers that show or threshold it
             results.append(row)
     return SearchPage(results, page, page_size, len(ranked))
 
 
 def _hybrid_rank(
-    *, scope: _Scope, query: str, limit: int, vector_sql: str, distance: str, hits_sql: str
+    *, scope: _Scope, query: str, limit: int, vector_sql: str, distance: str, hits_sql: str, facts_sql: str = ""
 ) -> list[tuple[int, float]]:
-    """Ids fused from the full-text and vector rankings, best first, with their RRF scores."""
+    """Ids ranked from the full-text and vector rankings, best first, with their scores: the learned score
+    (LEARNED_RANKING, given the facts query) or the RRF fusion that the re-scoring then adjusts."""
     limit = min(limit, MAX_RESULTS)
+    if LEARNED_RANKING and facts_sql:
+        return _learned_rank(
+            scope=scope,
+            query=query,
+            limit=limit,
+            vector_sql=vector_sql,
+            distance=distance,
+            hits_sql=hits_sql,
+            facts_sql=facts_sql,
+        )
     pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
     text_ids = _text_ranking(scope=scope, query=query, limit=limit, hits_sql=hits_sql)
     found = _query_vector_wait(pending)
@@ -545,6 +580,11 @@ stats AS (
 
 def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[int]:
     """Ids ranked by BM25 over the scope (k1, b standard; neighbours' words at NEIGHBOUR_WEIGHT)."""
+    return [pk for pk, _ in _text_scores(scope=scope, query=query, limit=limit, hits_sql=hits_sql)]
+
+
+def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[tuple[int, float]]:
+    """(id, BM25 score) of the scope's best ``limit`` rows for the query, best first."""
     params = [query, *scope.params]
     if "{tsquery}" in hits_sql:
         tsquery = _or_tsquery(query)
@@ -561,7 +601,7 @@ def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> li
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     with connection.cursor() as cursor:
         cursor.execute(_BM25_SQL.format(hits_and_stats=hits), [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
-        return [row[0] for row in cursor.fetchall()]
+        return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
 def _or_tsquery(query: str) -> str | None:
@@ -612,20 +652,208 @@ def _vector_ranking(
 # A message's similarity is raised by its closest neighbouring turn's (the exact scan computes them all
 # anyway): the answer to a question often sits one turn away from the words that match it.
 VECTOR_NEIGHBOUR_WEIGHT = 0.3
+_MESSAGE_SIMILARITIES_SQL = (
+    "SELECT m.id, m.ticket_id, m.created_at, 1 - (e.embedding <=> %s::vector) AS sim "
+    "FROM memory_messageembedding e JOIN tickets_ticketmessage m ON m.id = e.message_id "
+    "WHERE e.model = %s AND {where}"
+)
 _MESSAGE_SMOOTHED_VECTOR_SQL = """
 SELECT id FROM (
     SELECT id, sim + %s * greatest(coalesce(lag(sim) OVER w, 0), coalesce(lead(sim) OVER w, 0)) AS score
-    FROM (
-        SELECT m.id, m.ticket_id, m.created_at, 1 - (e.embedding <=> %s::vector) AS sim
-        FROM memory_messageembedding e JOIN tickets_ticketmessage m ON m.id = e.message_id
-        WHERE e.model = %s AND {where}
-    ) similarities
+    FROM ({similarities}) similarities
     WINDOW w AS (PARTITION BY ticket_id ORDER BY created_at, id)
 ) smoothed ORDER BY score DESC, id DESC LIMIT %s
-"""
+""".replace("{similarities}", _MESSAGE_SIMILARITIES_SQL)
 
 
 def _fetch_ids(sql: str, params: list[Any]) -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
+
+
+# ----------------------------------------------------------------------------------------------
+# Learned ranking (docs/recall.md, step 4)
+#
+# Instead of RRF followed by hand-set preferences, every candidate (the union of the best CANDIDATE rows of
+# each ranking) gets one linear score over eleven features read from the rankings and the facts query:
+#   text      BM25 score / the query's best BM25 score (0: no query word, itself or by a neighbour)
+#   meaning   cosine similarity / the best similarity among the candidates
+#   near      the best similarity of its previous or next turn (messages; 0 for passages)
+#   place     RRF_K / (RRF_K + its place in the vector ranking) (0: not in it)
+#   asks      its text ends with "?"
+#   reply     it follows a candidate that asks: RRF_K x that question's RRF score
+#   support   RRF_K x the RRF scores of the best SESSION_TOP other candidates of its conversation
+#   dated     it was written in a period the query names (or DATE_AFTER_DAYS after)
+#   named     its author is named by the query (named_authors)
+#   words     log(1 + its number of words)
+#   opens     it is the first turn of its conversation
+# (RRF score: TEXT_WEIGHT / (RRF_K + text place) + VECTOR_WEIGHT / (RRF_K + vector place).)
+# The weights were fitted on LoCoMo's tune half only (conversations 1-5, messages): a softmax loss over each
+# question's candidates (the evidence turns share the probability), L2 30 on standardised features; the L2, the
+# feature set (the text place feature was dropped) and LEARNED_CANDIDATES chosen by leave-one-conversation-out on
+# tune. Confirmed on validate (recall@10 0.771 -> 0.808) and on archival passages with the same weights (0.724 ->
+# 0.776); docs/recall.md, step 4.
+LEARNED_RANKING = True
+LEARNED_TEXT = 3.94
+LEARNED_MEANING = 2.12
+LEARNED_NEAR = 0.87
+LEARNED_PLACE = 0.88
+LEARNED_ASKS = -0.42
+LEARNED_REPLY = 1.24
+LEARNED_SUPPORT = 0.71
+LEARNED_DATED = 3.83
+LEARNED_NAMED = 1.54
+LEARNED_WORDS = 0.87
+LEARNED_OPENS = 1.00
+# Each ranking contributes its best LEARNED_CANDIDATES rows (or the page's limit, when larger), whatever the page
+# size: the learned score uses deeper lists well (tune, leave-one-out recall@10 at 50 / 75 / 100 / 150 / 200 / 300
+# rows: 0.812 / 0.813 / 0.816 / 0.820 / 0.822 / 0.822), and page 1 of 10 is then the first 10 of a page of 25.
+LEARNED_CANDIDATES = 200
+
+# Similarities (own, best neighbour's) of the nearest rows by smoothed similarity and of the given rows (the text
+# ranking's candidates), nearest first: one exact scan, as the smoothed ranking already reads every row.
+_MESSAGE_VECTOR_FEATURES_SQL = """
+SELECT id, sim, near FROM (
+    SELECT id, sim, near, row_number() OVER (ORDER BY sim + %s * near DESC, id DESC) AS place FROM (
+        SELECT id, sim, greatest(coalesce(lag(sim) OVER w, 0), coalesce(lead(sim) OVER w, 0)) AS near
+        FROM ({similarities}) similarities
+        WINDOW w AS (PARTITION BY ticket_id ORDER BY created_at, id)
+    ) smoothed
+) placed WHERE place <= %s OR id = ANY(%s) ORDER BY place
+""".replace("{similarities}", _MESSAGE_SIMILARITIES_SQL)
+_PASSAGE_VECTOR_FEATURES_SQL = """
+SELECT id, sim, 0.0 FROM (
+    SELECT m.id, 1 - (m.embedding <=> %s::vector) AS sim,
+        row_number() OVER (ORDER BY (m.embedding <=> %s::vector) + 0, m.id DESC) AS place
+    FROM memory_archivalpassage m WHERE m.embedding_model = %s AND {where}
+) placed WHERE place <= %s OR id = ANY(%s) ORDER BY place
+"""
+
+
+_SIMILARITIES_SQL = "SELECT m.id, 1 - ({distance}) FROM {table} WHERE m.embedding_model = %s AND m.id = ANY(%s)"
+
+
+@dataclass
+class _Candidate:
+    text: float = 0.0  # BM25
+    text_place: int = 0  # 0: not in the text ranking
+    sim: float | None = None  # None: not embedded (or no query vector)
+    near: float = 0.0
+    vector_place: int = 0
+
+    @property
+    def rrf(self) -> float:
+        score = TEXT_WEIGHT / (RRF_K + self.text_place) if self.text_place else 0.0
+        return score + (VECTOR_WEIGHT / (RRF_K + self.vector_place) if self.vector_place else 0.0)
+
+
+def _learned_rank(
+    *, scope: _Scope, query: str, limit: int, vector_sql: str, distance: str, hits_sql: str, facts_sql: str
+) -> list[tuple[int, float]]:
+    """Candidates of both rankings scored by the learned linear ranker, best first, duplicates dropped."""
+    pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
+    depth = min(max(limit, LEARNED_CANDIDATES), MAX_RESULTS)
+    candidates: dict[int, _Candidate] = {}
+    if TEXT_WEIGHT > 0:
+        # Every match's score (the SQL scores them all anyway): a vector candidate's words count too.
+        for place, (pk, score) in enumerate(
+            _text_scores(scope=scope, query=query, limit=MAX_RESULTS, hits_sql=hits_sql), 1
+        ):
+            candidates[pk] = _Candidate(text=score, text_place=place if place <= depth else 0)
+    text_ids = [pk for pk, c in candidates.items() if c.text_place]
+    found = _query_vector_wait(pending)
+    if found is not None and VECTOR_WEIGHT > 0:
+        model, vector = found
+        rows = _vector_features(
+            scope=scope,
+            model=model,
+            vector=vector,
+            limit=depth,
+            wanted=text_ids,
+            vector_sql=vector_sql,
+            distance=distance,
+        )
+        for place, (pk, sim, near) in enumerate(rows, 1):
+            if pk not in candidates:
+                candidates[pk] = _Candidate()
+            candidate = candidates[pk]
+            candidate.sim, candidate.near = sim, near
+            candidate.vector_place = place if place <= depth else 0
+    pool = {pk: c for pk, c in candidates.items() if c.text_place or c.vector_place}
+    if not pool:
+        return []
+    facts = _facts(facts_sql, list(pool))
+    pool = {pk: c for pk, c in pool.items() if pk in facts}
+    scores = _learned_scores(pool, facts, query=query)
+    ranked = sorted(scores.items(), key=lambda item: (-item[1], -item[0]))
+    return _distinct(ranked, facts) if DEDUPLICATE else ranked
+
+
+def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...]], *, query: str) -> dict[int, float]:
+    """The learned linear score of each candidate (the features are listed above LEARNED_RANKING)."""
+    best_text = max((c.text for c in pool.values() if c.text_place), default=0.0) or 1.0
+    best_sim = max((c.sim for c in pool.values() if c.sim is not None), default=0.0)
+    best_sim = best_sim if best_sim > 0 else 1.0
+    rrf = {pk: c.rrf for pk, c in pool.items()}
+    replies: dict[int, float] = {}
+    by_turn = {facts[pk][5]: pk for pk in pool if facts[pk][5] is not None}
+    by_ticket: dict[Any, list[float]] = {}
+    for pk in pool:
+        by_ticket.setdefault(facts[pk][0], []).append(rrf[pk])
+        reply = by_turn.get(facts[pk][6]) if facts[pk][4] else None
+        if reply is not None:
+            replies[reply] = rrf[pk]
+    periods = query_periods(query)
+    after = timedelta(days=DATE_AFTER_DAYS)
+    named = named_authors(query, {facts[pk][3] for pk in pool})
+    scores = {}
+    for pk, c in pool.items():
+        ticket, when, _, author, asks = facts[pk][:5]
+        words, opens = facts[pk][7], facts[pk][8]
+        peers = list(by_ticket[ticket])
+        peers.remove(rrf[pk])
+        support = sum(sorted(peers, reverse=True)[:SESSION_TOP])
+        scores[pk] = (
+            LEARNED_TEXT * c.text / best_text
+            + LEARNED_MEANING * (c.sim or 0.0) / best_sim
+            + LEARNED_NEAR * c.near
+            + LEARNED_PLACE * (RRF_K / (RRF_K + c.vector_place) if c.vector_place else 0.0)
+            + LEARNED_ASKS * bool(asks)
+            + LEARNED_REPLY * RRF_K * replies.get(pk, 0.0)
+            + LEARNED_SUPPORT * RRF_K * support
+            + LEARNED_DATED * any(p.contains(when.date(), after=after) for p in periods)
+            + LEARNED_NAMED * (author in named)
+            + LEARNED_WORDS * math.log1p(words)
+            + LEARNED_OPENS * bool(opens)
+        )
+    return scores
+
+
+def _vector_features(
+    *, scope: _Scope, model: str, vector: list[float], limit: int, wanted: list[int], vector_sql: str, distance: str
+) -> list[tuple[int, float, float]]:
+    """(id, similarity, best neighbour's similarity) of the ``limit`` nearest rows, then of the ``wanted`` rows that
+    are not among them; nearest first."""
+    literal = "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+    if scope.vector_features_sql:
+        sql = scope.vector_features_sql.format(where=scope.sql_where)
+        if scope.smoothed_vector_sql:
+            params = [VECTOR_NEIGHBOUR_WEIGHT, literal, model, *scope.params, limit, wanted]
+        else:
+            params = [literal, literal, model, *scope.params, limit, wanted]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [(row[0], float(row[1]), float(row[2])) for row in cursor.fetchall()]
+    # The organisation's passages: the (HNSW) ranking, then the similarities of its rows and the wanted ones.
+    ids = _vector_ranking(
+        scope=scope, model=model, vector=vector, limit=limit, vector_sql=vector_sql, distance=distance
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SIMILARITIES_SQL.format(distance=distance, table=scope.table),
+            [literal, model, list({*ids, *wanted})],
+        )
+        sims = {row[0]: float(row[1]) for row in cursor.fetchall()}
+    ordered = [pk for pk in ids if pk in sims] + sorted(pk for pk in sims if pk not in set(ids))
+    return [(pk, sims[pk], 0.0) for pk in ordered]

@@ -60,6 +60,8 @@ def test_fused_ranking_beats_text_and_vector_alone(actors, fake, monkeypatch, dj
     assert all(p.embedding_model == fake.name for p in ArchivalPassage.objects.all())
     relevant = {passages[0].pk, passages[1].pk}
 
+    learned = _recall_at(actors, 3, relevant)  # the default ranking: learned over both rankings' candidates
+    monkeypatch.setattr(selectors, "LEARNED_RANKING", False)  # plain RRF, whose parts can be switched off
     fused = _recall_at(actors, 3, relevant)
     monkeypatch.setattr(selectors, "VECTOR_WEIGHT", 0.0)
     text_only = _recall_at(actors, 3, relevant)
@@ -69,6 +71,7 @@ def test_fused_ranking_beats_text_and_vector_alone(actors, fake, monkeypatch, dj
 
     assert (text_only, vector_only) == (0.5, 0.5)
     assert fused == 1.0
+    assert learned == 1.0
 
 
 def test_results_carry_their_fused_score_best_first(actors, fake, django_capture_on_commit_callbacks):

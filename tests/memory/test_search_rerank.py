@@ -1,5 +1,8 @@
 """After fusion: a named date is preferred, a conversation's hits support each other, duplicates show once.
 
+These test the RRF re-scoring path (``LEARNED_RANKING = False``); the learned ranking that replaced it by default
+is tested in test_search_learned.py.
+
 Also the query side of search: the query is embedded once (cached) and off the request thread, and
 organisation-wide full text stays bounded.
 """
@@ -45,6 +48,7 @@ def test_a_date_named_in_the_query_prefers_messages_of_that_period(actors, fake,
     def first(query):
         return message_search(customer=actors.customer, query=query).results[0].pk
 
+    monkeypatch.setattr(selectors, "LEARNED_RANKING", False)
     assert first("scanner jammed") == june.pk  # more of the words: first without a date
     assert first("scanner jammed in March 2025") == march.pk
     assert first("What jammed on 12 March, 2025?") == march.pk
@@ -148,6 +152,7 @@ def test_a_person_named_in_the_query_prefers_what_they_wrote(actors, fake, monke
     def first(query):
         return message_search(customer=actors.customer, query=query).results[0].pk
 
+    monkeypatch.setattr(selectors, "LEARNED_RANKING", False)
     monkeypatch.setattr(selectors, "SESSION_WEIGHT", 0.0)
     monkeypatch.setattr(selectors, "AUTHOR_IN_TEXT", False)  # the name matters only through the preference
     monkeypatch.setattr(selectors, "SPEAKER_BOOST", 0.0)

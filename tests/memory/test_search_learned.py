@@ -1,0 +1,162 @@
+"""The learned ranking (``LEARNED_RANKING``): one linear score over features that PostgreSQL reads for each candidate.
+
+The weights were fitted on LoCoMo's tune half and confirmed on validate (docs/recall.md, step 4); these tests pin
+what each feature is and that the search orders by their weighted sum.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from memory import selectors
+from memory.selectors import _Candidate, message_search, passage_search
+from memory.services import Provenance, passage_insert
+from tests.memory.fake_embedder import use_fake
+from tickets.models import TicketMessage
+from tickets.services import TicketChanges, message_ingest, ticket_upsert
+
+WHEN = datetime(2025, 3, 12, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def fake(settings):
+    return use_fake(settings)
+
+
+def _ticket(actors, name, when=WHEN):
+    return ticket_upsert(
+        organization=actors.org,
+        customer=actors.customer,
+        integration_id=None,
+        external_id=f"learned-{name}",
+        changes=TicketChanges(subject=name, channel="chat"),
+        created_at=when,
+        source_updated_at=when,
+    )
+
+
+def _say(actors, ticket, body, *, when, author="Dana Whitfield", role=TicketMessage.Role.CUSTOMER):
+    message, _ = message_ingest(
+        customer=actors.customer,
+        ticket=ticket,
+        body=body,
+        author_role=role,
+        author_name=author,
+        created_at=when,
+        announce=False,
+    )
+    return message
+
+
+def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, fake):
+    chat = _ticket(actors, "chat")
+    asked = _say(actors, chat, "Which printer model do you have?", when=WHEN, author="Sam", role="staff")
+    reply = _say(actors, chat, "An HP LaserJet 4250 from the office.", when=WHEN + timedelta(seconds=1))
+    later = _say(actors, chat, "Thanks!", when=WHEN + timedelta(seconds=2), author="Sam", role="staff")
+    june = WHEN + timedelta(days=90)
+    other = _say(actors, _ticket(actors, "web", june), "The model list is online.", when=june)
+    facts = selectors._facts(selectors._MESSAGE_FACTS_SQL, [asked.pk, reply.pk, later.pk, other.pk])
+    # (conversation, time, hash, author, asks, turn, next turn, words, opens its conversation)
+    assert facts[asked.pk][4:] == (True, asked.pk, reply.pk, 6, True)
+    assert facts[reply.pk][4:] == (False, reply.pk, later.pk, 7, False)
+    assert facts[other.pk][7:] == (5, True)
+
+    pool = {
+        asked.pk: _Candidate(text=4.0, text_place=1, sim=0.8, near=0.3, vector_place=1),
+        reply.pk: _Candidate(text=1.0, text_place=2, sim=0.3, near=0.8, vector_place=0),
+        other.pk: _Candidate(text=0.0, text_place=0, sim=0.6, near=0.0, vector_place=2),
+    }
+    scores = selectors._learned_scores(pool, facts, query="What printer model did Dana say in March 2025?")
+    k = selectors.RRF_K
+    rrf_asked = selectors.TEXT_WEIGHT / (k + 1) + selectors.VECTOR_WEIGHT / (k + 1)
+    rrf_reply = selectors.TEXT_WEIGHT / (k + 2)
+    expected_reply = (
+        selectors.LEARNED_TEXT * 1.0 / 4.0
+        + selectors.LEARNED_MEANING * 0.3 / 0.8
+        + selectors.LEARNED_NEAR * 0.8
+        + selectors.LEARNED_REPLY * k * rrf_asked  # it answers a candidate that asks
+        + selectors.LEARNED_SUPPORT * k * rrf_asked  # the other candidate of its conversation
+        + selectors.LEARNED_DATED  # written in March 2025
+        + selectors.LEARNED_NAMED  # Dana wrote it; Sam did not
+        + selectors.LEARNED_WORDS * math.log1p(7)
+    )
+    expected_asked = (
+        selectors.LEARNED_TEXT
+        + selectors.LEARNED_MEANING
+        + selectors.LEARNED_NEAR * 0.3
+        + selectors.LEARNED_PLACE * k / (k + 1)
+        + selectors.LEARNED_ASKS
+        + selectors.LEARNED_SUPPORT * k * rrf_reply
+        + selectors.LEARNED_DATED
+        + selectors.LEARNED_WORDS * math.log1p(6)
+        + selectors.LEARNED_OPENS
+    )
+    assert scores[reply.pk] == pytest.approx(expected_reply)
+    assert scores[asked.pk] == pytest.approx(expected_asked)
+    # Dana's, in another conversation written in June: no date, no support, no reply; it opens its conversation.
+    assert scores[other.pk] == pytest.approx(
+        selectors.LEARNED_MEANING * 0.6 / 0.8
+        + selectors.LEARNED_PLACE * k / (k + 2)
+        + selectors.LEARNED_NAMED
+        + selectors.LEARNED_WORDS * math.log1p(5)
+        + selectors.LEARNED_OPENS
+    )
+    assert sorted(scores, key=lambda pk: -scores[pk]) == [asked.pk, reply.pk, other.pk]
+
+
+def test_search_orders_by_the_learned_score(actors, fake, monkeypatch):
+    chat = _ticket(actors, "chat")
+    asked = _say(actors, chat, "Which printer model do you have?", when=WHEN, author="Sam", role="staff")
+    reply = _say(actors, chat, "An HP LaserJet 4250 from the office.", when=WHEN + timedelta(seconds=1))
+    june = _ticket(actors, "june", WHEN + timedelta(days=90))
+    listed = _say(actors, june, "The printer model list is on the printer website.", when=WHEN + timedelta(days=90))
+
+    def order(query):
+        found = [m.pk for m in message_search(customer=actors.customer, query=query).results]
+        return [pk for pk in found if pk in {asked.pk, reply.pk, listed.pk}]
+
+    # The June statement matches the words best; then the question, whose words they are, then its reply.
+    assert order("printer model") == [listed.pk, asked.pk, reply.pk]
+    # Named: March 2025 and Dana. The reply, in March and by Dana, comes first; the June statement last.
+    assert order("Which printer model did Dana have in March 2025?") == [reply.pk, asked.pk, listed.pk]
+    monkeypatch.setattr(selectors, "LEARNED_DATED", 0.0)
+    monkeypatch.setattr(selectors, "LEARNED_NAMED", 0.0)
+    # Without the date and the name, the words put the June statement first again.
+    assert order("Which printer model did Dana have in March 2025?")[0] == listed.pk
+
+
+def test_passages_are_ranked_by_the_learned_score_with_their_messages_conversation(
+    actors, fake, django_capture_on_commit_callbacks
+):
+    chat = _ticket(actors, "chat")
+    asked = _say(actors, chat, "Which printer model do you have?", when=WHEN, author="Sam", role="staff")
+    reply = _say(actors, chat, "An HP LaserJet 4250 from the office.", when=WHEN + timedelta(seconds=1))
+    provenance = Provenance(reason="test")
+    with django_capture_on_commit_callbacks(execute=True):  # embedded, as after any commit
+        asked_p, reply_p = (
+            passage_insert(
+                organization=actors.org,
+                customer=actors.customer,
+                text=f"{message.author_name}: {message.body}",
+                provenance=provenance,
+                source_message_id=message.pk,
+            )[0]
+            for message in (asked, reply)
+        )
+        loose, _ = passage_insert(
+            organization=actors.org, customer=actors.customer, text="Printer model noted.", provenance=provenance
+        )
+    facts = selectors._facts(selectors._PASSAGE_FACTS_SQL, [asked_p.pk, reply_p.pk, loose.pk])
+    assert facts[asked_p.pk][4:] == (True, asked.pk, reply.pk, 7, True)  # "Sam: Which printer model do you have?"
+    assert facts[loose.pk][5:] == (None, None, 3, False)  # made from no message: no turn, opens nothing
+
+    def order(customer):
+        page = passage_search(organization=actors.org, customer=customer, query="Dana printer model March 2025")
+        return [p.pk for p in page.results]
+
+    # Dana's reply is a March turn of a conversation that opened with a question about the printer model.
+    assert order(actors.customer)[:3] == [reply_p.pk, asked_p.pk, loose.pk]
+    assert order(None)[:3] == [reply_p.pk, asked_p.pk, loose.pk]  # organisation-wide: the same features
