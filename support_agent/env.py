@@ -81,7 +81,7 @@ def parse_database_url(url: str) -> dict[str, object]:
     name = unquote(parsed.path.lstrip("/")) or "postgres"
     options: dict[str, object] = dict(query)
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "support_agent.database",
         "NAME": name,
         "USER": unquote(parsed.username or ""),
         "PASSWORD": unquote(parsed.password or ""),
