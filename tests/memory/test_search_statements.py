@@ -1,0 +1,185 @@
+"""How search's statements read the database (docs/performance.md): cheaper forms that must score exactly as before.
+
+Each test runs the statement the search runs against the plain form it replaced, on real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from memory import selectors
+from memory.embeddings import message_embeddings_compute
+from memory.models import MessageEmbedding
+from memory.services import Provenance, passage_insert
+from support_agent.merge import customer_merge
+from tests.memory.fake_embedder import use_fake
+from tickets.models import Customer
+from tickets.services import TicketChanges, message_ingest, ticket_upsert
+
+WHEN = datetime(2025, 3, 12, 9, 0, tzinfo=UTC)
+TURNS = [
+    ("Dana", "My router drops the wifi every evening, the router light blinks."),
+    ("Sam", "Which router model is it?"),
+    ("Dana", "A Fritz box. Router router router."),
+    ("Sam", "Thanks, I will send a refund for the outage."),
+    ("Dana", "Great, the refund for the router outage is welcome."),
+]
+
+
+@pytest.fixture
+def fake(settings):
+    return use_fake(settings)
+
+
+def _conversation(actors, name, turns=TURNS, customer=None):
+    customer = customer or actors.customer
+    ticket = ticket_upsert(
+        organization=actors.org,
+        customer=customer,
+        integration_id=None,
+        external_id=f"statements-{name}",
+        changes=TicketChanges(subject=name, channel="chat"),
+        created_at=WHEN,
+        source_updated_at=WHEN,
+    )
+    messages = []
+    for index, (author, body) in enumerate(turns):
+        message, _ = message_ingest(
+            customer=customer,
+            ticket=ticket,
+            body=body,
+            author_role="customer" if author == "Dana" else "staff",
+            author_name=author,
+            created_at=WHEN + timedelta(minutes=index),
+            announce=False,
+        )
+        messages.append(message)
+    return messages
+
+
+def _plain_bm25(monkeypatch):
+    """The statement as it was: every word of every hit (and of its neighbours) unnested, then matched to the terms."""
+    cut = "unnest(ts_filter(setweight(h.doc, 'A', t.lexemes), '{{a}}')) u"
+    assert cut in selectors._BM25_SQL
+    monkeypatch.setattr(selectors, "_BM25_SQL", selectors._BM25_SQL.replace(cut, "unnest(h.doc) u"))
+    near = "unnest(ts_filter(setweight(h.near, 'A', t.lexemes), '{a}')) u"
+    assert near in selectors._NEAR_POSTINGS_SQL
+    monkeypatch.setattr(selectors, "_NEAR_POSTINGS_SQL", selectors._NEAR_POSTINGS_SQL.replace(near, "unnest(h.near) u"))
+    monkeypatch.setattr(selectors, "_NO_NEAR_POSTINGS_SQL", selectors._NEAR_POSTINGS_SQL)  # passages: '' near
+
+
+def _message_scope(customer):
+    scope = selectors._Scope(
+        table="tickets_ticketmessage m",
+        smoothed_vector_sql=selectors._MESSAGE_SMOOTHED_VECTOR_SQL,
+        vector_features_sql=selectors._MESSAGE_VECTOR_FEATURES_SQL,
+    )
+    scope.add("m.customer_id = %s", customer.pk)
+    return scope
+
+
+def _passage_scope(actors, customer):
+    scope = selectors._Scope(table="memory_archivalpassage m")
+    scope.add("m.organization_id = %s", actors.org.pk)
+    if customer is not None:
+        scope.add("m.customer_id = %s", customer.pk)
+    return scope
+
+
+QUERIES = ["router outage refund", "What did Dana say about the router?", "Fritz box model", "the and of"]
+
+
+def test_bm25_reads_only_the_query_terms_and_scores_as_the_plain_statement(actors, fake, monkeypatch):
+    _conversation(actors, "one")
+    _conversation(actors, "two", [("Dana", "Refund please"), ("Sam", "Done."), ("Dana", "The wifi works again")])
+    for index in range(3):
+        passage_insert(
+            organization=actors.org,
+            customer=actors.customer if index else actors.other_customer,
+            text=f"Router router note {index}: refund of the outage" + " router" * index,
+            provenance=Provenance(reason="test"),
+        )
+    searches = [(_message_scope(actors.customer), selectors._MESSAGE_HITS_SQL)]
+    searches += [(_passage_scope(actors, actors.customer), selectors._PASSAGE_HITS_SQL)]
+    searches += [(_passage_scope(actors, None), selectors._ORGANIZATION_PASSAGE_HITS_SQL)]
+
+    def scores():
+        return [
+            selectors._text_scores(scope=scope, query=query, limit=50, hits_sql=hits)
+            for scope, hits in searches
+            for query in QUERIES
+        ]
+
+    now = scores()
+    _plain_bm25(monkeypatch)
+    before = scores()
+    assert any(len(ranked) > 3 for ranked in now)  # neighbours and authors match too
+    for ranked, expected in zip(now, before, strict=True):
+        assert [pk for pk, _ in ranked] == [pk for pk, _ in expected]
+        for (_, score), (_, plain) in zip(ranked, expected, strict=True):
+            assert score == pytest.approx(plain, rel=1e-12)
+
+
+def test_message_similarities_read_the_customers_embeddings_and_follow_a_merge(actors, fake):
+    duplicate = Customer.objects.create(organization=actors.org, name="Dana W. (duplicate)")
+    own = _conversation(actors, "own")
+    moved = _conversation(actors, "moved", [("Dana", "The scanner jams"), ("Sam", "Noted.")], customer=duplicate)
+    other = _conversation(actors, "other", [("Lee", "My printer jams")], customer=actors.other_customer)
+    message_embeddings_compute(message_ids=[m.pk for m in [*own, *moved, *other]])
+    assert MessageEmbedding.objects.filter(message__in=[*own, *moved]).count() == len(own) + len(moved)
+    customer_merge(source=duplicate, into=actors.customer, user=None, via="api")
+    assert set(MessageEmbedding.objects.filter(message__in=moved).values_list("customer_id", flat=True)) == {
+        actors.customer.pk
+    }
+    vector = fake.embed(["printer"])[0]
+    rows = selectors._vector_features(
+        scope=_message_scope(actors.customer),
+        model=fake.name,
+        vector=vector,
+        limit=100,
+        wanted=[],
+        vector_sql="",
+        distance="",
+    )
+    by_id = {pk: (sim, near) for pk, sim, near in rows}
+    assert set(by_id) == {m.pk for m in [*own, *moved]}  # the customer's, the moved ones included; not Lee's
+    assert by_id[moved[0].pk][0] == pytest.approx(1.0, abs=1e-6)  # "scanner" is "printer" to the fake embedder
+    assert by_id[moved[1].pk][1] == pytest.approx(1.0, abs=1e-6)  # its neighbour's similarity
+    assert rows[0][0] == moved[0].pk
+
+
+def test_passage_similarities_are_one_minus_the_distance_nearest_first(
+    actors, fake, django_capture_on_commit_callbacks
+):
+    texts = ["printer jam", "printer and router", "router", "refund", "unrelated words entirely", "printer"]
+    with django_capture_on_commit_callbacks(execute=True):
+        passages = [
+            passage_insert(
+                organization=actors.org, customer=actors.customer, text=text, provenance=Provenance(reason="test")
+            )[0]
+            for text in texts
+        ]
+    vector = fake.embed(["printer"])[0]
+    scope = _passage_scope(actors, actors.customer)
+    scope.vector_features_sql = selectors._PASSAGE_VECTOR_FEATURES_SQL
+    rows = selectors._vector_features(
+        scope=scope,
+        model=fake.name,
+        vector=vector,
+        limit=2,
+        wanted=[passages[3].pk],
+        vector_sql="",
+        distance="",
+    )
+    expected = {}
+    for passage in passages:
+        stored = fake.embed([passage.text])[0]
+        expected[passage.pk] = sum(a * b for a, b in zip(stored, vector, strict=True))
+    # The two nearest ("printer jam" and "printer" tie at 1: the larger id first), then the wanted one.
+    assert [pk for pk, _, _ in rows] == [passages[5].pk, passages[0].pk, passages[3].pk]
+    for pk, sim, near in rows:
+        assert sim == pytest.approx(expected[pk], abs=1e-6) and near == 0.0
+    assert math.isclose(rows[0][1], rows[1][1], abs_tol=1e-6)
