@@ -183,3 +183,24 @@ def test_passage_similarities_are_one_minus_the_distance_nearest_first(
     for pk, sim, near in rows:
         assert sim == pytest.approx(expected[pk], abs=1e-6) and near == 0.0
     assert math.isclose(rows[0][1], rows[1][1], abs_tol=1e-6)
+
+
+def test_a_page_of_rows_is_read_as_the_orm_reads_them(actors, fake, django_capture_on_commit_callbacks):
+    messages = _conversation(actors, "page")
+    with django_capture_on_commit_callbacks(execute=True):
+        passage, _ = passage_insert(
+            organization=actors.org,
+            customer=actors.customer,
+            text="Router noted.",
+            tags=["network"],
+            provenance=Provenance(reason="test"),
+        )
+    for model, ids in ((type(messages[0]), [m.pk for m in messages]), (type(passage), [passage.pk])):
+        expected = model.objects.in_bulk([*ids, 10**9])
+        rows = selectors._rows_by_id(model, [*ids, 10**9])
+        assert set(rows) == set(expected) == set(ids)
+        for pk, row in rows.items():
+            assert type(row) is model and not row._state.adding and row.get_deferred_fields() == set()
+            for field in model._meta.concrete_fields:
+                got, want = getattr(row, field.attname), getattr(expected[pk], field.attname)
+                assert str(got) == str(want) and type(got) is type(want), field.attname
