@@ -890,15 +890,39 @@ def _vector_features(
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [(row[0], float(row[1]), float(row[2])) for row in cursor.fetchall()]
-    # The organisation's passages: the (HNSW) ranking, then the similarities of its rows and the wanted ones.
-    ids = _vector_ranking(
-        scope=scope, model=model, vector=vector, limit=limit, vector_sql=vector_sql, distance=distance
+    # The organisation's passages: the (HNSW) ranking with its rows' similarities, then the wanted rows' ones.
+    nearest = _nearest_similarities(
+        scope=scope, model=model, literal=literal, limit=limit, vector_sql=vector_sql, distance=distance
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SIMILARITIES_SQL.format(distance=distance, table=scope.table),
-            [literal, model, list({*ids, *wanted})],
-        )
-        sims = {row[0]: float(row[1]) for row in cursor.fetchall()}
-    ordered = [pk for pk in ids if pk in sims] + sorted(pk for pk in sims if pk not in set(ids))
-    return [(pk, sims[pk], 0.0) for pk in ordered]
+    found = {pk for pk, _ in nearest}
+    rest = sorted({pk for pk in wanted if pk not in found})
+    sims = {}
+    if rest:
+        with connection.cursor() as cursor:
+            cursor.execute(_SIMILARITIES_SQL.format(distance=distance, table=scope.table), [literal, model, rest])
+            sims = {row[0]: float(row[1]) for row in cursor.fetchall()}
+    return [(pk, sim, 0.0) for pk, sim in nearest] + [(pk, sims[pk], 0.0) for pk in rest if pk in sims]
+
+
+def _nearest_similarities(
+    *, scope: _Scope, model: str, literal: str, limit: int, vector_sql: str, distance: str
+) -> list[tuple[int, float]]:
+    """``_vector_ranking``'s rows with their similarity, read by the same search (HNSW, else exact): the rows the
+    index scan has just read are not looked up again by id."""
+    select = "SELECT m.id FROM "
+    if not vector_sql.startswith(select):
+        raise ValueError(f"unexpected vector query: {vector_sql[:40]!r}")
+    rest = vector_sql.format(where=scope.sql_where).removeprefix(select)
+    sql = f"SELECT m.id, 1 - ({distance}) FROM {rest}"  # noqa: S608  (this module's own SQL)
+    params = [literal, model, *scope.params, literal, limit]
+    with transaction.atomic():
+        ef_search = min(max(HNSW_EF_SEARCH_MIN, 2 * limit), HNSW_EF_SEARCH_MAX)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+            cursor.execute(f"{sql} ORDER BY {distance} LIMIT %s", params)
+            rows = cursor.fetchall()
+    if len(rows) < limit:  # as in _vector_ranking: a selective filter left too few; exact search is complete
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql} ORDER BY ({distance}) + 0 LIMIT %s", params)
+            rows = cursor.fetchall()
+    return [(row[0], float(row[1])) for row in rows]

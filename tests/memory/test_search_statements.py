@@ -204,3 +204,35 @@ def test_a_page_of_rows_is_read_as_the_orm_reads_them(actors, fake, django_captu
             for field in model._meta.concrete_fields:
                 got, want = getattr(row, field.attname), getattr(expected[pk], field.attname)
                 assert str(got) == str(want) and type(got) is type(want), field.attname
+
+
+def test_organisation_wide_similarities_come_with_the_nearest_rows_then_the_wanted_ones(
+    actors, fake, django_capture_on_commit_callbacks
+):
+    texts = ["printer jam", "printer and router", "router", "refund", "printer"]
+    with django_capture_on_commit_callbacks(execute=True):
+        passages = [
+            passage_insert(
+                organization=actors.org,
+                customer=actors.customer if index % 2 else actors.other_customer,
+                text=text,
+                provenance=Provenance(reason="test"),
+            )[0]
+            for index, text in enumerate(texts)
+        ]
+    vector = fake.embed(["printer"])[0]
+    rows = selectors._vector_features(
+        scope=_passage_scope(actors, None),
+        model=fake.name,
+        vector=vector,
+        limit=2,
+        wanted=[passages[3].pk, passages[2].pk, 10**9],
+        vector_sql="SELECT m.id FROM memory_archivalpassage m WHERE m.embedding_model = %s AND {where}",
+        distance="m.embedding <=> %s::vector",
+    )
+    similarity = {p.pk: sum(a * b for a, b in zip(fake.embed([p.text])[0], vector, strict=True)) for p in passages}
+    # The two nearest of the organisation (either customer), then the wanted ones by id; an unknown id is dropped.
+    assert {pk for pk, _, _ in rows[:2]} == {passages[0].pk, passages[4].pk}
+    assert [pk for pk, _, _ in rows[2:]] == [passages[2].pk, passages[3].pk]
+    for pk, sim, near in rows:
+        assert sim == pytest.approx(similarity[pk], abs=1e-6) and near == 0.0
