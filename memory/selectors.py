@@ -48,6 +48,7 @@ MAX_RESULTS = 500
 # raised (per transaction) so that a filtered search still finds enough rows, and exact search is the
 # fallback when it does not.
 HNSW_EF_SEARCH_MIN = 100
+HNSW_EF_SEARCH_FACTOR = 2  # ef_search = this x the rows wanted
 HNSW_EF_SEARCH_MAX = 1000
 
 
@@ -680,7 +681,7 @@ def _vector_ranking(
         # "+ 0" keeps the planner off the HNSW index: one customer's rows are few, so exact is fast and complete.
         return _fetch_ids(exact_sql, params)
     with transaction.atomic():
-        ef_search = min(max(HNSW_EF_SEARCH_MIN, 2 * limit), HNSW_EF_SEARCH_MAX)
+        ef_search = min(max(HNSW_EF_SEARCH_MIN, HNSW_EF_SEARCH_FACTOR * limit), HNSW_EF_SEARCH_MAX)
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         ids = _fetch_ids(f"{sql} ORDER BY {distance} LIMIT %s", params)
@@ -916,7 +917,7 @@ def _nearest_similarities(
     sql = f"SELECT m.id, 1 - ({distance}) FROM {rest}"  # noqa: S608  (this module's own SQL)
     params = [literal, model, *scope.params, literal, limit]
     with transaction.atomic():
-        ef_search = min(max(HNSW_EF_SEARCH_MIN, 2 * limit), HNSW_EF_SEARCH_MAX)
+        ef_search = min(max(HNSW_EF_SEARCH_MIN, HNSW_EF_SEARCH_FACTOR * limit), HNSW_EF_SEARCH_MAX)
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
             cursor.execute(f"{sql} ORDER BY {distance} LIMIT %s", params)
