@@ -237,28 +237,38 @@ QUESTION_WEIGHT = 0.7
 ANSWER_SHARE = 0.3
 
 
+# A text that states when something happened relative to when it was written ("yesterday", "last week", "next
+# Friday", "two days ago"): what a "When did ...?" question is answered by. PostgreSQL regex (\y: a word boundary),
+# matched case-insensitively by the facts query (docs/recall.md, step 5).
+_WEEKDAY = "(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?"
+_TIME_PHRASE = (
+    "\\y(yesterday|today|tonight|tomorrow|ago|the other day|recently|lately|(last|this|next|past|coming)\\s+"
+    f"(week|weekend|month|year|night|morning|evening|summer|winter|spring|fall|autumn|{_WEEKDAY})s?|{_WEEKDAY})\\y"
+)
 # What the re-scoring reads of each candidate: (conversation, time, text hash, author, asks, turn, next turn, words,
-# opens its conversation). A passage made from a message belongs to that message's ticket and author and is that
-# message's turn; any other passage is a conversation of its own, with no turn.
+# opens its conversation, states a time). A passage made from a message belongs to that message's ticket and author
+# and is that message's turn; any other passage is a conversation of its own, with no turn.
 _MESSAGE_FACTS_SQL = (
     "SELECT m.id, m.ticket_id, m.created_at, md5(lower(btrim(m.body))), m.author_name, rtrim(m.body) LIKE '%%?', "
     "m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
     "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1), "
     "coalesce(array_length(regexp_split_to_array(nullif(btrim(m.body), ''), '\\s+'), 1), 0), "
     "NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
-    "AND (b.created_at, b.id) < (m.created_at, m.id)) "
+    "AND (b.created_at, b.id) < (m.created_at, m.id)), "
+    "m.body ~* '{time_phrase}' "
     "FROM tickets_ticketmessage m WHERE m.id = ANY(%s)"
-)
+).replace("{time_phrase}", _TIME_PHRASE)
 _PASSAGE_FACTS_SQL = (
     "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at, p.text_hash, coalesce(m.author_name, ''), "
     "rtrim(p.text) LIKE '%%?', m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
     "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1), "
     "coalesce(array_length(regexp_split_to_array(nullif(btrim(p.text), ''), '\\s+'), 1), 0), "
     "m.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
-    "AND (b.created_at, b.id) < (m.created_at, m.id)) "
+    "AND (b.created_at, b.id) < (m.created_at, m.id)), "
+    "p.text ~* '{time_phrase}' "
     "FROM memory_archivalpassage p LEFT JOIN tickets_ticketmessage m ON m.id = p.source_message_id "
     "WHERE p.id = ANY(%s)"
-)
+).replace("{time_phrase}", _TIME_PHRASE)
 
 
 def _message_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tuple[int, float]]:
@@ -720,10 +730,10 @@ def _fetch_ids(sql: str, params: list[Any]) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Learned ranking (docs/recall.md, step 4)
+# Learned ranking (docs/recall.md, steps 4 and 5)
 #
 # Instead of RRF followed by hand-set preferences, every candidate (the union of the best CANDIDATE rows of
-# each ranking) gets one linear score over eleven features read from the rankings and the facts query:
+# each ranking) gets one linear score over fifteen features read from the rankings and the facts query:
 #   text      BM25 score / the query's best BM25 score (0: no query word, itself or by a neighbour)
 #   meaning   cosine similarity / the best similarity among the candidates
 #   near      the best similarity of its previous or next turn (messages; 0 for passages)
@@ -735,24 +745,34 @@ def _fetch_ids(sql: str, params: list[Any]) -> list[int]:
 #   named     its author is named by the query (named_authors)
 #   words     log(1 + its number of words)
 #   opens     it is the first turn of its conversation
+#   timed, when timed, peer text, peer meaning: step 5, listed with their weights below
 # (RRF score: TEXT_WEIGHT / (RRF_K + text place) + VECTOR_WEIGHT / (RRF_K + vector place).)
 # The weights were fitted on LoCoMo's tune half only (conversations 1-5, messages): a softmax loss over each
 # question's candidates (the evidence turns share the probability), L2 30 on standardised features; the L2, the
 # feature set (the text place feature was dropped) and LEARNED_CANDIDATES chosen by leave-one-conversation-out on
 # tune. Confirmed on validate (recall@10 0.771 -> 0.808) and on archival passages with the same weights (0.724 ->
-# 0.776); docs/recall.md, step 4.
+# 0.776); docs/recall.md, step 4. Step 5 added four features and refitted all fifteen weights the same way.
 LEARNED_RANKING = True
-LEARNED_TEXT = 3.94
-LEARNED_MEANING = 2.12
-LEARNED_NEAR = 0.87
-LEARNED_PLACE = 0.88
-LEARNED_ASKS = -0.42
-LEARNED_REPLY = 1.24
-LEARNED_SUPPORT = 0.71
-LEARNED_DATED = 3.83
-LEARNED_NAMED = 1.54
-LEARNED_WORDS = 0.87
-LEARNED_OPENS = 1.00
+LEARNED_TEXT = 3.52
+LEARNED_MEANING = 2.79
+LEARNED_NEAR = 1.35
+LEARNED_PLACE = 0.35
+LEARNED_ASKS = -0.41
+LEARNED_REPLY = 1.19
+LEARNED_SUPPORT = 0.34
+LEARNED_DATED = 4.28
+LEARNED_NAMED = 1.77
+LEARNED_WORDS = 0.74
+LEARNED_OPENS = 0.79
+# Step 5 (docs/recall.md), refitted with the eleven above on tune (softmax per question, L2 30):
+#   timed        its text states a time relative to when it was written (_TIME_PHRASE: "yesterday", "last week")
+#   when timed   the same, when the query asks when (_ASKS_WHEN)
+#   peer text    the best text feature among the other candidates of its conversation
+#   peer meaning the best meaning feature among the other candidates of its conversation
+LEARNED_TIMED = 0.32
+LEARNED_WHEN_TIMED = 1.51
+LEARNED_PEER_TEXT = 1.52
+LEARNED_PEER_MEANING = 0.83
 # Each ranking contributes its best LEARNED_CANDIDATES rows (or the page's limit, when larger), whatever the page
 # size: the learned score uses deeper lists well (tune, leave-one-out recall@10 at 50 / 75 / 100 / 150 / 200 / 300
 # rows: 0.812 / 0.813 / 0.816 / 0.820 / 0.822 / 0.822), and page 1 of 10 is then the first 10 of a page of 25.
@@ -856,16 +876,21 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
     periods = query_periods(query)
     after = timedelta(days=DATE_AFTER_DAYS)
     named = named_authors(query, {facts[pk][3] for pk in pool})
+    timed_weight = LEARNED_TIMED + (LEARNED_WHEN_TIMED if asks_when(query) else 0.0)
+    text = {pk: c.text / best_text for pk, c in pool.items()}
+    meaning = {pk: (c.sim or 0.0) / best_sim for pk, c in pool.items()}
+    peer_text = _best_of_others(text, facts)
+    peer_meaning = _best_of_others(meaning, facts)
     scores = {}
     for pk, c in pool.items():
         ticket, when, _, author, asks = facts[pk][:5]
-        words, opens = facts[pk][7], facts[pk][8]
+        words, opens, timed = facts[pk][7], facts[pk][8], facts[pk][9]
         peers = list(by_ticket[ticket])
         peers.remove(rrf[pk])
         support = sum(sorted(peers, reverse=True)[:SESSION_TOP])
         scores[pk] = (
-            LEARNED_TEXT * c.text / best_text
-            + LEARNED_MEANING * (c.sim or 0.0) / best_sim
+            LEARNED_TEXT * text[pk]
+            + LEARNED_MEANING * meaning[pk]
             + LEARNED_NEAR * c.near
             + LEARNED_PLACE * (RRF_K / (RRF_K + c.vector_place) if c.vector_place else 0.0)
             + LEARNED_ASKS * bool(asks)
@@ -875,8 +900,36 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
             + LEARNED_NAMED * (author in named)
             + LEARNED_WORDS * math.log1p(words)
             + LEARNED_OPENS * bool(opens)
+            + timed_weight * bool(timed)
+            + LEARNED_PEER_TEXT * peer_text[pk]
+            + LEARNED_PEER_MEANING * peer_meaning[pk]
         )
     return scores
+
+
+# A query asks when something happened ("When did Dana's router fail?", "What year did she move?", "how long ago").
+_ASKS_WHEN = re.compile(
+    r"^\s*(when|what (year|month|date|day|time|week)|how long|since when|which (year|month|day))\b|\bwhen\b", re.I
+)
+
+
+def asks_when(query: str) -> bool:
+    """Whether the query asks for a time (the "when timed" feature of the learned ranking)."""
+    return bool(_ASKS_WHEN.search(query))
+
+
+def _best_of_others(values: dict[int, float], facts: dict[int, tuple[Any, ...]]) -> dict[int, float]:
+    """For each candidate, the best value among the other candidates of its conversation (0 when it is alone)."""
+    top: dict[Any, tuple[float, float]] = {}  # conversation: its best two values
+    for pk, value in values.items():
+        first, second = top.get(facts[pk][0], (-math.inf, -math.inf))
+        top[facts[pk][0]] = (value, first) if value > first else (first, max(second, value))
+    others = {}
+    for pk, value in values.items():
+        first, second = top[facts[pk][0]]
+        best = second if value == first else first
+        others[pk] = best if best > -math.inf else 0.0
+    return others
 
 
 def _vector_features(
