@@ -59,10 +59,10 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
     june = WHEN + timedelta(days=90)
     other = _say(actors, _ticket(actors, "web", june), "The model list is online.", when=june)
     facts = selectors._facts(selectors._MESSAGE_FACTS_SQL, [asked.pk, reply.pk, later.pk, other.pk])
-    # (conversation, time, hash, author, asks, turn, next turn, words, opens its conversation)
-    assert facts[asked.pk][4:] == (True, asked.pk, reply.pk, 6, True)
-    assert facts[reply.pk][4:] == (False, reply.pk, later.pk, 7, False)
-    assert facts[other.pk][7:] == (5, True)
+    # (conversation, time, hash, author, asks, turn, next turn, words, opens its conversation, states a time)
+    assert facts[asked.pk][4:] == (True, asked.pk, reply.pk, 6, True, False)
+    assert facts[reply.pk][4:] == (False, reply.pk, later.pk, 7, False, False)
+    assert facts[other.pk][7:] == (5, True, False)
 
     pool = {
         asked.pk: _Candidate(text=4.0, text_place=1, sim=0.8, near=0.3, vector_place=1),
@@ -82,6 +82,8 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
         + selectors.LEARNED_DATED  # written in March 2025
         + selectors.LEARNED_NAMED  # Dana wrote it; Sam did not
         + selectors.LEARNED_WORDS * math.log1p(7)
+        + selectors.LEARNED_PEER_TEXT * 1.0  # the best other candidate of its conversation: the question
+        + selectors.LEARNED_PEER_MEANING * 1.0
     )
     expected_asked = (
         selectors.LEARNED_TEXT
@@ -93,10 +95,13 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
         + selectors.LEARNED_DATED
         + selectors.LEARNED_WORDS * math.log1p(6)
         + selectors.LEARNED_OPENS
+        + selectors.LEARNED_PEER_TEXT * 1.0 / 4.0  # its conversation's other candidate: the reply
+        + selectors.LEARNED_PEER_MEANING * 0.3 / 0.8
     )
     assert scores[reply.pk] == pytest.approx(expected_reply)
     assert scores[asked.pk] == pytest.approx(expected_asked)
-    # Dana's, in another conversation written in June: no date, no support, no reply; it opens its conversation.
+    # Dana's, in another conversation written in June: no date, no support, no reply, no peer; it opens its
+    # conversation.
     assert scores[other.pk] == pytest.approx(
         selectors.LEARNED_MEANING * 0.6 / 0.8
         + selectors.LEARNED_PLACE * k / (k + 2)
@@ -104,7 +109,8 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
         + selectors.LEARNED_WORDS * math.log1p(5)
         + selectors.LEARNED_OPENS
     )
-    assert sorted(scores, key=lambda pk: -scores[pk]) == [asked.pk, reply.pk, other.pk]
+    # The reply, Dana's and dated, now leads: its conversation's best other candidate (the question) lifts it.
+    assert sorted(scores, key=lambda pk: -scores[pk]) == [reply.pk, asked.pk, other.pk]
 
 
 def test_search_orders_by_the_learned_score(actors, fake, monkeypatch):
@@ -118,13 +124,20 @@ def test_search_orders_by_the_learned_score(actors, fake, monkeypatch):
         found = [m.pk for m in message_search(customer=actors.customer, query=query).results]
         return [pk for pk in found if pk in {asked.pk, reply.pk, listed.pk}]
 
-    # The June statement matches the words best; then the question, whose words they are, then its reply.
-    assert order("printer model") == [listed.pk, asked.pk, reply.pk]
+    # The question and its reply back each other (each is the other's best candidate of the conversation): they
+    # come before the June statement, which matches the words best but is alone in its conversation.
+    assert order("printer model") == [asked.pk, reply.pk, listed.pk]
+    with monkeypatch.context() as alone:
+        alone.setattr(selectors, "LEARNED_PEER_TEXT", 0.0)
+        alone.setattr(selectors, "LEARNED_PEER_MEANING", 0.0)
+        assert order("printer model") == [listed.pk, asked.pk, reply.pk]
     # Named: March 2025 and Dana. The reply, in March and by Dana, comes first; the June statement last.
     assert order("Which printer model did Dana have in March 2025?") == [reply.pk, asked.pk, listed.pk]
     monkeypatch.setattr(selectors, "LEARNED_DATED", 0.0)
     monkeypatch.setattr(selectors, "LEARNED_NAMED", 0.0)
-    # Without the date and the name, the words put the June statement first again.
+    monkeypatch.setattr(selectors, "LEARNED_PEER_TEXT", 0.0)
+    monkeypatch.setattr(selectors, "LEARNED_PEER_MEANING", 0.0)
+    # Without the date, the name and the conversation's other candidate, the words put the June statement first.
     assert order("Which printer model did Dana have in March 2025?")[0] == listed.pk
 
 
@@ -150,8 +163,8 @@ def test_passages_are_ranked_by_the_learned_score_with_their_messages_conversati
             organization=actors.org, customer=actors.customer, text="Printer model noted.", provenance=provenance
         )
     facts = selectors._facts(selectors._PASSAGE_FACTS_SQL, [asked_p.pk, reply_p.pk, loose.pk])
-    assert facts[asked_p.pk][4:] == (True, asked.pk, reply.pk, 7, True)  # "Sam: Which printer model do you have?"
-    assert facts[loose.pk][5:] == (None, None, 3, False)  # made from no message: no turn, opens nothing
+    assert facts[asked_p.pk][4:] == (True, asked.pk, reply.pk, 7, True, False)  # "Sam: Which printer model ...?"
+    assert facts[loose.pk][5:] == (None, None, 3, False, False)  # made from no message: no turn, opens nothing
 
     def order(customer):
         page = passage_search(organization=actors.org, customer=customer, query="Dana printer model March 2025")
@@ -160,3 +173,84 @@ def test_passages_are_ranked_by_the_learned_score_with_their_messages_conversati
     # Dana's reply is a March turn of a conversation that opened with a question about the printer model.
     assert order(actors.customer)[:3] == [reply_p.pk, asked_p.pk, loose.pk]
     assert order(None)[:3] == [reply_p.pk, asked_p.pk, loose.pk]  # organisation-wide: the same features
+
+
+@pytest.mark.parametrize(
+    ("body", "timed"),
+    [
+        ("I went to a support group yesterday and it was so powerful.", True),
+        ("Last Friday at dance class with a group of friends I felt it.", True),
+        ("We went camping two weekends ago.", True),
+        ("I'm hosting a dance competition next month.", True),
+        ("I swim on Saturdays.", True),
+        ("It has been a long week.", False),
+        ("I was in Chicago, it was awesome!", False),  # "ago" inside a word
+        ("This is the last thing I needed.", False),
+        ("The router fell back to the fallback network.", False),
+    ],
+)
+def test_the_facts_query_reads_whether_a_text_states_a_time(actors, fake, body, timed):
+    message = _say(actors, _ticket(actors, "timed"), body, when=WHEN)
+    assert selectors._facts(selectors._MESSAGE_FACTS_SQL, [message.pk])[message.pk][9] is timed
+
+
+def test_a_passage_states_a_time_like_its_text(actors, fake):
+    provenance = Provenance(reason="test")
+    timed, _ = passage_insert(
+        organization=actors.org,
+        customer=actors.customer,
+        text="Dana: the router died yesterday.",
+        provenance=provenance,
+    )
+    plain, _ = passage_insert(
+        organization=actors.org, customer=actors.customer, text="Dana: the router died.", provenance=provenance
+    )
+    facts = selectors._facts(selectors._PASSAGE_FACTS_SQL, [timed.pk, plain.pk])
+    assert (facts[timed.pk][9], facts[plain.pk][9]) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("query", "asks"),
+    [
+        ("When did Dana's router fail?", True),
+        ("what year did she move to Berlin", True),
+        ("How long has the printer been broken?", True),
+        ("Since when is the refund pending?", True),
+        ("Did the refund arrive, and when?", True),
+        ("What router does Dana have?", False),
+        ("Whenever it rains, what fails?", False),
+    ],
+)
+def test_asks_when(query, asks):
+    assert selectors.asks_when(query) is asks
+
+
+def test_best_of_others_is_the_best_value_of_the_other_candidates_of_the_conversation():
+    facts = {1: ("a",), 2: ("a",), 3: ("a",), 4: ("b",), 5: ("c",), 6: ("c",)}
+    values = {1: 0.9, 2: 0.5, 3: 0.2, 4: 0.7, 5: 0.4, 6: 0.4}
+    assert selectors._best_of_others(values, facts) == {1: 0.5, 2: 0.9, 3: 0.9, 4: 0.0, 5: 0.4, 6: 0.4}
+
+
+def test_a_turn_that_states_a_time_answers_a_when_question(actors, fake, monkeypatch):
+    timed = _say(actors, _ticket(actors, "first"), "The printer toner was replaced yesterday.", when=WHEN)
+    plain = _say(actors, _ticket(actors, "second"), "The printer toner was replaced on site.", when=WHEN)
+
+    def order(query):
+        found = [m.pk for m in message_search(customer=actors.customer, query=query).results]
+        return [pk for pk in found if pk in {timed.pk, plain.pk}]
+
+    facts = selectors._facts(selectors._MESSAGE_FACTS_SQL, [timed.pk, plain.pk])
+    pool = {pk: _Candidate(text=2.0, text_place=1, sim=0.5, vector_place=1) for pk in (timed.pk, plain.pk)}
+    for query, gain in (
+        ("When was the printer toner replaced?", selectors.LEARNED_TIMED + selectors.LEARNED_WHEN_TIMED),
+        ("Was the printer toner replaced?", selectors.LEARNED_TIMED),
+    ):
+        scores = selectors._learned_scores(pool, facts, query=query)
+        # The same candidates but for the time phrase and one word: what the two time features add.
+        words = selectors.LEARNED_WORDS * (math.log1p(6) - math.log1p(7))
+        assert scores[timed.pk] - scores[plain.pk] == pytest.approx(gain + words)
+    assert order("When was the printer toner replaced?") == [timed.pk, plain.pk]
+    monkeypatch.setattr(selectors, "LEARNED_TIMED", 0.0)
+    monkeypatch.setattr(selectors, "LEARNED_WHEN_TIMED", 0.0)
+    # Without them, the plain turn comes first: it has one word more.
+    assert order("When was the printer toner replaced?") == [plain.pk, timed.pk]
