@@ -238,15 +238,23 @@ ANSWER_SHARE = 0.3
 
 
 # A text that states when something happened relative to when it was written ("yesterday", "last week", "next
-# Friday", "two days ago"): what a "When did ...?" question is answered by. PostgreSQL regex (\y: a word boundary),
-# matched case-insensitively by the facts query (docs/recall.md, step 5).
-_WEEKDAY = "(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?"
-_TIME_PHRASE = (
-    "\\y(yesterday|today|tonight|tomorrow|ago|the other day|recently|lately|(last|this|next|past|coming)\\s+"
-    f"(week|weekend|month|year|night|morning|evening|summer|winter|spring|fall|autumn|{_WEEKDAY})s?|{_WEEKDAY})\\y"
+# Friday", "two days ago"): what a "When did ...?" question is answered by (docs/recall.md, step 5). Matched in
+# Python on the text the facts query returns: the same regex in PostgreSQL (~*) doubled that query's time.
+_WEEKDAY = r"(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?"
+_TIME_PHRASE = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|ago|the other day|recently|lately|(last|this|next|past|coming)\s+"
+    rf"(week|weekend|month|year|night|morning|evening|summer|winter|spring|fall|autumn|{_WEEKDAY})s?|{_WEEKDAY})\b",
+    re.IGNORECASE,
 )
+
+
+def states_time(text: str) -> bool:
+    """Whether the text states a time relative to when it was written (the "timed" feature)."""
+    return _TIME_PHRASE.search(text) is not None
+
+
 # What the re-scoring reads of each candidate: (conversation, time, text hash, author, asks, turn, next turn, words,
-# opens its conversation, states a time). A passage made from a message belongs to that message's ticket and author
+# opens its conversation, text). A passage made from a message belongs to that message's ticket and author
 # and is that message's turn; any other passage is a conversation of its own, with no turn.
 _MESSAGE_FACTS_SQL = (
     "SELECT m.id, m.ticket_id, m.created_at, md5(lower(btrim(m.body))), m.author_name, rtrim(m.body) LIKE '%%?', "
@@ -255,9 +263,9 @@ _MESSAGE_FACTS_SQL = (
     "coalesce(array_length(regexp_split_to_array(nullif(btrim(m.body), ''), '\\s+'), 1), 0), "
     "NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
     "AND (b.created_at, b.id) < (m.created_at, m.id)), "
-    "m.body ~* '{time_phrase}' "
+    "m.body "
     "FROM tickets_ticketmessage m WHERE m.id = ANY(%s)"
-).replace("{time_phrase}", _TIME_PHRASE)
+)
 _PASSAGE_FACTS_SQL = (
     "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at, p.text_hash, coalesce(m.author_name, ''), "
     "rtrim(p.text) LIKE '%%?', m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
@@ -265,10 +273,10 @@ _PASSAGE_FACTS_SQL = (
     "coalesce(array_length(regexp_split_to_array(nullif(btrim(p.text), ''), '\\s+'), 1), 0), "
     "m.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
     "AND (b.created_at, b.id) < (m.created_at, m.id)), "
-    "p.text ~* '{time_phrase}' "
+    "p.text "
     "FROM memory_archivalpassage p LEFT JOIN tickets_ticketmessage m ON m.id = p.source_message_id "
     "WHERE p.id = ANY(%s)"
-).replace("{time_phrase}", _TIME_PHRASE)
+)
 
 
 def _message_rerank(ranked: list[tuple[int, float]], *, query: str) -> list[tuple[int, float]]:
@@ -765,7 +773,7 @@ LEARNED_NAMED = 1.77
 LEARNED_WORDS = 0.74
 LEARNED_OPENS = 0.79
 # Step 5 (docs/recall.md), refitted with the eleven above on tune (softmax per question, L2 30):
-#   timed        its text states a time relative to when it was written (_TIME_PHRASE: "yesterday", "last week")
+#   timed        its text states a time relative to when it was written (states_time: "yesterday", "last week")
 #   when timed   the same, when the query asks when (_ASKS_WHEN)
 #   peer text    the best text feature among the other candidates of its conversation
 #   peer meaning the best meaning feature among the other candidates of its conversation
@@ -884,7 +892,7 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
     scores = {}
     for pk, c in pool.items():
         ticket, when, _, author, asks = facts[pk][:5]
-        words, opens, timed = facts[pk][7], facts[pk][8], facts[pk][9]
+        words, opens, body = facts[pk][7], facts[pk][8], facts[pk][9]
         peers = list(by_ticket[ticket])
         peers.remove(rrf[pk])
         support = sum(sorted(peers, reverse=True)[:SESSION_TOP])
@@ -900,7 +908,7 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
             + LEARNED_NAMED * (author in named)
             + LEARNED_WORDS * math.log1p(words)
             + LEARNED_OPENS * bool(opens)
-            + timed_weight * bool(timed)
+            + (timed_weight * states_time(body) if timed_weight else 0.0)
             + LEARNED_PEER_TEXT * peer_text[pk]
             + LEARNED_PEER_MEANING * peer_meaning[pk]
         )

@@ -59,10 +59,10 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
     june = WHEN + timedelta(days=90)
     other = _say(actors, _ticket(actors, "web", june), "The model list is online.", when=june)
     facts = selectors._facts(selectors._MESSAGE_FACTS_SQL, [asked.pk, reply.pk, later.pk, other.pk])
-    # (conversation, time, hash, author, asks, turn, next turn, words, opens its conversation, states a time)
-    assert facts[asked.pk][4:] == (True, asked.pk, reply.pk, 6, True, False)
-    assert facts[reply.pk][4:] == (False, reply.pk, later.pk, 7, False, False)
-    assert facts[other.pk][7:] == (5, True, False)
+    # (conversation, time, hash, author, asks, turn, next turn, words, opens its conversation, text)
+    assert facts[asked.pk][4:] == (True, asked.pk, reply.pk, 6, True, "Which printer model do you have?")
+    assert facts[reply.pk][4:] == (False, reply.pk, later.pk, 7, False, "An HP LaserJet 4250 from the office.")
+    assert facts[other.pk][7:] == (5, True, "The model list is online.")
 
     pool = {
         asked.pk: _Candidate(text=4.0, text_place=1, sim=0.8, near=0.3, vector_place=1),
@@ -163,8 +163,9 @@ def test_passages_are_ranked_by_the_learned_score_with_their_messages_conversati
             organization=actors.org, customer=actors.customer, text="Printer model noted.", provenance=provenance
         )
     facts = selectors._facts(selectors._PASSAGE_FACTS_SQL, [asked_p.pk, reply_p.pk, loose.pk])
-    assert facts[asked_p.pk][4:] == (True, asked.pk, reply.pk, 7, True, False)  # "Sam: Which printer model ...?"
-    assert facts[loose.pk][5:] == (None, None, 3, False, False)  # made from no message: no turn, opens nothing
+    assert facts[asked_p.pk][4:] == (True, asked.pk, reply.pk, 7, True, "Sam: Which printer model do you have?")
+    # made from no message: no turn, opens nothing
+    assert facts[loose.pk][5:] == (None, None, 3, False, "Printer model noted.")
 
     def order(customer):
         page = passage_search(organization=actors.org, customer=customer, query="Dana printer model March 2025")
@@ -189,9 +190,8 @@ def test_passages_are_ranked_by_the_learned_score_with_their_messages_conversati
         ("The router fell back to the fallback network.", False),
     ],
 )
-def test_the_facts_query_reads_whether_a_text_states_a_time(actors, fake, body, timed):
-    message = _say(actors, _ticket(actors, "timed"), body, when=WHEN)
-    assert selectors._facts(selectors._MESSAGE_FACTS_SQL, [message.pk])[message.pk][9] is timed
+def test_states_time(body, timed):
+    assert selectors.states_time(body) is timed
 
 
 def test_a_passage_states_a_time_like_its_text(actors, fake):
@@ -206,7 +206,13 @@ def test_a_passage_states_a_time_like_its_text(actors, fake):
         organization=actors.org, customer=actors.customer, text="Dana: the router died.", provenance=provenance
     )
     facts = selectors._facts(selectors._PASSAGE_FACTS_SQL, [timed.pk, plain.pk])
-    assert (facts[timed.pk][9], facts[plain.pk][9]) == (True, False)
+    assert (facts[timed.pk][9], facts[plain.pk][9]) == ("Dana: the router died yesterday.", "Dana: the router died.")
+    pool = {pk: _Candidate(text=1.0, text_place=1, sim=0.5, vector_place=1) for pk in (timed.pk, plain.pk)}
+    scores = selectors._learned_scores(pool, facts, query="When did the router die?")
+    words = selectors.LEARNED_WORDS * (math.log1p(5) - math.log1p(4))  # the plain one has one word fewer
+    assert scores[timed.pk] - scores[plain.pk] == pytest.approx(
+        selectors.LEARNED_TIMED + selectors.LEARNED_WHEN_TIMED + words
+    )
 
 
 @pytest.mark.parametrize(
