@@ -239,18 +239,52 @@ ANSWER_SHARE = 0.3
 
 # A text that states when something happened relative to when it was written ("yesterday", "last week", "next
 # Friday", "two days ago"): what a "When did ...?" question is answered by (docs/recall.md, step 5). Matched in
-# Python on the text the facts query returns: the same regex in PostgreSQL (~*) doubled that query's time.
+# Python on the text the facts query returns (the same regex in PostgreSQL doubled that query's time); the word
+# sets decide first, so the regex runs only on the few texts that hold a "last week"-like pair of words.
 _WEEKDAY = r"(monday|tuesday|wednesday|thursday|friday|saturday|sunday)s?"
 _TIME_PHRASE = re.compile(
     r"\b(yesterday|today|tonight|tomorrow|ago|the other day|recently|lately|(last|this|next|past|coming)\s+"
     rf"(week|weekend|month|year|night|morning|evening|summer|winter|spring|fall|autumn|{_WEEKDAY})s?|{_WEEKDAY})\b",
     re.IGNORECASE,
 )
+_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_TIME_WORDS = frozenset(("yesterday", "today", "tonight", "tomorrow", "ago", "recently", "lately", *_DAYS))
+_TIME_WORDS |= {day + "s" for day in _DAYS}
+_TIME_RELATIVE = frozenset(("last", "this", "next", "past", "coming"))
+_TIME_UNITS = (
+    frozenset(
+        (
+            "week",
+            "weekend",
+            "month",
+            "year",
+            "night",
+            "morning",
+            "evening",
+            "summer",
+            "winter",
+            "spring",
+            "fall",
+            "autumn",
+        )
+    )
+    | _TIME_WORDS.intersection(_DAYS)
+    | {day + "s" for day in _DAYS}
+)
+_TIME_UNITS |= {unit + "s" for unit in _TIME_UNITS}
+_WORDS = re.compile(r"\w+")
 
 
 def states_time(text: str) -> bool:
-    """Whether the text states a time relative to when it was written (the "timed" feature)."""
-    return _TIME_PHRASE.search(text) is not None
+    """Whether the text states a time relative to when it was written (the "timed" feature): ``_TIME_PHRASE``."""
+    words = _WORDS.findall(text.lower())
+    if not _TIME_WORDS.isdisjoint(words):
+        return True
+    for i, word in enumerate(words[:-1]):
+        pair = word in _TIME_RELATIVE and words[i + 1] in _TIME_UNITS
+        if pair or (word == "other" and words[i + 1] == "day" and i and words[i - 1] == "the"):
+            return _TIME_PHRASE.search(text) is not None  # the words are there; the regex reads what lies between
+    return False
 
 
 # What the re-scoring reads of each candidate: (conversation, time, text hash, author, asks, turn, next turn, words,
