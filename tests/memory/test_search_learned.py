@@ -184,6 +184,9 @@ def test_passages_are_ranked_by_the_learned_score_with_their_messages_conversati
         ("We went camping two weekends ago.", True),
         ("I'm hosting a dance competition next month.", True),
         ("I swim on Saturdays.", True),
+        ("We met the other day.", True),
+        ("Next   winter we move.", True),
+        ("It was the last, week-long trip.", False),  # the words of "last week", but not the phrase
         ("It has been a long week.", False),
         ("I was in Chicago, it was awesome!", False),  # "ago" inside a word
         ("This is the last thing I needed.", False),
