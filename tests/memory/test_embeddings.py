@@ -130,8 +130,10 @@ def test_search_falls_back_to_full_text_when_the_query_cannot_be_embedded(actors
     embedder_register("broken", broken)
     settings.SUPPORTMEM_EMBEDDINGS = "broken"
     results = message_search(customer=actors.customer, query="firmware").results
-    # The firmware reply first, then the turn it answered (found through its neighbour); not the invoice.
-    assert [m.body[:13] for m in results] == ["Please update", "My card reade"]
+    # The firmware conversation, not the invoice: the reply holds the word, and the turn it answered (found through
+    # its neighbour's words) comes first: it opens the conversation, states a time ("this morning") and its
+    # conversation holds the best match (the learned ranking's opens, timed and peer text features).
+    assert [m.body[:13] for m in results] == ["My card reade", "Please update"]
 
 
 def test_message_embedding_text_names_the_author(actors):
