@@ -294,7 +294,6 @@ _MESSAGE_FACTS_SQL = (
     "SELECT m.id, m.ticket_id, m.created_at, md5(lower(btrim(m.body))), m.author_name, rtrim(m.body) LIKE '%%?', "
     "m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
     "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1), "
-    "coalesce(array_length(regexp_split_to_array(nullif(btrim(m.body), ''), '\\s+'), 1), 0), "
     "NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
     "AND (b.created_at, b.id) < (m.created_at, m.id)), "
     "m.body "
@@ -304,7 +303,6 @@ _PASSAGE_FACTS_SQL = (
     "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at, p.text_hash, coalesce(m.author_name, ''), "
     "rtrim(p.text) LIKE '%%?', m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
     "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1), "
-    "coalesce(array_length(regexp_split_to_array(nullif(btrim(p.text), ''), '\\s+'), 1), 0), "
     "m.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
     "AND (b.created_at, b.id) < (m.created_at, m.id)), "
     "p.text "
@@ -386,9 +384,22 @@ def _questions_to_answers(
 
 
 def _facts(facts_sql: str, ids: list[int]) -> dict[int, tuple[Any, ...]]:
+    """Each candidate's facts; its word count is taken here from the text the statement returns (in SQL, the
+    regular expression that split it was nearly half of the statement's time)."""
     with connection.cursor() as cursor:
         cursor.execute(facts_sql, [ids])
-        return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
+        return {row[0]: (*row[1:8], word_count(row[-1]), *row[8:]) for row in cursor.fetchall()}
+
+
+# White space as PostgreSQL's regular expressions see it under C.UTF-8 (glibc's iswspace: no-break spaces are not).
+_SPACES = re.compile("[ \t\n\v\f\r\u1680\u2000-\u2006\u2008-\u200a\u2028\u2029\u205f\u3000]+")
+
+
+def word_count(text: str) -> int:
+    """Pieces of ``text`` between runs of white space, after trimming its outer spaces: SQL's
+    ``array_length(regexp_split_to_array(nullif(btrim(text), ''), '\\s+'), 1)``, 0 for an empty text."""
+    trimmed = text.strip(" ")
+    return len(_SPACES.split(trimmed)) if trimmed else 0
 
 
 _WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*", re.UNICODE)

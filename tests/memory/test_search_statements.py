@@ -9,6 +9,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from memory import selectors
 from memory.embeddings import message_embeddings_compute
@@ -236,3 +237,30 @@ def test_organisation_wide_similarities_come_with_the_nearest_rows_then_the_want
     assert [pk for pk, _, _ in rows[2:]] == [passages[2].pk, passages[3].pk]
     for pk, sim, near in rows:
         assert sim == pytest.approx(similarity[pk], abs=1e-6) and near == 0.0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "one",
+        "Where is my order A-000123?",
+        "  padded  both  ",
+        " \nnew line first and last\n ",
+        "tab\tseparated\t\twords",
+        "no-break\u00a0space stays one word",
+        "thin\u2009space and ideographic\u3000space split",
+        "vertical\x0btab and form\x0cfeed",
+        "zero\u200bwidth is not a space",
+    ],
+)
+def test_word_count_is_what_the_sql_split_counted(text: str) -> None:
+    """The facts' word count moved from SQL to Python: the same count as the expression it replaced."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(array_length(regexp_split_to_array(nullif(btrim(%s), ''), '\\s+'), 1), 0)", [text]
+        )
+        (expected,) = cursor.fetchone()
+    assert selectors.word_count(text) == expected
