@@ -251,26 +251,9 @@ _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "su
 _TIME_WORDS = frozenset(("yesterday", "today", "tonight", "tomorrow", "ago", "recently", "lately", *_DAYS))
 _TIME_WORDS |= {day + "s" for day in _DAYS}
 _TIME_RELATIVE = frozenset(("last", "this", "next", "past", "coming"))
-_TIME_UNITS = (
-    frozenset(
-        (
-            "week",
-            "weekend",
-            "month",
-            "year",
-            "night",
-            "morning",
-            "evening",
-            "summer",
-            "winter",
-            "spring",
-            "fall",
-            "autumn",
-        )
-    )
-    | _TIME_WORDS.intersection(_DAYS)
-    | {day + "s" for day in _DAYS}
-)
+_TIME_UNITS = frozenset(
+    ("week", "weekend", "month", "year", "night", "morning", "evening", "summer", "winter", "spring", "fall", "autumn")
+).union(_DAYS)
 _TIME_UNITS |= {unit + "s" for unit in _TIME_UNITS}
 _WORDS = re.compile(r"\w+")
 
@@ -746,9 +729,7 @@ def _vector_ranking(
         # "+ 0" keeps the planner off the HNSW index: one customer's rows are few, so exact is fast and complete.
         return _fetch_ids(exact_sql, params)
     with transaction.atomic():
-        ef_search = min(max(HNSW_EF_SEARCH_MIN, HNSW_EF_SEARCH_FACTOR * limit), HNSW_EF_SEARCH_MAX)
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+        _hnsw_ef_search_set(limit)
         ids = _fetch_ids(f"{sql} ORDER BY {distance} LIMIT %s", params)
     if len(ids) < limit:
         # HNSW filters after it searches; a selective filter can leave too few rows. Exact search is complete.
@@ -774,6 +755,13 @@ SELECT id FROM (
     WINDOW w AS (PARTITION BY ticket_id ORDER BY created_at, id)
 ) smoothed ORDER BY score DESC, id DESC LIMIT %s
 """.replace("{similarities}", _MESSAGE_SIMILARITIES_SQL)
+
+
+def _hnsw_ef_search_set(limit: int) -> None:
+    """Size the HNSW candidate list for ``limit`` rows, for the current transaction only."""
+    ef_search = min(max(HNSW_EF_SEARCH_MIN, HNSW_EF_SEARCH_FACTOR * limit), HNSW_EF_SEARCH_MAX)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
 
 
 def _fetch_ids(sql: str, params: list[Any]) -> list[int]:
@@ -1025,9 +1013,8 @@ def _nearest_similarities(
     sql = f"SELECT m.id, 1 - ({distance}) FROM {rest}"  # noqa: S608  (this module's own SQL)
     params = [literal, model, *scope.params, literal, limit]
     with transaction.atomic():
-        ef_search = min(max(HNSW_EF_SEARCH_MIN, HNSW_EF_SEARCH_FACTOR * limit), HNSW_EF_SEARCH_MAX)
+        _hnsw_ef_search_set(limit)
         with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
             cursor.execute(f"{sql} ORDER BY {distance} LIMIT %s", params)
             rows = cursor.fetchall()
     if len(rows) < limit:  # as in _vector_ranking: a selective filter left too few; exact search is complete
