@@ -15,7 +15,7 @@ from memory import embeddings, onnx_embedder
 from memory.embeddings import EmbeddingError, LocalEmbedder, embedder_get, stale_messages
 from memory.models import EMBEDDING_DIMENSIONS, MessageEmbedding
 from memory.onnx_embedder import (
-    BATCH_SIZE,
+    CHUNK_TEXTS,
     OnnxEmbedder,
     chunk_size,
     length_sorted_chunks,
@@ -101,10 +101,10 @@ def test_chunks_are_length_sorted_and_give_every_worker_one():
     assert chunks == [[5, 1], [3, 2], [0, 4]]  # shortest first; ties keep input order
     assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
     assert chunk_size(1, 2) == 1
-    assert chunk_size(64, 2) == 32  # the pipeline's batches of 64 use both cores
-    assert chunk_size(65, 2) == 33
-    assert chunk_size(1000, 2) == BATCH_SIZE  # big inputs: as many full runs as it takes
-    assert chunk_size(10, 1) == 10
+    assert chunk_size(3, 2) == 2  # a small batch still uses both cores
+    assert chunk_size(10, 2) == min(5, CHUNK_TEXTS)  # half each
+    assert chunk_size(64, 2) == CHUNK_TEXTS  # the pipeline's batches of 64: several small runs per core
+    assert chunk_size(1000, 1) == CHUNK_TEXTS
     assert length_sorted_chunks([], 4) == []
 
 
@@ -131,6 +131,12 @@ def test_chunks_run_side_by_side_and_come_back_in_input_order(converted, monkeyp
     for index, vector in enumerate(alone):
         similarities = [_dot(vector, other) for other in forward]
         assert similarities.index(max(similarities)) == index
+    runs.clear()
+    many = [f"{' '.join(['note'] * (n % 13 + 1))} ticket {n}" for n in range(3 * CHUNK_TEXTS + 1)]
+    vectors = converted.embed(many)  # a pipeline batch: several small runs, each at most CHUNK_TEXTS texts
+    assert sum(size for _, size in runs) == len(many) and max(size for _, size in runs) == CHUNK_TEXTS
+    for index, text in enumerate(many[:: CHUNK_TEXTS - 1]):
+        assert _dot(converted.embed([text])[0], vectors[index * (CHUNK_TEXTS - 1)]) > 0.98
     runs.clear()
     converted.embed(["one query"])
     assert runs == [(threading.current_thread().name, 1)]  # a single text runs on the caller's thread
