@@ -270,11 +270,14 @@ def states_time(text: str) -> bool:
     return False
 
 
-# What the re-scoring reads of each candidate: (conversation, time, text hash, author, asks, turn, next turn, words,
-# opens its conversation, text). A passage made from a message belongs to that message's ticket and author
-# and is that message's turn; any other passage is a conversation of its own, with no turn.
+# What the re-scoring reads of each candidate: (conversation, date, text hash, author, asks, turn, next turn, words,
+# opens its conversation, text). A passage made from a message belongs to that message's ticket and author and is
+# that message's turn; any other passage is a conversation of its own, with no turn. The date is cast by PostgreSQL in
+# the connection's time zone, the date of the time psycopg would return (parsing each candidate's timestamp in Python
+# cost more than the rest of the statement). The next turn and the first turn are read through the ticket's turn
+# order index (message_ticket_turn_order): one probe each.
 _MESSAGE_FACTS_SQL = (
-    "SELECT m.id, m.ticket_id, m.created_at, md5(lower(btrim(m.body))), m.author_name, rtrim(m.body) LIKE '%%?', "
+    "SELECT m.id, m.ticket_id, m.created_at::date, md5(lower(btrim(m.body))), m.author_name, rtrim(m.body) LIKE '%%?', "
     "m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
     "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1), "
     "NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
@@ -283,7 +286,7 @@ _MESSAGE_FACTS_SQL = (
     "FROM tickets_ticketmessage m WHERE m.id = ANY(%s)"
 )
 _PASSAGE_FACTS_SQL = (
-    "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at, p.text_hash, coalesce(m.author_name, ''), "
+    "SELECT p.id, coalesce(m.ticket_id, -p.id), p.created_at::date, p.text_hash, coalesce(m.author_name, ''), "
     "rtrim(p.text) LIKE '%%?', m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
     "AND (n.created_at, n.id) > (m.created_at, m.id) ORDER BY n.created_at, n.id LIMIT 1), "
     "m.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
@@ -324,7 +327,7 @@ def _rerank(ranked: list[tuple[int, float]], *, query: str, facts_sql: str) -> l
         ranked = [(pk, score + SESSION_WEIGHT * support[pk]) for pk, score in ranked]
     if periods:
         after = timedelta(days=DATE_AFTER_DAYS)
-        dated = {pk for pk, _ in ranked if any(p.contains(facts[pk][1].date(), after=after) for p in periods)}
+        dated = {pk for pk, _ in ranked if any(p.contains(facts[pk][1], after=after) for p in periods)}
         ranked = [(pk, score * (1 + DATE_BOOST) if pk in dated else score) for pk, score in ranked]
     if SPEAKER_BOOST:
         named = named_authors(query, {facts[pk][3] for pk, _ in ranked})
@@ -382,6 +385,8 @@ def word_count(text: str) -> int:
     """Pieces of ``text`` between runs of white space, after trimming its outer spaces: SQL's
     ``array_length(regexp_split_to_array(nullif(btrim(text), ''), '\\s+'), 1)``, 0 for an empty text."""
     trimmed = text.strip(" ")
+    if trimmed.isascii() and trimmed.isprintable():  # then its only white space is " ", as str.split() sees it too
+        return len(trimmed.split())
     return len(_SPACES.split(trimmed)) if trimmed else 0
 
 
@@ -922,13 +927,12 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
     meaning = {pk: (c.sim or 0.0) / best_sim for pk, c in pool.items()}
     peer_text = _best_of_others(text, facts)
     peer_meaning = _best_of_others(meaning, facts)
+    tops = {ticket: sorted(values, reverse=True)[: SESSION_TOP + 1] for ticket, values in by_ticket.items()}
     scores = {}
     for pk, c in pool.items():
         ticket, when, _, author, asks = facts[pk][:5]
         words, opens, body = facts[pk][7], facts[pk][8], facts[pk][9]
-        peers = list(by_ticket[ticket])
-        peers.remove(rrf[pk])
-        support = sum(sorted(peers, reverse=True)[:SESSION_TOP])
+        support = _support(tops[ticket], rrf[pk])
         scores[pk] = (
             LEARNED_TEXT * text[pk]
             + LEARNED_MEANING * meaning[pk]
@@ -937,7 +941,7 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
             + LEARNED_ASKS * bool(asks)
             + LEARNED_REPLY * RRF_K * replies.get(pk, 0.0)
             + LEARNED_SUPPORT * RRF_K * support
-            + LEARNED_DATED * any(p.contains(when.date(), after=after) for p in periods)
+            + LEARNED_DATED * any(p.contains(when, after=after) for p in periods)
             + LEARNED_NAMED * (author in named)
             + LEARNED_WORDS * math.log1p(words)
             + LEARNED_OPENS * bool(opens)
@@ -946,6 +950,16 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
             + LEARNED_PEER_MEANING * peer_meaning[pk]
         )
     return scores
+
+
+def _support(top: list[float], own: float) -> float:
+    """The sum of the best SESSION_TOP scores of a candidate's conversation but its own, from ``top``: the
+    conversation's best SESSION_TOP + 1 scores, best first. The same values summed in the same order as sorting all its
+    peers' scores would give (one sort per conversation instead of one per candidate)."""
+    if own in top:
+        top = list(top)
+        top.remove(own)
+    return sum(top[:SESSION_TOP])
 
 
 # A query asks when something happened ("When did Dana's router fail?", "What year did she move?", "how long ago").

@@ -255,6 +255,9 @@ class TicketMessage(models.Model):
         indexes = [
             GinIndex(fields=["search_vector"], name="message_search_gin"),
             models.Index(fields=["customer", "created_at"], name="message_customer_time"),
+            # A conversation's turns in order: memory search reads each candidate's next turn and whether it opens
+            # its conversation through it (one index probe each instead of a scan and sort of the ticket's rows).
+            models.Index(fields=["ticket", "created_at", "id"], name="message_ticket_turn_order"),
         ]
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ Each test runs the statement the search runs against the plain form it replaced,
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from memory.models import MessageEmbedding
 from memory.services import Provenance, passage_insert
 from support_agent.merge import customer_merge
 from tests.memory.fake_embedder import use_fake
-from tickets.models import Customer
+from tickets.models import Customer, TicketMessage
 from tickets.services import TicketChanges, message_ingest, ticket_upsert
 
 WHEN = datetime(2025, 3, 12, 9, 0, tzinfo=UTC)
@@ -254,6 +255,9 @@ def test_organisation_wide_similarities_come_with_the_nearest_rows_then_the_want
         "thin\u2009space and ideographic\u3000space split",
         "vertical\x0btab and form\x0cfeed",
         "zero\u200bwidth is not a space",
+        "plain ascii  words, two spaces",
+        "ascii file\x1cseparator is no space to PostgreSQL",
+        "  ascii\twith a tab  ",
     ],
 )
 def test_word_count_is_what_the_sql_split_counted(text: str) -> None:
@@ -264,3 +268,36 @@ def test_word_count_is_what_the_sql_split_counted(text: str) -> None:
         )
         (expected,) = cursor.fetchone()
     assert selectors.word_count(text) == expected
+
+
+def test_facts_give_each_candidates_date_next_turn_and_opening_as_python_would(actors, fake):
+    """The facts statement casts the time to a date in the connection's time zone (the date of the datetime psycopg
+    would return) and reads the next and the first turn through the ticket's turn order index."""
+    late = [("Dana", "Late at night: the router died."), ("Sam", "Sorry to hear."), ("Dana", "It works again?")]
+    messages = _conversation(actors, "late", late)
+    TicketMessage.objects.filter(pk=messages[0].pk).update(created_at=datetime(2025, 3, 12, 23, 59, 59, tzinfo=UTC))
+    TicketMessage.objects.filter(pk=messages[1].pk).update(created_at=datetime(2025, 3, 13, 0, 0, 0, tzinfo=UTC))
+    TicketMessage.objects.filter(pk=messages[2].pk).update(created_at=datetime(2025, 3, 13, 0, 0, 0, tzinfo=UTC))
+    facts = selectors._facts(selectors._MESSAGE_FACTS_SQL, [m.pk for m in messages])
+    for message in TicketMessage.objects.filter(pk__in=[m.pk for m in messages]):
+        assert facts[message.pk][1] == message.created_at.date()  # in the connection's time zone, as read
+    first, second, third = (facts[m.pk] for m in messages)
+    assert [first[6], second[6], third[6]] == [messages[1].pk, messages[2].pk, None]  # equal times: by id
+    assert [first[8], second[8], third[8]] == [True, False, False]
+    assert third[4] and not first[4]  # asks
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "tickets_ticketmessage")
+    assert constraints["message_ticket_turn_order"]["columns"] == ["ticket_id", "created_at", "id"]
+
+
+def test_a_candidates_support_is_the_sum_its_peers_sorted_give():
+    """``_support`` (one sort per conversation) gives exactly the float the per-candidate sort gave, ties included."""
+    rng = random.Random(13)
+    for _ in range(500):
+        values = [rng.choice([0.05, 0.1, 1 / 11, 1 / 13, 0.6 / 17]) + rng.choice([0.0, 1 / 12]) for _ in range(9)]
+        values = values[: rng.randint(1, 9)]
+        top = sorted(values, reverse=True)[: selectors.SESSION_TOP + 1]
+        for own in values:
+            peers = list(values)
+            peers.remove(own)
+            assert selectors._support(top, own) == sum(sorted(peers, reverse=True)[: selectors.SESSION_TOP])
