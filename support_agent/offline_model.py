@@ -8,7 +8,7 @@ is a phrase the customer stated, what it answers is a sentence it found. Step by
 Customer message (the new event is "New message from the customer ... :\\n<body>")
   Step 1. The body is split into sentences; a sentence that asks something ("Can you remind me what my order
      number is?") is a question and is never a source of facts. Each statement is matched against a few fact
-     patterns (name, employer, product, plan, email, phone, city, address, order and account numbers,
+     patterns (name, employer, product, plan, seats, email, phone, city, address, order and account numbers,
      preferences); a fact's value ends at its clause boundary (punctuation, "and", "but", "now"...).
      Core facts go to the ``customer`` or ``preferences`` block: appended when new, replaced
      (``core_memory_replace``) when the block holds the same kind of fact with another value and the fact is
@@ -78,13 +78,44 @@ _BOUNDARY_WORDS = _wordset(
     and but so because which who where as since though although while if when now anymore instead too also btw
     please thanks thank from not again yet already either here there then i i'm im we we're my our you your is was
     are were has have had do does did can could will would just last yesterday today tomorrow ago this next every
-    mostly mainly usually always often sometimes currently
+    mostly mainly usually always often sometimes currently whenever every
     """
 )
 # A product ends sooner: "the Verifone P400 card reader at our cafe" is the Verifone P400 card reader.
 _PRODUCT_BOUNDARY = _BOUNDARY_WORDS | _wordset("at in for to with after before until")
+# What someone runs ends before the machine it runs on: "running windows 11 on a thinkpad".
+_SYSTEM_BOUNDARY = _PRODUCT_BOUNDARY | _wordset("on")
 _NAME_STOP = _BOUNDARY_WORDS | _wordset("the a an at in on to of by")
 _NAME_PARTICLES = _wordset("de da do dos das del della di du la le van von der den ter ten al el bin ibn ni nic")
+# Capitalised words that open a sentence or follow "I'm" without being a name ("I'm Sorry", "Thank You.").
+_NOT_NAMES = _wordset(
+    """
+    nobody everyone everybody someone somebody me us again anyone all
+    sorry not back fine good here done okay ok unable still using on in at the a an also just so very really happy
+    glad afraid sure writing trying having getting looking calling contacting reaching following reporting from
+    with now new ready confused stuck locked frustrated annoyed thanks thank you hello hi hey dear urgent order
+    invoice help update quick question re fwd ticket morning afternoon evening regards best cheers team support
+    please pls yes no hope sent following attached monday tuesday wednesday thursday friday saturday sunday
+    """
+)
+# Roles that say where someone works: "I'm the office manager at Blue Fern Dental", "IT lead at Fjordline AS".
+_ROLES = (
+    r"(?:manager|owner|co-owner|lead|head|director|admin|administrator|engineer|developer|accountant|founder|"
+    r"co-founder|ceo|cto|cfo|coo|coordinator|assistant|officer|analyst|consultant|designer|technician|"
+    r"receptionist|buyer|partner|secretary|bookkeeper|supervisor|president|chef|teacher|nurse|doctor|editor)"
+)
+_SIGN_OFF = re.compile(
+    r"(?:^|\n|[.!?]\s+)\s*(?:thanks|thank you|many thanks|cheers|best|best wishes|regards|best regards|kind regards|"
+    r"warm regards|sincerely|all the best)[,!.]?\s*\n+\s*(?:[-\u2013\u2014]+\s*)?"
+    r"(?P<name>(?-i:[A-Z][\w'\u2019-]+(?: [A-Z][\w'\u2019-]+){0,2}))\.?\s*$",
+    re.IGNORECASE,
+)
+_BARE_NAME = re.compile(r"^(?-i:[A-Z][\w'\u2019-]+(?: [A-Z][\w'\u2019-]+){1,2})[.,!]?$")
+# After a name: "from Northwind Logistics", "here, IT lead at Fjordline AS", ", owner of Blue Fern".
+_NAME_THEN_EMPLOYER = re.compile(
+    rf"^(?:\s+here)?\s*,?\s*(?:(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+)?(?:from|at|of|with)\s+(?=(?-i:[A-Z]))",
+    re.IGNORECASE,
+)
 _ABBREVIATIONS = re.compile(r"\b(?:St|Ave|Rd|Apt|No|Dr|Mr|Mrs|Ms|Blvd|Ln|Nr|Str)\.", re.IGNORECASE)
 
 
@@ -97,8 +128,18 @@ class Kind:
     target: str  # "customer", "preferences" or "archival"
     single: bool  # one current value (a second one replaces the first)
     reader: str  # how the value is read: "name", "phrase", "code", "email", "phone", "address"
-    triggers: tuple[str, ...]  # regexes ending where the value starts
+    # Regexes ending where the value starts; a Trigger reads its value its own way ("text me" -> "contact by text").
+    triggers: tuple[str | Trigger, ...]
     asked_by: tuple[str, ...]  # question words that ask for this kind
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A trigger whose value is read by another reader than its kind's and written through a template."""
+
+    pattern: str
+    reader: str
+    template: str = "{}"
 
 
 KINDS: tuple[Kind, ...] = (
@@ -112,8 +153,17 @@ KINDS: tuple[Kind, ...] = (
             r"\bmy (?:full |real )?name(?: is|'s| has changed to| changed to)",
             r"(?:^|[,!.]\s*)(?:this is|it's|it is)(?=\s+(?-i:[A-Z]))",
             # "Sven Lindqvist here." / "Hello, Raj Patel from Patel Logistics.": a signature at the start.
-            r"^(?:(?:hi|hello|hey|good \w+)[,!]?\s+)?"
+            r"^(?:(?:hi|hello|hey|good \w+)(?: there| all| team| folks)?[,!]?\s+)?"
             r"(?=(?-i:[A-Z][\w'-]+(?: [A-Z][\w'-]+){1,3} (?:here\b|from [A-Z])))",
+            # "Hi, I'm Kwame Osei." / "I am Inès Duarte, ...": capitalised words that end the clause.
+            r"\b(?:I'?m|I am)(?=\s+(?-i:[A-Z])[\w'\u2019-]+(?:\s+(?-i:[A-Z])[\w'\u2019-]+){0,2}"
+            r"\s*(?:[,.!;]|$|and\b|from\b|here\b|at\b|with\b))",
+            # "hi its marco." at the start of a chat, in lower case.
+            r"^(?:hi|hey|hello)(?: there)?[,!]?\s+(?:it's|its|this is)(?=\s+[^\W\d_]+(?:\s+[^\W\d_]+)?\s*(?:[,.!]|$))",
+            r"\b(?:me llamo|mi chiamo|je m'appelle|mein name ist)(?=\s+(?-i:[A-Z]))",
+            # "yuki here." opening a chat in lower case: the whole sentence
+            r"^(?:(?:hi|hey|hello)[,!]?\s+)?(?=[^\W\d_]{2,}\s+here[.!,]?$)",
+            r"(?:^|[,!.]\s*)soy(?=\s+(?-i:[A-Z]))",
         ),
         ("name", "called", "spelled", "spell"),
     ),
@@ -126,7 +176,8 @@ KINDS: tuple[Kind, ...] = (
         (
             r"\bI(?: now| currently)? work (?:at|for)",
             r"\bI'?m (?:now )?(?:working|employed) (?:at|for)",
-            r"\b(?:my|our) (?:company|employer) is",
+            r"\b(?:my|our) (?:company|employer|business|organi[sz]ation) is(?: called)?",
+            rf"\bI'?m (?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES} (?:at|for|of)(?= (?-i:[A-Z]))",
         ),
         ("work", "company", "employer", "job"),
     ),
@@ -137,11 +188,25 @@ KINDS: tuple[Kind, ...] = (
         True,
         "plan",
         (
-            r"\b(?:I'?m|im|I am|we'?re|we are)(?: now| currently)? on(?= (?:the |a |our )?[\w -]{2,30}? plan\b)",
-            r"\b(?:upgraded|downgraded|switched|moved) to(?= (?:the |a )?[\w -]{2,30}? plan\b)",
-            r"\bmy plan is",
+            r"\b(?:I'?m|im|I am|we'?re|we are)(?: now| currently)? on(?= (?:the |a |our )?[\w -]{2,30}? "
+            r"(?:plan|tier|subscription|package|edition)\b)",
+            r"\b(?:upgraded|downgraded|switched|moved) to(?= (?:the |a )?[\w -]{2,30}? "
+            r"(?:plan|tier|subscription|package|edition)\b)",
+            r"\b(?:my|our) (?:plan|tier|subscription)(?: is| is now| changed to|:)",
         ),
-        ("plan", "subscription", "tier"),
+        ("plan", "subscription", "tier", "package", "edition"),
+    ),
+    Kind(
+        "seats",
+        "Seats: ",
+        "customer",
+        True,
+        "seats",
+        (
+            r"\b(?:we have|we'?re on|we are on|with|(?:upgraded|downgraded|increased|reduced|went|moved|grew) to|"
+            r"bought|added|now have|paying for|pay for)(?= \d[\d,]* (?:seats|licen[cs]es|user licen[cs]es|agents)\b)",
+        ),
+        ("seats", "seat", "licenses", "licences", "license", "licence"),
     ),
     Kind(
         "email",
@@ -190,9 +255,38 @@ KINDS: tuple[Kind, ...] = (
         (
             r"\b(?:I|we)(?: now| mostly| also)? use(?! to\b)",
             r"\b(?:I|we)(?:'m|'re| am| are)(?: now)? using",
-            r"\b(?:I|we)(?: have)? switched to(?! the \w+ plan)",
+            r"\b(?:I|we)(?: have)? switched to(?! the \w+ (?:plan|tier))(?! \d)",
+            r"^(?:(?:so|also|btw|fyi|update)[,:]?\s+)?(?:just\s+|now\s+)?switched to(?! the \w+ (?:plan|tier))(?! \d)",
+            # "The printer we use is an HP LaserJet M404dn"
+            r"\bthe [\w-]+ (?:I|we) (?:use|have|own|bought|run) is(?: an?| the)?",
+            # "running windows 11 on a thinkpad x1 carbon": the system, then the machine
+            Trigger(r"\b(?:I'?m|im|I am|we'?re|we are) running", "system"),
+            r"\brunning\b.{2,40}?\bon (?:an?|my|our|the)(?= [\w-]+)",
+            # "I have a Fritzbox 7590 router": a named or numbered thing the customer has
+            r"\b(?:I|we) (?:have|own|bought|got)(?: an?| the| two| a new)?(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)",
+            # "crashes on my Pixel 8": a named or numbered device of the customer's
+            r"\bon my(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)",
         ),
-        ("use", "using", "device", "software", "product", "scanner", "reader", "laptop"),
+        (
+            "use",
+            "using",
+            "device",
+            "software",
+            "product",
+            "scanner",
+            "reader",
+            "laptop",
+            "computer",
+            "printer",
+            "phone",
+            "tablet",
+            "router",
+            "model",
+            "machine",
+            "system",
+            "browser",
+            "app",
+        ),
     ),
     Kind(
         "preference",
@@ -200,8 +294,34 @@ KINDS: tuple[Kind, ...] = (
         "preferences",
         False,
         "phrase",
-        (r"\bI(?:'d| would)? prefer", r"\bI(?:'d| would) rather"),
-        ("prefer", "preference", "like", "contacted", "contact", "language", "when"),
+        (
+            r"\bI(?:'d| would)? prefer",
+            r"\bI(?:'d| would) rather(?! you\s+\w+(?: to me| back)? in\s+(?-i:[A-Z]))(?: you)?",
+            # "please reply in Spanish", "I'd rather you replied in Spanish"
+            Trigger(
+                r"\b(?:reply|replied|replies|respond|responded|answer|answered|write|wrote|speak|talk|communicate)"
+                r"(?: to me| to us| back)? in(?= (?-i:[A-Z])[^\W\d_]+)",
+                "word",
+                "replies in {}",
+            ),
+            # "pls text me instead of emailing", "Please call me, don't email"
+            Trigger(
+                r"(?:^|\b(?:please|pls|plz|kindly|also|just|only|rather)\s+)"
+                r"(?=(?:text|sms|call|phone|ring|e-?mail|whatsapp|message)\s+(?:me|us)\b)",
+                "channel",
+                "contact by {}",
+            ),
+            # "please schedule calls after 2pm SGT", "call me in the mornings"
+            Trigger(
+                r"\b(?:schedule|book|arrange|call|ring|phone|contact|reach)(?: me| us)?(?: only)?"
+                r"(?: calls?| meetings?)?"
+                r"(?= (?:after|before|between|in the (?:morning|afternoon|evening)s?|on weekdays|on weekends|"
+                r"weekdays|mornings|afternoons|evenings)\b)",
+                "phrase",
+                "calls {}",
+            ),
+        ),
+        ("prefer", "preference", "like", "contacted", "contact", "language", "when", "time", "reach"),
     ),
     Kind(
         "address",
@@ -210,7 +330,8 @@ KINDS: tuple[Kind, ...] = (
         True,
         "address",
         (
-            r"\bmy (?:new )?(?:shipping |billing |delivery |postal |home )?address(?: is| changed to| is now)",
+            r"\b(?:my|our|the new)(?: new)? (?:shipping |billing |delivery |postal |home |office |mailing )?address"
+            r"(?: is| changed to| is now|:)",
             r"\bmy (?:shipping |delivery )?address to",
         ),
         ("address", "ship", "shipped", "send", "parcels", "deliver", "delivered", "live"),
@@ -224,6 +345,9 @@ KINDS: tuple[Kind, ...] = (
         (
             r"\b(?:my|the|our)(?: new)? order(?: number| no\.?| id)?(?: is| was| changed to| is now)",
             r"\border (?:number |no\.? )?#",
+            # "Order A-99812 arrived damaged": a code with a digit, and a letter, a dash or four digits
+            r"\border(?: number| no\.?| id)?"
+            r"(?=\s+(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z-]|\d{4})[A-Za-z0-9-]{3,}\b)",
         ),
         ("order",),
     ),
@@ -233,7 +357,11 @@ KINDS: tuple[Kind, ...] = (
         "archival",
         True,
         "code",
-        (r"\bmy (?:new )?(?:account|customer) (?:number|id|no\.?)(?: is| changed to| is now)",),
+        (
+            r"\b(?:my|our|the)(?: new)? (?:account|customer|client|member(?:ship)?) (?:number|id|no\.?)"
+            r"(?: is| changed to| is now|:)?",
+            r"\baccount (?:number |id |no\.? )?#",
+        ),
         ("account",),
     ),
 )
@@ -281,7 +409,8 @@ def _words_until_boundary(text: str, *, max_words: int, boundary: frozenset[str]
         word = raw.strip("\"'()")
         cut = bool(re.search(r"[,;:!?]$", word)) or (word.endswith(".") and not _ABBREVIATIONS.fullmatch(word))
         bare = word.rstrip(",;:!?.")
-        if bare.casefold() in boundary or not bare:
+        # An acronym is part of a name even when it spells a boundary word ("Fjordline AS", "Acme IT").
+        if not bare or (bare.casefold() in boundary and not (len(bare) > 1 and bare.isupper())):
             break
         words.append(bare)
         if cut or len(words) >= max_words:
@@ -314,48 +443,92 @@ def _read_name(text: str) -> str:
     return " ".join(words[:5])
 
 
-def _read_value(kind: Kind, text: str) -> str:
+_CHANNELS = {"text": "text", "sms": "text", "message": "text", "call": "phone", "phone": "phone", "ring": "phone"}
+
+
+def _read_value(reader: str, text: str) -> str:
     text = text.lstrip(" :#")
-    if kind.reader == "name":
+    if reader == "seats":
+        found = re.match(r"(\d[\d,]*) (seats|licen[cs]es|user licen[cs]es|agents)\b", text, re.IGNORECASE)
+        return f"{found.group(1)} {found.group(2)}" if found else ""
+    if reader == "word":
+        found = re.match(r"[^\W\d_]+", text)
+        return found.group(0) if found else ""
+    if reader == "channel":
+        found = re.match(r"(text|sms|call|phone|ring|e-?mail|whatsapp|message)\b", text, re.IGNORECASE)
+        if not found:
+            return ""
+        word = found.group(1).casefold()
+        return _CHANNELS.get(word, "email" if word.replace("-", "") == "email" else word)
+    if reader == "name":
         return _read_name(text)
-    if kind.reader == "email":
+    if reader == "email":
         found = re.match(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", text)
         return found.group(0).rstrip(".") if found else ""
-    if kind.reader == "phone":
+    if reader == "phone":
         found = re.match(r"\+?\d[\d ()./-]{5,}\d", text)
         return " ".join(found.group(0).split()) if found else ""
-    if kind.reader == "code":
+    if reader == "code":
         found = re.match(r"#?([A-Za-z0-9][A-Za-z0-9/-]{2,40})", text)
         code = found.group(1).rstrip("-/") if found else ""
         return code if re.search(r"\d", code) else ""
-    if kind.reader == "plan":
-        found = re.match(r"(?:(?:the|a|our)\s+)?([\w -]{2,30}?) plan\b", text, re.IGNORECASE)
-        return f"{found.group(1).strip()} plan" if found else " ".join(_words_until_boundary(text, max_words=4))
-    if kind.reader == "address":
+    if reader == "plan":
+        found = re.match(
+            r"(?:(?:the|a|our)\s+)?([\w -]{2,30}?) (plan|tier|subscription|package|edition)\b", text, re.IGNORECASE
+        )
+        if found:
+            return f"{found.group(1).strip()} {found.group(2).casefold()}"
+        return " ".join(_words_until_boundary(text, max_words=4))
+    if reader == "address":
         # An address holds commas: it runs to the end of the sentence or to a new clause.
         found = re.match(r"(.+?)(?=\s+(?:and|but|so|please|from now on|now|instead)\b|[.!?;](?:\s|$)|$)", text)
         return found.group(1).strip(" ,") if found else ""
-    if kind.reader == "product":
+    if reader == "product":
         return " ".join(_words_until_boundary(text, max_words=8, boundary=_PRODUCT_BOUNDARY))
+    if reader == "system":
+        return " ".join(_words_until_boundary(text, max_words=8, boundary=_SYSTEM_BOUNDARY))
     return " ".join(_words_until_boundary(text, max_words=8))
 
 
 def facts_in(body: str) -> list[Fact]:
     """The facts the customer states in a message, in order; questions are skipped."""
     facts: list[Fact] = []
-    for sentence in sentences(body):
+
+    def add(kind: Kind, value: str, changed: bool) -> None:
+        if value and len(value) >= 2 and not any(f.kind == kind and f.value == value for f in facts):
+            facts.append(Fact(kind, value, changed))
+
+    for number, sentence in enumerate(sentences(body)):
         if is_question(sentence):
             continue
         changed = bool(_CHANGE_MARKER.search(sentence)) or bool(_CHANGE_REQUEST.search(sentence))
+        if number == 0 and _BARE_NAME.match(sentence) and sentence.split()[0].casefold() not in _NOT_NAMES:
+            add(_KIND["name"], _read_name(sentence), changed)  # "Tariq Aziz. The app crashes ..."
         for kind in KINDS:
             for trigger in kind.triggers:
-                for found in re.finditer(trigger, sentence, re.IGNORECASE):
-                    value = _read_value(kind, sentence[found.end() :])
+                pattern, reader, template = (
+                    (trigger.pattern, trigger.reader, trigger.template)
+                    if isinstance(trigger, Trigger)
+                    else (trigger, kind.reader, "{}")
+                )
+                for found in re.finditer(pattern, sentence, re.IGNORECASE):
+                    rest = sentence[found.end() :]
+                    value = _read_value(reader, rest)
+                    if kind.key == "name" and value and value.split()[0].casefold() in _NOT_NAMES:
+                        continue  # "I'm Sorry", "It's Monday"
                     plan = re.match(r"(?:(?:the|a|our)\s+)?([\w-]{2,20}) plan\b", value, re.IGNORECASE)
                     if kind.key == "product" and plan:  # "I use the free plan" names a plan, not a product
-                        kind, value = _KIND["plan"], f"{plan.group(1)} plan"
-                    if value and len(value) >= 2 and not any(f.kind == kind and f.value == value for f in facts):
-                        facts.append(Fact(kind, value, changed))
+                        add(_KIND["plan"], f"{plan.group(1)} plan", changed)
+                        continue
+                    add(kind, template.format(value) if value else "", changed)
+                    if kind.key == "name" and value:  # "Priya Raman from Northwind Logistics"
+                        after = rest.lstrip(" :#")[len(value) :] if rest.lstrip(" :#").startswith(value) else ""
+                        employer = _NAME_THEN_EMPLOYER.match(after)
+                        if employer:
+                            add(_KIND["employer"], _read_value("phrase", after[employer.end() :]), changed)
+    signed = _SIGN_OFF.search(body.strip())
+    if signed and signed.group("name").split()[0].casefold() not in _NOT_NAMES:
+        add(_KIND["name"], _read_name(signed.group("name")), False)  # "Thanks,\nTariq Aziz"
     return facts
 
 
@@ -379,6 +552,7 @@ def _terms(text: str) -> set[str]:
 
 def _asked_kinds(question: str) -> list[Kind]:
     words = {w.casefold() for w in re.findall(r"[\w-]+", question)}
+    words |= {w[:-1] for w in words if w.endswith("s") and not w.endswith("ss")}  # "devices" asks for a device
     return [kind for kind in KINDS if words & set(kind.asked_by)]
 
 

@@ -143,3 +143,58 @@ def test_offline_model_is_deterministic():
     two = OfflineBackend().complete(messages=messages, tools=tools)
     assert [(c.name, c.arguments) for c in one.tool_calls] == [(c.name, c.arguments) for c in two.tool_calls]
     assert keywords("The card reader stopped syncing again") == ["stopped", "syncing", "reader", "card"]
+
+
+# Phrasings written after the first rules, from conversations the rules were not written on: introductions
+# without "my name is", names before a company, codes without "my", tiers and seats, devices, and preferences
+# stated as requests.
+PHRASINGS = [
+    (
+        "Hello, this is Priya Raman from Northwind Logistics. Our account ID is NW-4471 and the invoices lack VAT.",
+        ["Name: Priya Raman", "Works at Northwind Logistics", "Account: NW-4471"],
+    ),
+    ("Quick update: we moved offices, the new address is 12 Harbour Road, Leith.", ["Address: 12 Harbour Road, Leith"]),
+    (
+        "hi its marco. im running windows 11 on a thinkpad x1 carbon and the vpn drops",
+        ["Name: Marco", "Uses windows 11", "Uses thinkpad x1 carbon"],
+    ),
+    ("that fixed it! also pls text me instead of emailing", ["Prefers contact by text"]),
+    ("Order A-99812 arrived with a cracked screen. I'm Inès Duarte.", ["Order: A-99812", "Name: Inès Duarte"]),
+    (
+        "Helga Brandt here, IT lead at Fjordline AS. We are on the Enterprise tier with 40 seats.",
+        ["Name: Helga Brandt", "Works at Fjordline AS", "Plan: Enterprise tier", "Seats: 40 seats"],
+    ),
+    (
+        "Buenos días, soy Lucía Moreno. The printer we use is an HP LaserJet M404dn.",
+        ["Name: Lucía Moreno", "Uses HP LaserJet M404dn"],
+    ),
+    ("One more thing: I'd rather you replied in Spanish from now on.", ["Prefers replies in Spanish"]),
+    ("Tariq Aziz. The app crashes on my Pixel 8 whenever I open the scanner.", ["Name: Tariq Aziz", "Uses Pixel 8"]),
+    (
+        "Mei Lin from Bamboo Studio. Please schedule calls after 2pm SGT.",
+        ["Name: Mei Lin", "Works at Bamboo Studio", "Prefers calls after 2pm SGT"],
+    ),
+    (
+        "Internet is slow. I have a Fritzbox 7590 router.\n\nThanks,\nSam Okafor",
+        ["Uses Fritzbox 7590 router", "Name: Sam Okafor"],
+    ),
+    ("yuki here.", ["Name: Yuki"]),
+    # Not facts: an apology, a capitalised adjective, a weekday, a problem one has, a number that is not a code.
+    ("I'm sorry to bother you. I'm Not sure. It's Monday. I have a problem with order 12.", []),
+]
+
+
+def test_facts_in_reads_the_common_ways_customers_state_them():
+    for text, expected in PHRASINGS:
+        assert [fact.line for fact in facts_in(text)] == expected, text
+
+
+def test_a_switch_replaces_the_device_and_a_seat_count_replaces_the_old_one(actors, blocks, offline):
+    _turn(actors.customer, "Tariq Aziz. The app crashes on my Pixel 8 whenever I open the scanner.")
+    _turn(actors.customer, "We have 40 seats.")
+    _turn(actors.customer, "Switched to an iPhone 15 now. We upgraded to 60 seats last week.")
+    customer = _values(actors.customer)["customer"]
+    assert "Uses an iPhone 15" in customer and "Pixel 8" not in customer
+    assert "Seats: 60 seats" in customer and "40 seats" not in customer
+    run = _turn(actors.customer, "Which phone am I using, and how many seats do we have?")
+    assert "iPhone 15" in run.reply
