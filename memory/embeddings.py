@@ -182,12 +182,10 @@ _QUERY_CACHE_LOCK = threading.Lock()
 def query_embed(text: str, *, embedder: Embedder | None = None) -> list[float]:
     """The vector of a search query, by the configured backend (or ``embedder``), cached per model."""
     embedder = embedder or embedder_get()
+    cached = _query_cached(embedder.name, text)
+    if cached is not None:
+        return cached
     key = (embedder.name, text)
-    with _QUERY_CACHE_LOCK:
-        cached = _QUERY_CACHE.get(key)
-        if cached is not None:
-            _QUERY_CACHE.move_to_end(key)
-            return cached
     vector = _checked(embedder.embed([text]), 1)[0]
     with _QUERY_CACHE_LOCK:
         _QUERY_CACHE[key] = vector
@@ -199,9 +197,24 @@ def query_embed(text: str, *, embedder: Embedder | None = None) -> list[float]:
 def query_embed_start(text: str, *, embedder: Embedder | None = None) -> Future[list[float]]:
     """Start ``query_embed`` on a worker thread; ``.result()`` gives the vector or raises EmbeddingError.
 
-    The backend is resolved here, on the caller's thread, so a misconfiguration fails the same way.
+    The backend is resolved here, on the caller's thread, so a misconfiguration fails the same way. A cached vector
+    is answered here, without a hand-off to a worker thread.
     """
-    return _QUERY_POOL.submit(query_embed, text, embedder=embedder or embedder_get())
+    embedder = embedder or embedder_get()
+    cached = _query_cached(embedder.name, text)
+    if cached is not None:
+        done: Future[list[float]] = Future()
+        done.set_result(cached)
+        return done
+    return _QUERY_POOL.submit(query_embed, text, embedder=embedder)
+
+
+def _query_cached(model: str, text: str) -> list[float] | None:
+    with _QUERY_CACHE_LOCK:
+        cached = _QUERY_CACHE.get((model, text))
+        if cached is not None:
+            _QUERY_CACHE.move_to_end((model, text))
+        return cached
 
 
 def query_cache_clear() -> None:

@@ -26,6 +26,7 @@ from django.db.models import QuerySet
 from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
 from memory.models import ArchivalPassage, MemoryBlock
 from memory.query_dates import query_periods
+from memory.query_parts import named_words
 from telemetry.metrics import SEARCH_SECONDS
 from tickets.models import Customer, Organization, TicketMessage
 
@@ -114,6 +115,7 @@ class _Scope:
     exact: bool = True  # one customer's rows: exact search (HNSW would post-filter them away)
     smoothed_vector_sql: str = ""
     vector_features_sql: str = ""  # similarities of the nearest rows and of given rows, in one scan
+    customer_id: int | None = None  # one customer's rows: the names of their conversations' people are read
 
     def add(self, clause: str, *params: Any) -> None:
         self.where.append(clause)
@@ -161,6 +163,7 @@ def message_search(
         table="tickets_ticketmessage m",
         smoothed_vector_sql=_MESSAGE_SMOOTHED_VECTOR_SQL,
         vector_features_sql=_MESSAGE_VECTOR_FEATURES_SQL,
+        customer_id=customer.pk,
     )
     scope.add("m.customer_id = %s", customer.pk)
     if not include_internal:
@@ -451,6 +454,7 @@ def passage_search(
         table="memory_archivalpassage m",
         exact=customer is not None,
         vector_features_sql=_PASSAGE_VECTOR_FEATURES_SQL if customer is not None else "",
+        customer_id=customer.pk if customer is not None else None,
     )
     scope.add("m.organization_id = %s", organization.pk)
     if customer is not None:
@@ -779,7 +783,7 @@ def _fetch_ids(sql: str, params: list[Any]) -> list[int]:
 # Learned ranking (docs/recall.md, steps 4 and 5)
 #
 # Instead of RRF followed by hand-set preferences, every candidate (the union of the best CANDIDATE rows of
-# each ranking) gets one linear score over fifteen features read from the rankings and the facts query:
+# each ranking) gets one linear score over sixteen features read from the rankings and the facts query:
 #   text      BM25 score / the query's best BM25 score (0: no query word, itself or by a neighbour)
 #   meaning   cosine similarity / the best similarity among the candidates
 #   near      the best similarity of its previous or next turn (messages; 0 for passages)
@@ -792,33 +796,44 @@ def _fetch_ids(sql: str, params: list[Any]) -> list[int]:
 #   words     log(1 + its number of words)
 #   opens     it is the first turn of its conversation
 #   timed, when timed, peer text, peer meaning: step 5, listed with their weights below
+#   unnamed: step 6, below
 # (RRF score: TEXT_WEIGHT / (RRF_K + text place) + VECTOR_WEIGHT / (RRF_K + vector place).)
 # The weights were fitted on LoCoMo's tune half only (conversations 1-5, messages): a softmax loss over each
 # question's candidates (the evidence turns share the probability), L2 30 on standardised features; the L2, the
 # feature set (the text place feature was dropped) and LEARNED_CANDIDATES chosen by leave-one-conversation-out on
 # tune. Confirmed on validate (recall@10 0.771 -> 0.808) and on archival passages with the same weights (0.724 ->
-# 0.776); docs/recall.md, step 4. Step 5 added four features and refitted all fifteen weights the same way.
+# 0.776); docs/recall.md, step 4. Steps 5 and 6 added five features and refitted all sixteen weights the same way.
 LEARNED_RANKING = True
-LEARNED_TEXT = 3.52
-LEARNED_MEANING = 2.79
-LEARNED_NEAR = 1.35
-LEARNED_PLACE = 0.35
-LEARNED_ASKS = -0.41
-LEARNED_REPLY = 1.19
-LEARNED_SUPPORT = 0.34
-LEARNED_DATED = 4.28
-LEARNED_NAMED = 1.77
-LEARNED_WORDS = 0.74
-LEARNED_OPENS = 0.79
+LEARNED_TEXT = 3.06
+LEARNED_MEANING = 0.95
+LEARNED_NEAR = 1.30
+LEARNED_PLACE = 0.17
+LEARNED_ASKS = -0.52
+LEARNED_REPLY = 1.17
+LEARNED_SUPPORT = 0.31
+LEARNED_DATED = 4.21
+LEARNED_NAMED = 1.97
+LEARNED_WORDS = 0.49
+LEARNED_OPENS = 0.84
 # Step 5 (docs/recall.md), refitted with the eleven above on tune (softmax per question, L2 30):
 #   timed        its text states a time relative to when it was written (states_time: "yesterday", "last week")
 #   when timed   the same, when the query asks when (_ASKS_WHEN)
 #   peer text    the best text feature among the other candidates of its conversation
 #   peer meaning the best meaning feature among the other candidates of its conversation
-LEARNED_TIMED = 0.32
-LEARNED_WHEN_TIMED = 1.51
-LEARNED_PEER_TEXT = 1.52
-LEARNED_PEER_MEANING = 0.83
+LEARNED_TIMED = 0.36
+LEARNED_WHEN_TIMED = 1.45
+LEARNED_PEER_TEXT = 1.55
+LEARNED_PEER_MEANING = 0.85
+# Step 6 (docs/recall.md), refitted with the fifteen above on tune (softmax per question, L2 30):
+#   unnamed      cosine to the query's vector less UNNAMED_NAME_WEIGHT x the mean vector of the words of the
+#                customer's people's names that it mentions (memory/query_parts.py), at unit length / the best such
+#                cosine among the candidates; the meaning feature when the query names no one. A turn is embedded as
+#                "<author>: <text>": a named query is near everything its person wrote, the unnamed one nearer the
+#                turn about its topic.
+LEARNED_UNNAMED = 2.05
+# Chosen on tune by leave-one-conversation-out (0.5 / 0.7 / 1.0: recall@10 0.8212 / 0.8234 / 0.8228; embedding the
+# query again without the names: 0.8219, at the cost of a second model run per search).
+UNNAMED_NAME_WEIGHT = 0.7
 # Each ranking contributes its best LEARNED_CANDIDATES rows (or the page's limit, when larger), whatever the page
 # size: the learned score uses deeper lists well (tune, leave-one-out recall@10 at 50 / 75 / 100 / 150 / 200 / 300
 # rows: 0.812 / 0.813 / 0.816 / 0.820 / 0.822 / 0.822), and page 1 of 10 is then the first 10 of a page of 25.
@@ -826,20 +841,27 @@ LEARNED_CANDIDATES = 200
 
 # Similarities (own, best neighbour's) of the nearest rows by smoothed similarity and of the given rows (the text
 # ranking's candidates), nearest first: one exact scan, as the smoothed ranking already reads every row.
+# The last column is the similarity to the query without names (step 6; NULL when no second vector is given).
 _MESSAGE_VECTOR_FEATURES_SQL = """
-SELECT id, sim, near FROM (
-    SELECT id, sim, near, row_number() OVER (ORDER BY sim + %s * near DESC, id DESC) AS place FROM (
-        SELECT id, sim, greatest(coalesce(lag(sim) OVER w, 0), coalesce(lead(sim) OVER w, 0)) AS near
+SELECT id, sim, near, unnamed FROM (
+    SELECT id, sim, near, unnamed, row_number() OVER (ORDER BY sim + %s * near DESC, id DESC) AS place FROM (
+        SELECT id, sim, greatest(coalesce(lag(sim) OVER w, 0), coalesce(lead(sim) OVER w, 0)) AS near, unnamed
         FROM ({similarities}) similarities
         WINDOW w AS (PARTITION BY ticket_id ORDER BY created_at, id)
     ) smoothed
 ) placed WHERE place <= %s OR id = ANY(%s) ORDER BY place
-""".replace("{similarities}", _MESSAGE_SIMILARITIES_SQL)
+""".replace(
+    "{similarities}",
+    "SELECT m.id, m.ticket_id, m.created_at, 1 - (e.embedding <=> %s::vector) AS sim, "
+    "1 - (e.embedding <=> %s::vector) AS unnamed "
+    "FROM memory_messageembedding e JOIN tickets_ticketmessage m "
+    "ON m.id = e.message_id AND m.customer_id = e.customer_id WHERE e.model = %s AND {where} OFFSET 0",
+)
 # Each distance computed once, before the sort (OFFSET 0), so the sort does not carry the vectors.
 _PASSAGE_VECTOR_FEATURES_SQL = """
-SELECT id, 1 - distance, 0.0 FROM (
-    SELECT id, distance, row_number() OVER (ORDER BY distance, id DESC) AS place FROM (
-        SELECT m.id, m.embedding <=> %s::vector AS distance
+SELECT id, 1 - distance, 0.0, unnamed FROM (
+    SELECT id, distance, unnamed, row_number() OVER (ORDER BY distance, id DESC) AS place FROM (
+        SELECT m.id, m.embedding <=> %s::vector AS distance, 1 - (m.embedding <=> %s::vector) AS unnamed
         FROM memory_archivalpassage m WHERE m.embedding_model = %s AND {where} OFFSET 0
     ) distances
 ) placed WHERE place <= %s OR id = ANY(%s) ORDER BY place
@@ -856,6 +878,7 @@ class _Candidate:
     sim: float | None = None  # None: not embedded (or no query vector)
     near: float = 0.0
     vector_place: int = 0
+    unnamed: float | None = None  # similarity to the query without names (None: the query names no one)
 
     @property
     def rrf(self) -> float:
@@ -868,6 +891,7 @@ def _learned_rank(
 ) -> list[tuple[int, float]]:
     """Candidates of both rankings scored by the learned linear ranker, best first, duplicates dropped."""
     pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
+    pending_names = _named_vectors_start(scope, query) if pending is not None else []
     depth = min(max(limit, LEARNED_CANDIDATES), MAX_RESULTS)
     candidates: dict[int, _Candidate] = {}
     if TEXT_WEIGHT > 0:
@@ -888,12 +912,13 @@ def _learned_rank(
             wanted=text_ids,
             vector_sql=vector_sql,
             distance=distance,
+            unnamed_vector=_unnamed_vector(model, vector, pending_names),
         )
-        for place, (pk, sim, near) in enumerate(rows, 1):
+        for place, (pk, sim, near, unnamed_sim) in enumerate(rows, 1):
             if pk not in candidates:
                 candidates[pk] = _Candidate()
             candidate = candidates[pk]
-            candidate.sim, candidate.near = sim, near
+            candidate.sim, candidate.near, candidate.unnamed = sim, near, unnamed_sim
             candidate.vector_place = place if place <= depth else 0
     pool = {pk: c for pk, c in candidates.items() if c.text_place or c.vector_place}
     if not pool:
@@ -910,6 +935,9 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
     best_text = max((c.text for c in pool.values() if c.text_place), default=0.0) or 1.0
     best_sim = max((c.sim for c in pool.values() if c.sim is not None), default=0.0)
     best_sim = best_sim if best_sim > 0 else 1.0
+    unnamed_sims = {pk: c.sim if c.unnamed is None else c.unnamed for pk, c in pool.items()}
+    best_unnamed = max((sim for sim in unnamed_sims.values() if sim is not None), default=0.0)
+    best_unnamed = best_unnamed if best_unnamed > 0 else 1.0
     rrf = {pk: c.rrf for pk, c in pool.items()}
     replies: dict[int, float] = {}
     by_turn = {facts[pk][5]: pk for pk in pool if facts[pk][5] is not None}
@@ -948,6 +976,7 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
             + (timed_weight * states_time(body) if timed_weight else 0.0)
             + LEARNED_PEER_TEXT * peer_text[pk]
             + LEARNED_PEER_MEANING * peer_meaning[pk]
+            + LEARNED_UNNAMED * (unnamed_sims[pk] or 0.0) / best_unnamed
         )
     return scores
 
@@ -988,19 +1017,32 @@ def _best_of_others(values: dict[int, float], facts: dict[int, tuple[Any, ...]])
 
 
 def _vector_features(
-    *, scope: _Scope, model: str, vector: list[float], limit: int, wanted: list[int], vector_sql: str, distance: str
-) -> list[tuple[int, float, float]]:
-    """(id, similarity, best neighbour's similarity) of the ``limit`` nearest rows, then of the ``wanted`` rows that
-    are not among them; nearest first."""
-    literal = "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+    *,
+    scope: _Scope,
+    model: str,
+    vector: list[float],
+    limit: int,
+    wanted: list[int],
+    vector_sql: str,
+    distance: str,
+    unnamed_vector: list[float] | None = None,
+) -> list[tuple[int, float, float, float | None]]:
+    """(id, similarity, best neighbour's similarity, similarity to ``unnamed_vector``) of the ``limit`` nearest rows,
+    then of the ``wanted`` rows that are not among them; nearest first. The last is None without that vector (and
+    organisation-wide, where no names are read)."""
+    literal = _vector_literal(vector)
     if scope.vector_features_sql:
         sql = scope.vector_features_sql.format(where=scope.sql_where)
-        params = [literal, model, *scope.params, limit, wanted]
+        unnamed = _vector_literal(unnamed_vector) if unnamed_vector is not None else None
+        params = [literal, unnamed, model, *scope.params, limit, wanted]
         if scope.smoothed_vector_sql:
             params.insert(0, VECTOR_NEIGHBOUR_WEIGHT)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return [(row[0], float(row[1]), float(row[2])) for row in cursor.fetchall()]
+            return [
+                (row[0], float(row[1]), float(row[2]), None if row[3] is None else float(row[3]))
+                for row in cursor.fetchall()
+            ]
     # The organisation's passages: the (HNSW) ranking with its rows' similarities, then the wanted rows' ones.
     nearest = _nearest_similarities(
         scope=scope, model=model, literal=literal, limit=limit, vector_sql=vector_sql, distance=distance
@@ -1012,7 +1054,51 @@ def _vector_features(
         with connection.cursor() as cursor:
             cursor.execute(_SIMILARITIES_SQL.format(distance=distance, table=scope.table), [literal, model, rest])
             sims = {row[0]: float(row[1]) for row in cursor.fetchall()}
-    return [(pk, sim, 0.0) for pk, sim in nearest] + [(pk, sims[pk], 0.0) for pk in rest if pk in sims]
+    rows: list[tuple[int, float, float, float | None]] = [(pk, sim, 0.0, None) for pk, sim in nearest]
+    return rows + [(pk, sims[pk], 0.0, None) for pk in rest if pk in sims]
+
+
+def _vector_literal(vector: list[float]) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+
+
+# The names of the people in one customer's conversations (its messages' authors; a passage made from a message has
+# that message's author): the words whose vectors the query's vector loses for the unnamed feature (step 6).
+_PARTICIPANTS_SQL = (
+    "SELECT DISTINCT author_name FROM tickets_ticketmessage WHERE customer_id = %s AND author_name <> ''"
+)
+
+
+def _named_vectors_start(scope: _Scope, query: str) -> list[tuple[str, Future[list[float]]]]:
+    """Start embedding each word of the names of the scope's customer's people that the query mentions, one word a
+    text (memory/query_parts.py; a person's name recurs in searches, so its vector is soon cached). Nothing is started
+    when the search is not one customer's or the query names no one."""
+    if scope.customer_id is None or not LEARNED_UNNAMED:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_PARTICIPANTS_SQL, [scope.customer_id])
+        names = [row[0] for row in cursor.fetchall()]
+    started = (_query_vector_start(word) for word in named_words(query, names))
+    return [pending for pending in started if pending is not None]
+
+
+def _unnamed_vector(
+    model: str, vector: list[float], pending: list[tuple[str, Future[list[float]]]]
+) -> list[float] | None:
+    """The query's vector less UNNAMED_NAME_WEIGHT x the mean vector of the names it mentions, at unit length; None
+    when it mentions none (or a name's vector is missing): the query's own meaning then stands for it."""
+    if not pending:
+        return None
+    found = [_query_vector_wait(one) for one in pending]
+    names = [name for _, name in (f for f in found if f is not None and f[0] == model)]
+    if len(names) != len(pending):
+        return None
+    unnamed = [
+        x - UNNAMED_NAME_WEIGHT * sum(column) / len(names)
+        for x, column in zip(vector, zip(*names, strict=True), strict=True)
+    ]
+    norm = math.sqrt(sum(x * x for x in unnamed))
+    return [x / norm for x in unnamed] if norm > 0 else None
 
 
 def _nearest_similarities(

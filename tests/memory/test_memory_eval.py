@@ -8,6 +8,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from tests.memory import fake_embedder
 from tests.memory.fake_embedder import use_fake
 from tickets.models import Customer, Organization, TicketMessage
 
@@ -37,6 +38,13 @@ SAMPLE = {
         {"question": "What is Ana's cat called?", "adversarial_answer": "Tom", "evidence": ["D1:3"], "category": 5},
     ],
 }
+
+
+@pytest.fixture(autouse=True)
+def _puppy_concept(monkeypatch):
+    """The word "puppy" a concept of the fake embedder: the puppy question and its answer then agree by meaning too, as
+    they would with a real model (texts without a concept get unrelated random vectors, whose ranking is noise)."""
+    monkeypatch.setitem(fake_embedder.CONCEPTS, "puppy", 7)
 
 
 @pytest.fixture

@@ -146,8 +146,9 @@ def test_message_similarities_read_the_customers_embeddings_and_follow_a_merge(a
         vector_sql="",
         distance="",
     )
-    by_id = {pk: (sim, near) for pk, sim, near in rows}
+    by_id = {pk: (sim, near) for pk, sim, near, _ in rows}
     assert set(by_id) == {m.pk for m in [*own, *moved]}  # the customer's, the moved ones included; not Lee's
+    assert {row[3] for row in rows} == {None}  # no query without names was given
     assert by_id[moved[0].pk][0] == pytest.approx(1.0, abs=1e-6)  # "scanner" is "printer" to the fake embedder
     assert by_id[moved[1].pk][1] == pytest.approx(1.0, abs=1e-6)  # its neighbour's similarity
     assert rows[0][0] == moved[0].pk
@@ -167,6 +168,7 @@ def test_passage_similarities_are_one_minus_the_distance_nearest_first(
     vector = fake.embed(["printer"])[0]
     scope = _passage_scope(actors, actors.customer)
     scope.vector_features_sql = selectors._PASSAGE_VECTOR_FEATURES_SQL
+    unnamed = fake.embed(["refund"])[0]  # a second query vector: each row's similarity to it is read too
     rows = selectors._vector_features(
         scope=scope,
         model=fake.name,
@@ -175,15 +177,19 @@ def test_passage_similarities_are_one_minus_the_distance_nearest_first(
         wanted=[passages[3].pk],
         vector_sql="",
         distance="",
+        unnamed_vector=unnamed,
     )
-    expected = {}
+    expected, expected_unnamed = {}, {}
     for passage in passages:
         stored = fake.embed([passage.text])[0]
         expected[passage.pk] = sum(a * b for a, b in zip(stored, vector, strict=True))
+        expected_unnamed[passage.pk] = sum(a * b for a, b in zip(stored, unnamed, strict=True))
     # The two nearest ("printer jam" and "printer" tie at 1: the larger id first), then the wanted one.
-    assert [pk for pk, _, _ in rows] == [passages[5].pk, passages[0].pk, passages[3].pk]
-    for pk, sim, near in rows:
+    assert [pk for pk, _, _, _ in rows] == [passages[5].pk, passages[0].pk, passages[3].pk]
+    for pk, sim, near, sim_unnamed in rows:
         assert sim == pytest.approx(expected[pk], abs=1e-6) and near == 0.0
+        assert sim_unnamed == pytest.approx(expected_unnamed[pk], abs=1e-6)
+    assert rows[2][3] == pytest.approx(1.0, abs=1e-6)  # "refund"
     assert math.isclose(rows[0][1], rows[1][1], abs_tol=1e-6)
 
 
@@ -234,10 +240,11 @@ def test_organisation_wide_similarities_come_with_the_nearest_rows_then_the_want
     )
     similarity = {p.pk: sum(a * b for a, b in zip(fake.embed([p.text])[0], vector, strict=True)) for p in passages}
     # The two nearest of the organisation (either customer), then the wanted ones by id; an unknown id is dropped.
-    assert {pk for pk, _, _ in rows[:2]} == {passages[0].pk, passages[4].pk}
-    assert [pk for pk, _, _ in rows[2:]] == [passages[2].pk, passages[3].pk]
-    for pk, sim, near in rows:
+    assert {pk for pk, _, _, _ in rows[:2]} == {passages[0].pk, passages[4].pk}
+    assert [pk for pk, _, _, _ in rows[2:]] == [passages[2].pk, passages[3].pk]
+    for pk, sim, near, unnamed in rows:
         assert sim == pytest.approx(similarity[pk], abs=1e-6) and near == 0.0
+        assert unnamed is None  # organisation-wide: no one customer's names to leave out
 
 
 @pytest.mark.django_db
