@@ -81,7 +81,9 @@ def recalls(stored: StoredFact, expected: ExpectedFact) -> bool:
 def is_correct(stored: StoredFact, expected_facts: Sequence[ExpectedFact]) -> bool:
     """Precision's test: the stored fact states one expected fact, with little else and nothing cut off."""
     words = tokens(stored.text)
-    if not words or words[-1] in DANGLING:
+    # Cut off: its last word is a connective. The last word, not token: "55120-A" ends a code, not a clause.
+    last = tokens(stored.text.split()[-1]) if stored.text.split() else []
+    if not words or (len(last) == 1 and last[0] in DANGLING):
         return False
     everyone = {token for fact in expected_facts for token in fact.tokens}
     for fact in expected_facts:

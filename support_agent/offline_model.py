@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from memory.services import DEFAULT_CUSTOMER_BLOCKS
 from support_agent.llm import LLMResponse, ToolCallRequest
 from support_agent.tokens import count_message_tokens, count_tokens
 
@@ -43,6 +44,7 @@ def _wordset(text: str) -> frozenset[str]:
 
 
 OFFLINE_NAME = "offline model"
+_BLOCK_DESCRIPTIONS = frozenset(description for _, description, _ in DEFAULT_CUSTOMER_BLOCKS)
 REPLY_PREFIX = "(offline model)"
 
 _MESSAGE_EVENT = re.compile(
@@ -110,7 +112,11 @@ _SIGN_OFF = re.compile(
     r"(?P<name>(?-i:[A-Z][\w'\u2019-]+(?: [A-Z][\w'\u2019-]+){0,2}))\.?\s*$",
     re.IGNORECASE,
 )
-_BARE_NAME = re.compile(r"^(?-i:[A-Z][\w'\u2019-]+(?: [A-Z][\w'\u2019-]+){1,2})[.,!]?$")
+_BARE_NAME = re.compile(
+    r"^(?:(?:hi|hello|hey)(?: there| all| team)?[,!]?\s+)?"
+    r"(?P<name>(?-i:[A-Z][\w'\u2019-]+(?: [A-Z][\w'\u2019-]+){1,2}))[.,!]?$",
+    re.IGNORECASE,
+)
 # After a name: "from Northwind Logistics", "here, IT lead at Fjordline AS", ", owner of Blue Fern".
 _NAME_THEN_EMPLOYER = re.compile(
     rf"^(?:\s+here)?\s*,?\s*(?:(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+)?(?:from|at|of|with)\s+(?=(?-i:[A-Z]))",
@@ -151,7 +157,7 @@ KINDS: tuple[Kind, ...] = (
         "name",
         (
             r"\bmy (?:full |real )?name(?: is|'s| has changed to| changed to)",
-            r"(?:^|[,!.]\s*)(?:this is|it's|it is)(?=\s+(?-i:[A-Z]))",
+            r"(?:^|[,!.]\s*)(?:(?:so|and|now|yes|ok|okay)[,]?\s+)?(?:this is|it's|it is)(?=\s+(?-i:[A-Z]))",
             # "Sven Lindqvist here." / "Hello, Raj Patel from Patel Logistics.": a signature at the start.
             r"^(?:(?:hi|hello|hey|good \w+)(?: there| all| team| folks)?[,!]?\s+)?"
             r"(?=(?-i:[A-Z][\w'-]+(?: [A-Z][\w'-]+){1,3} (?:here\b|from [A-Z])))",
@@ -216,6 +222,7 @@ KINDS: tuple[Kind, ...] = (
         "email",
         (
             r"\bmy (?:new )?e-?mail(?: address)?(?: is| changed to| has changed to| is now)",
+            r"^(?:(?:new|updated|my new)\s+)?e-?mail(?: address)?(?: is| is now)?:?(?=\s*[\w.+-]+@)",
             r"\bmy e-?mail(?: address)? to",
         ),
         ("email", "e-mail"),
@@ -228,6 +235,7 @@ KINDS: tuple[Kind, ...] = (
         "phone",
         (
             r"\bmy (?:new )?(?:phone|mobile|cell)(?: number)?(?: is| changed to| is now)",
+            r"^(?:(?:new|updated|my new)\s+)?(?:phone|mobile|cell)(?: number)?(?: is| is now)?:?(?=\s*\+?\d)",
             r"\bmy (?:phone|mobile)(?: number)? to",
         ),
         ("phone", "mobile", "call"),
@@ -254,6 +262,7 @@ KINDS: tuple[Kind, ...] = (
         "product",
         (
             r"\b(?:I|we)(?: now| mostly| also)? use(?! to\b)",
+            r"\b(?:I|we)\b[^.;]*?\band (?:also )?use(?: your| the| our)?(?= [\w-]+)(?! to\b)",
             r"\b(?:I|we)(?:'m|'re| am| are)(?: now)? using",
             r"\b(?:I|we)(?: have)? switched to(?! the \w+ (?:plan|tier))(?! \d)",
             r"^(?:(?:so|also|btw|fyi|update)[,:]?\s+)?(?:just\s+|now\s+)?switched to(?! the \w+ (?:plan|tier))(?! \d)",
@@ -311,6 +320,19 @@ KINDS: tuple[Kind, ...] = (
                 "channel",
                 "contact by {}",
             ),
+            # "Email is best.", "a text works better"
+            Trigger(
+                r"^(?:(?:but|so|also|and)\s+)?(?:an? )?(?=(?:e-?mail|text|sms|phone|call|whatsapp)s?\s+"
+                r"(?:is|are|works?)\s+(?:best|better|easiest|preferred|fine|great)\b)",
+                "channel",
+                "contact by {}",
+            ),
+            # "Please don't phone me"
+            Trigger(
+                r"\b(?:don't|do not|never)\s+(?=(?:text|sms|call|phone|ring|e-?mail)\s+(?:me|us)\b)",
+                "channel",
+                "no contact by {}",
+            ),
             # "please schedule calls after 2pm SGT", "call me in the mornings"
             Trigger(
                 r"\b(?:schedule|book|arrange|call|ring|phone|contact|reach)(?: me| us)?(?: only)?"
@@ -361,6 +383,8 @@ KINDS: tuple[Kind, ...] = (
             r"\b(?:my|our|the)(?: new)? (?:account|customer|client|member(?:ship)?) (?:number|id|no\.?)"
             r"(?: is| changed to| is now|:)?",
             r"\baccount (?:number |id |no\.? )?#",
+            r"^(?:(?:new|our|my)\s+)?account(?: number| no\.?| id)?:?"
+            r"(?=\s+(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z-]|\d{4})[A-Za-z0-9-]{3,}\b)",
         ),
         ("account",),
     ),
@@ -498,12 +522,14 @@ def facts_in(body: str) -> list[Fact]:
         if value and len(value) >= 2 and not any(f.kind == kind and f.value == value for f in facts):
             facts.append(Fact(kind, value, changed))
 
-    for number, sentence in enumerate(sentences(body)):
+    parts = sentences(body)
+    for number, sentence in enumerate(parts):
         if is_question(sentence):
             continue
         changed = bool(_CHANGE_MARKER.search(sentence)) or bool(_CHANGE_REQUEST.search(sentence))
-        if number == 0 and _BARE_NAME.match(sentence) and sentence.split()[0].casefold() not in _NOT_NAMES:
-            add(_KIND["name"], _read_name(sentence), changed)  # "Tariq Aziz. The app crashes ..."
+        bare = _BARE_NAME.match(sentence) if number in (0, len(parts) - 1) else None
+        if bare and bare.group("name").split()[0].casefold() not in _NOT_NAMES:
+            add(_KIND["name"], _read_name(bare.group("name")), changed)  # "Tariq Aziz. The app crashes ..."
         for kind in KINDS:
             for trigger in kind.triggers:
                 pattern, reader, template = (
@@ -566,7 +592,9 @@ def _block_text(system: str, label: str) -> str:
 
 
 def _block_lines(system: str, label: str) -> list[str]:
-    return [line.strip() for line in _block_text(system, label).splitlines() if line.strip()]
+    """The block's lines, without its description (what the block is for, not a fact)."""
+    lines = [line.strip() for line in _block_text(system, label).splitlines() if line.strip()]
+    return [line for line in lines if line not in _BLOCK_DESCRIPTIONS]
 
 
 def _call(step: int, index: int, name: str, *, request_heartbeat: bool = True, **arguments: Any) -> ToolCallRequest:
@@ -831,8 +859,13 @@ def _answer(question: str, items: list[_Evidence], used: set[str]) -> list[_Evid
     # fact of the kind asked about ranks first.
     need = 1.0 if len(wanted) <= 2 else 2.0
     scored = [(_score(question, item, asked), item.order, item) for item in items if item.text not in used]
-    scored = [row for row in scored if row[0] >= need]
-    scored.sort(key=lambda row: (row[0], row[1]), reverse=True)
+    enough = [row for row in scored if row[0] >= need]
+    if not enough and need > 1:
+        # Nothing shares two words ("What's the size limit for uploads?" / "the limit is 10 MB per file"): the
+        # newest staff answer that shares one, alone.
+        staff = sorted((row for row in scored if row[0] >= 1 and row[2].staff), key=lambda row: row[1], reverse=True)
+        return [staff[0][2]] if staff else []
+    scored = sorted(enough, key=lambda row: (row[0], row[1]), reverse=True)
     if not scored:
         return []
     best = scored[0][0]

@@ -23,6 +23,9 @@ def test_a_fact_is_correct_when_it_states_an_expected_fact_and_little_else():
     assert is_correct(StoredFact("Tomás Ferreira works at Lisbon Ceramics", "core", "customer"), expected)
     assert not is_correct(StoredFact("Name: Tomás Ferreira and", "core", "customer"), expected)  # cut mid-clause
     assert not is_correct(StoredFact("Order: and", "archival", "passage 1"), expected)
+    code = [ExpectedFact("55120-A")]  # a code that ends in "A" is not cut off
+    assert is_correct(StoredFact("Account: 55120-A", "archival", "passage 2"), code)
+    assert not is_correct(StoredFact("Account: 55120-A a", "archival", "passage 2"), code)
     assert not is_correct(StoredFact("Name: Tomás", "core", "customer"), expected)  # incomplete
     stale = [ExpectedFact("Dana Whitfield-Okafor")]
     assert not is_correct(StoredFact("Name: Dana Whitfield", "core", "customer"), stale)

@@ -179,6 +179,15 @@ PHRASINGS = [
         ["Uses Fritzbox 7590 router", "Name: Sam Okafor"],
     ),
     ("yuki here.", ["Name: Yuki"]),
+    ("Small update: I got married. So it's Rosa Castillo.", ["Name: Rosa Castillo"]),
+    ("New mobile number: +44 7700 900456.", ["Phone: +44 7700 900456"]),
+    ("Account number 55120-A. I was billed twice for November. Fatima Noor", ["Account: 55120-A", "Name: Fatima Noor"]),
+    ("Hello, Aiko Tanaka. Uploads fail with error 413.", ["Name: Aiko Tanaka"]),
+    (
+        "Please don't phone me, I'm at work all day. Email is best.",
+        ["Prefers no contact by phone", "Prefers contact by email"],
+    ),
+    ("I work at Hexa Consulting and use your CRM on Android.", ["Works at Hexa Consulting", "Uses CRM on Android"]),
     # Not facts: an apology, a capitalised adjective, a weekday, a problem one has, a number that is not a code.
     ("I'm sorry to bother you. I'm Not sure. It's Monday. I have a problem with order 12.", []),
 ]
@@ -198,3 +207,14 @@ def test_a_switch_replaces_the_device_and_a_seat_count_replaces_the_old_one(acto
     assert "Seats: 60 seats" in customer and "40 seats" not in customer
     run = _turn(actors.customer, "Which phone am I using, and how many seats do we have?")
     assert "iPhone 15" in run.reply
+
+
+def test_a_blocks_description_is_not_a_fact():
+    from support_agent.offline_model import _block_lines
+
+    system = (
+        '<customer chars="20/2000">\n'
+        "Who the customer is: name, company, plan, products they use, how they contact us.\n"
+        "Name: Dana Whitfield\n</customer>"
+    )
+    assert _block_lines(system, "customer") == ["Name: Dana Whitfield"]
