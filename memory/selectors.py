@@ -261,9 +261,28 @@ _TIME_UNITS |= {unit + "s" for unit in _TIME_UNITS}
 _WORDS = re.compile(r"\w+")
 
 
+# Substrings that a text stating a time must hold (a plural day holds its day, "weekend" holds "week"): most texts
+# hold none, and are answered without being split into words.
+_TIME_WORD_PARTS = tuple(sorted(_TIME_WORDS - {day + "s" for day in _DAYS}))
+_TIME_UNIT_PARTS = tuple(sorted(unit for unit in _TIME_UNITS if not (unit.endswith("s") and unit[:-1] in _TIME_UNITS)))
+
+
+def _may_state_time(lowered: str) -> bool:
+    """False only when ``states_time`` is: the lowered text holds none of the words it looks for, nor both words of
+    any pair (a relative word and a unit) or of "the other day"."""
+    if any(part in lowered for part in _TIME_WORD_PARTS):
+        return True
+    if "other" in lowered and "day" in lowered:
+        return True
+    return any(part in lowered for part in _TIME_RELATIVE) and any(part in lowered for part in _TIME_UNIT_PARTS)
+
+
 def states_time(text: str) -> bool:
     """Whether the text states a time relative to when it was written (the "timed" feature): ``_TIME_PHRASE``."""
-    words = _WORDS.findall(text.lower())
+    lowered = text.lower()
+    if not _may_state_time(lowered):
+        return False
+    words = _WORDS.findall(lowered)
     if not _TIME_WORDS.isdisjoint(words):
         return True
     for i, word in enumerate(words[:-1]):

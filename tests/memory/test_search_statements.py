@@ -308,3 +308,31 @@ def test_a_candidates_support_is_the_sum_its_peers_sorted_give():
             peers = list(values)
             peers.remove(own)
             assert selectors._support(top, own) == sum(sorted(peers, reverse=True)[: selectors.SESSION_TOP])
+
+
+def _states_time_by_words(text: str) -> bool:
+    """``states_time`` as it was before the substring check: every text split into words."""
+    words = selectors._WORDS.findall(text.lower())
+    if not selectors._TIME_WORDS.isdisjoint(words):
+        return True
+    for i, word in enumerate(words[:-1]):
+        pair = word in selectors._TIME_RELATIVE and words[i + 1] in selectors._TIME_UNITS
+        if pair or (word == "other" and words[i + 1] == "day" and i and words[i - 1] == "the"):
+            return selectors._TIME_PHRASE.search(text) is not None
+    return False
+
+
+def test_states_time_answers_as_splitting_every_text_into_words():
+    """The substring check only answers False where the word check does (random texts of time words and parts)."""
+    vocabulary = [
+        *sorted(selectors._TIME_WORDS | selectors._TIME_RELATIVE | selectors._TIME_UNITS),
+        *("the", "other", "day", "days", "Chicago", "agony", "thistle", "pasta", "weekly", "Mondays'", "FRIDAY"),
+        *("router", "is", "it", "we", "a", "I", "\u017funday", "\u212aelvin"),
+    ]
+    separators = [" ", "  ", ", ", "-", "'", "_", "\n", "", ". "]
+    rng = random.Random(29)
+    for _ in range(20_000):
+        parts = [rng.choice(vocabulary) for _ in range(rng.randint(1, 6))]
+        text = "".join(part + rng.choice(separators) for part in parts)
+        text = text.upper() if rng.random() < 0.1 else text
+        assert selectors.states_time(text) is _states_time_by_words(text), text
