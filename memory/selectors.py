@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
-from collections.abc import Sequence
-from concurrent.futures import Future
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import QuerySet
 
 from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
@@ -912,6 +915,13 @@ def _learned_rank(
     pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
     pending_names = _named_vectors_start(scope, query) if pending is not None else []
     depth = min(max(limit, LEARNED_CANDIDATES), MAX_RESULTS)
+    # One customer's vector features do not depend on the text ranking when every row's are read: they are read on
+    # a second connection, after the query embedding, while this thread's connection ranks by full text.
+    vector_job = None
+    if pending is not None and VECTOR_WEIGHT > 0 and scope.vector_features_sql and _concurrent_reads_safe():
+        vector_job = _worker_submit(
+            _every_vector_feature, scope=scope, pending=pending, pending_names=pending_names, depth=depth
+        )
     candidates: dict[int, _Candidate] = {}
     if TEXT_WEIGHT > 0:
         # Every match's score (the SQL scores them all anyway): a vector candidate's words count too.
@@ -920,7 +930,20 @@ def _learned_rank(
         ):
             candidates[pk] = _Candidate(text=score, text_place=place if place <= depth else 0)
     text_ids = [pk for pk, c in candidates.items() if c.text_place]
-    found = _query_vector_wait(pending)
+    rows: list[tuple[int, float, float, float | None]] | None = None
+    if vector_job is not None:
+        try:
+            every = vector_job.result()
+        except DatabaseError:  # the second connection failed (none left, the server restarted): read them here
+            logger.warning("vector features on a second connection failed; reading them on this one", exc_info=True)
+            vector_job = None
+        else:
+            wanted = set(text_ids)
+            if every is not None and len(every) >= CONCURRENT_VECTOR_ROWS and not wanted <= {row[0] for row in every}:
+                vector_job = None  # a large scope cut short with wanted rows past the cut: the statement that has them
+            elif every is not None:  # what the statement's own filter keeps: the nearest ``depth``, then the wanted
+                rows = [row for place, row in enumerate(every, 1) if place <= depth or row[0] in wanted]
+    found = _query_vector_wait(pending) if vector_job is None else None
     if found is not None and VECTOR_WEIGHT > 0:
         model, vector = found
         rows = _vector_features(
@@ -933,6 +956,7 @@ def _learned_rank(
             distance=distance,
             unnamed_vector=_unnamed_vector(model, vector, pending_names),
         )
+    if rows is not None:
         for place, (pk, sim, near, unnamed_sim) in enumerate(rows, 1):
             if pk not in candidates:
                 candidates[pk] = _Candidate()
@@ -947,6 +971,92 @@ def _learned_rank(
     scores = _learned_scores(pool, facts, query=query)
     ranked = sorted(scores.items(), key=lambda item: (-item[1], -item[0]))
     return _distinct(ranked, facts) if DEDUPLICATE else ranked
+
+
+# Reads that run on a second connection (one worker thread each, with its own Django connection, kept open like a
+# request thread's). Only outside a transaction: a second connection cannot see what this one has not committed.
+# Only with SUPPORTMEM_SEARCH_CONCURRENT_READS=true (off by default) and CONCURRENT_READS; else every statement runs on
+# the caller's connection.
+CONCURRENT_READS = True
+CONCURRENT_WORKERS = 4
+_workers: tuple[int, ThreadPoolExecutor] | None = None  # (the process it was made in, the pool)
+_workers_lock = threading.Lock()
+_worker_connections: list[Any] = []  # each worker thread's Django connection, closed by search_workers_close
+
+
+def _concurrent_reads_safe() -> bool:
+    """Whether a statement on another connection sees what this thread's connection sees: it is in autocommit."""
+    if not (CONCURRENT_READS and settings.SUPPORTMEM_SEARCH_CONCURRENT_READS):
+        return False
+    return not connection.in_atomic_block and connection.get_autocommit()
+
+
+def _worker_submit(function: Callable[..., T], /, **kwargs: Any) -> Future[T]:
+    global _workers
+    with _workers_lock:
+        if _workers is None or _workers[0] != os.getpid():  # a forked child (gunicorn, Celery) makes its own threads
+            _workers = (os.getpid(), ThreadPoolExecutor(CONCURRENT_WORKERS, thread_name_prefix="search-read"))
+        pool = _workers[1]
+    return pool.submit(_worker_run, function, kwargs)
+
+
+def _worker_run(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
+    """On a worker thread: its connection checked as at the start of a request, then ``function``."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if not getattr(db, "_search_worker", False):
+        db._search_worker = True  # type: ignore[attr-defined]
+        with _workers_lock:
+            _worker_connections.append(db)
+    # Closed when it saw an error or outlived CONN_MAX_AGE; with CONN_HEALTH_CHECKS, an idle one is checked first.
+    db.close_if_unusable_or_obsolete()
+    return function(**kwargs)
+
+
+def search_workers_close() -> None:
+    """Stop the worker threads and close their connections (tests call it before the test database is dropped)."""
+    global _workers
+    with _workers_lock:
+        workers, _workers = _workers, None
+        opened = list(_worker_connections)
+        _worker_connections.clear()
+    if workers is not None:
+        workers[1].shutdown(wait=True)
+    for db in opened:  # the threads have ended: nothing uses these connections any more
+        db.inc_thread_sharing()
+        try:
+            db.close()
+        finally:
+            db.dec_thread_sharing()
+
+
+def _every_vector_feature(
+    *,
+    scope: _Scope,
+    pending: tuple[str, Future[list[float]]],
+    pending_names: list[tuple[str, Future[list[float]]]],
+    depth: int,
+) -> list[tuple[int, float, float, float | None]] | None:
+    """On a worker thread: ``_vector_features`` of the scope's nearest ``max(depth, CONCURRENT_VECTOR_ROWS)`` rows,
+    nearest first, whatever the text ranking finds (None: no query vector)."""
+    found = _query_vector_wait(pending)
+    if found is None:
+        return None
+    model, vector = found
+    return _vector_features(
+        scope=scope,
+        model=model,
+        vector=vector,
+        limit=max(depth, CONCURRENT_VECTOR_ROWS),
+        wanted=[],
+        vector_sql="",
+        distance="",
+        unnamed_vector=_unnamed_vector(model, vector, pending_names),
+    )
+
+
+# The second connection reads at most this many nearest rows (a customer of a few thousand messages: all of them). When
+# a text candidate is past them, the features are read again on the caller's connection, with the wanted rows.
+CONCURRENT_VECTOR_ROWS = 2000
 
 
 def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...]], *, query: str) -> dict[int, float]:

@@ -140,3 +140,13 @@ def _fresh_log_context() -> Iterator[None]:
     token = log_clear()
     yield
     log_exit(token)
+
+
+@pytest.fixture(autouse=True)
+def _search_workers_closed() -> Iterator[None]:
+    """Memory search reads on worker threads' own connections outside a transaction (transactional tests, live
+    servers): they are closed after each test, so none outlives it (the test database is dropped at the end)."""
+    yield
+    from memory.selectors import search_workers_close
+
+    search_workers_close()
