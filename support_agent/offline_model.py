@@ -272,9 +272,13 @@ KINDS: tuple[Kind, ...] = (
             Trigger(r"\b(?:I'?m|im|I am|we'?re|we are) running", "system"),
             r"\brunning\b.{2,40}?\bon (?:an?|my|our|the)(?= [\w-]+)",
             # "I have a Fritzbox 7590 router": a named or numbered thing the customer has
-            r"\b(?:I|we) (?:have|own|bought|got)(?: an?| the| two| a new)?(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)",
+            Trigger(
+                r"\b(?:I|we) (?:have|own|bought|got)(?: an?| the| two| a new)?"
+                r"(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)",
+                "device",
+            ),
             # "crashes on my Pixel 8": a named or numbered device of the customer's
-            r"\bon my(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)",
+            Trigger(r"\bon (?:my|our)(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)", "device"),
         ),
         (
             "use",
@@ -320,6 +324,15 @@ KINDS: tuple[Kind, ...] = (
                 "channel",
                 "contact by {}",
             ),
+            # "I have a nut allergy", "I'm allergic to penicillin"
+            Trigger(r"\bI have an?(?= [\w-]+(?: [\w-]+)? allerg)", "phrase", "{}"),
+            Trigger(r"\bI(?:'m| am) allergic to", "phrase", "allergic to {}"),
+            # "please never send nut-based snacks", "don't ship on Fridays"
+            Trigger(
+                r"\b(?:please )?(?:never|don't|do not)(?= (?:send|ship|deliver|include|put|add|leave|use)\b)",
+                "phrase",
+                "never {}",
+            ),
             # "Email is best.", "a text works better"
             Trigger(
                 r"^(?:(?:but|so|also|and)\s+)?(?:an? )?(?=(?:e-?mail|text|sms|phone|call|whatsapp)s?\s+"
@@ -343,7 +356,20 @@ KINDS: tuple[Kind, ...] = (
                 "calls {}",
             ),
         ),
-        ("prefer", "preference", "like", "contacted", "contact", "language", "when", "time", "reach"),
+        (
+            "prefer",
+            "preference",
+            "like",
+            "contacted",
+            "contact",
+            "language",
+            "when",
+            "time",
+            "reach",
+            "allergic",
+            "allergy",
+            "avoid",
+        ),
     ),
     Kind(
         "address",
@@ -387,6 +413,30 @@ KINDS: tuple[Kind, ...] = (
             r"(?=\s+(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z-]|\d{4})[A-Za-z0-9-]{3,}\b)",
         ),
         ("account",),
+    ),
+    Kind(
+        "reference",
+        "Reference: ",
+        "archival",
+        False,
+        "code",
+        (
+            # "booking reference QX7T2P", "my case number is 44817", "Tracking: 1Z999AA10123456784"
+            r"\b(?:booking|reservation|confirmation|reference|ref|case|tracking|serial|licen[cs]e|contract|"
+            r"policy|claim|membership)(?: number| no\.?| code| reference| ref| id| key)?(?: is| was| is now)?:?"
+            r"(?=\s+#?(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z-]|\d{4})[A-Za-z0-9-]{4,}\b)",
+        ),
+        (
+            "booking",
+            "reference",
+            "reservation",
+            "confirmation",
+            "case",
+            "tracking",
+            "serial",
+            "claim",
+            "policy",
+        ),
     ),
 )
 _KIND = {kind.key: kind for kind in KINDS}
@@ -470,6 +520,32 @@ def _read_name(text: str) -> str:
 _CHANNELS = {"text": "text", "sms": "text", "message": "text", "call": "phone", "phone": "phone", "ring": "phone"}
 
 
+_DEVICE_NOUNS = _wordset(
+    "mesh router modem phone laptop printer tablet app reader scanner camera watch tv console speaker terminal "
+    "headset monitor server"
+)
+
+
+def _read_device(text: str) -> str:
+    """A named or numbered thing: "Pixel 8", "Fritzbox 7590 router", "Eero 6 mesh" (then the verb is not read)."""
+    raw = [w.strip("\"'()") for w in text.split()[:6]]
+    words: list[str] = []
+    for index, word in enumerate(raw):
+        bare = word.rstrip(",;:!?.")
+        following = raw[index + 1] if index + 1 < len(raw) else ""
+        named = bool(bare) and (bare[0].isupper() or any(c.isdigit() for c in bare) or bare[1:2].isupper())
+        if named or (not words and any(c.isdigit() for c in following)):
+            words.append(bare)
+        elif words and bare.casefold() in _DEVICE_NOUNS:
+            words.append(bare)
+            break
+        else:
+            break
+        if bare != word:  # punctuation ends it
+            break
+    return " ".join(words)
+
+
 def _read_value(reader: str, text: str) -> str:
     text = text.lstrip(" :#")
     if reader == "seats":
@@ -509,6 +585,8 @@ def _read_value(reader: str, text: str) -> str:
         return found.group(1).strip(" ,") if found else ""
     if reader == "product":
         return " ".join(_words_until_boundary(text, max_words=8, boundary=_PRODUCT_BOUNDARY))
+    if reader == "device":
+        return _read_device(text)
     if reader == "system":
         return " ".join(_words_until_boundary(text, max_words=8, boundary=_SYSTEM_BOUNDARY))
     return " ".join(_words_until_boundary(text, max_words=8))
@@ -566,6 +644,8 @@ def keywords(text: str, limit: int = 6) -> list[str]:
 
 def _stem(word: str) -> str:
     word = word.casefold().strip("'-")
+    if word.endswith("ies") and len(word) > 5:
+        return word[:-3] + "y"
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
             return word[: -len(suffix)]
@@ -574,6 +654,12 @@ def _stem(word: str) -> str:
 
 def _terms(text: str) -> set[str]:
     return {_stem(w) for w in re.findall(r"[^\W_][\w'-]*", text.casefold()) if w not in _STOPWORDS and len(w) > 1}
+
+
+def _shares_stem(term: str, have: set[str]) -> bool:
+    """A word of five letters or more that starts a word it is compared with, or the reverse: "deliver" and
+    "delivery", "install" and "installation"."""
+    return len(term) >= 5 and any(len(word) >= 5 and (word.startswith(term) or term.startswith(word)) for word in have)
 
 
 def _asked_kinds(question: str) -> list[Kind]:
@@ -843,7 +929,7 @@ def _score(question: str, item: _Evidence, asked: list[Kind]) -> float:
     fix_asked = bool(wanted & _RESOLUTION_WORDS)
     # Asked what fixed something, a resolution counts the words of the problem it resolved too.
     have = _terms(item.text) | (_terms(item.context) if fix_asked else set())
-    score = float(len(wanted & have))
+    score = float(sum(1 for term in wanted if term in have or _shares_stem(term, have)))
     if item.kind and any(kind.key == item.kind for kind in asked):
         score += 3
     if fix_asked and item.staff:

@@ -188,6 +188,12 @@ PHRASINGS = [
         ["Prefers no contact by phone", "Prefers contact by email"],
     ),
     ("I work at Hexa Consulting and use your CRM on Android.", ["Works at Hexa Consulting", "Uses CRM on Android"]),
+    ("I'm Paulo Reis, booking reference QX7T2P.", ["Name: Paulo Reis", "Reference: QX7T2P"]),
+    ("The wifi on our Eero 6 mesh drops.", ["Uses Eero 6 mesh"]),
+    (
+        "I have a nut allergy, so please never send nut-based snacks in my box.",
+        ["Prefers nut allergy", "Prefers never send nut-based snacks"],
+    ),
     # Not facts: an apology, a capitalised adjective, a weekday, a problem one has, a number that is not a code.
     ("I'm sorry to bother you. I'm Not sure. It's Monday. I have a problem with order 12.", []),
 ]
@@ -218,3 +224,11 @@ def test_a_blocks_description_is_not_a_fact():
         "Name: Dana Whitfield\n</customer>"
     )
     assert _block_lines(system, "customer") == ["Name: Dana Whitfield"]
+
+
+def test_a_question_word_meets_its_longer_form():
+    from support_agent.offline_model import _Evidence, _score
+
+    item = _Evidence("We're closed on Mondays, so deliveries must come Tuesday to Saturday.", "you wrote")
+    assert _score("On which days can you deliver to us?", item, []) == 1  # deliver / deliveries
+    assert _score("Is the shop open?", item, []) == 0  # short words never match by their start
