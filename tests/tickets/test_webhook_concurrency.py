@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -19,13 +20,28 @@ def test_fifty_concurrent_deliveries_of_the_same_event(live_server, actors):
     body, msg_id = message_event(1, text="My order A-00001 never arrived.")
     headers = signed_headers(body, msg_id)
 
-    def deliver(_: int) -> int:
-        return httpx.post(url, content=body, headers=headers, timeout=120).status_code
+    retried: list[int] = []
+
+    def deliver(number: int) -> int:
+        # The test server's listen backlog is small: on a busy machine a burst of 50 connections can be reset before
+        # a request is read. A helpdesk retries such a delivery; so does this sender (up to five times).
+        for attempt in range(5):
+            try:
+                return httpx.post(url, content=body, headers=headers, timeout=120).status_code
+            except httpx.TransportError:
+                if attempt == 4:
+                    raise
+                retried.append(number)
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         statuses = list(pool.map(deliver, range(50)))
     assert all(200 <= status < 300 for status in statuses), statuses
-    assert statuses.count(202) == 1 and statuses.count(200) == 49
+    # Exactly one delivery is accepted as new; the rest are duplicates. (A reset after the server had read a
+    # request loses that answer: with a retry, the accepted one may be among the lost.)
+    assert statuses.count(202) == 1 or (retried and statuses.count(202) == 0), (statuses, retried)
+    assert statuses.count(200) == 50 - statuses.count(202)
     event = WebhookEvent.objects.get(integration=integration)
     assert event.status == WebhookEvent.Status.PROCESSED
     message = TicketMessage.objects.get(ticket__integration=integration, author_role="customer")
