@@ -23,7 +23,11 @@ def name_words(names: Iterable[str]) -> set[str]:
     return words
 
 
+def query_words(query: str) -> set[str]:
+    """The query's words and numbers, case-folded, a possessive read as its name ("Dana's" gives "dana")."""
+    return {token.casefold().removesuffix("'s").removesuffix("\u2019s") for token in _TOKEN.findall(query)}
+
+
 def named_words(query: str, names: Iterable[str]) -> list[str]:
     """The words of ``names`` that the query mentions (possessives included), case-folded, each once, sorted."""
-    words = {token.casefold().removesuffix("'s").removesuffix("\u2019s") for token in _TOKEN.findall(query)}
-    return sorted(words & name_words(names))
+    return sorted(query_words(query) & name_words(names))

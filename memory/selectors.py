@@ -29,7 +29,7 @@ from django.db.models import QuerySet
 from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
 from memory.models import ArchivalPassage, MemoryBlock
 from memory.query_dates import query_periods
-from memory.query_parts import named_words
+from memory.query_parts import named_words, query_words
 from telemetry.metrics import SEARCH_SECONDS
 from tickets.models import Customer, Organization, TicketMessage
 
@@ -423,7 +423,7 @@ def named_authors(query: str, authors: set[str]) -> set[str]:
 
     Only some: when the query names every author there is no one to prefer.
     """
-    words = {word.casefold().removesuffix("'s").removesuffix("\u2019s") for word in _WORD.findall(query)}
+    words = query_words(query)  # names are letters only: the numbers among these never match one
     named = set()
     for author in authors:
         parts = [part.casefold() for part in _WORD.findall(author)]
