@@ -399,7 +399,23 @@ def _facts(facts_sql: str, ids: list[int]) -> dict[int, tuple[Any, ...]]:
     regular expression that split it was nearly half of the statement's time)."""
     with connection.cursor() as cursor:
         cursor.execute(facts_sql, [ids])
-        return {row[0]: (*row[1:8], word_count(row[-1]), *row[8:]) for row in cursor.fetchall()}
+        return {row[0]: (*row[1:8], text_measures(row[-1])[0], *row[8:]) for row in cursor.fetchall()}
+
+
+# What the ranking reads of a text itself, (word_count, states_time), kept for the texts seen lately: one customer's
+# turns are candidates search after search, and measuring each again was a third of the learned score's time.
+_MEASURES: dict[str, tuple[int, bool]] = {}
+MEASURES_KEPT = 20_000
+
+
+def text_measures(text: str) -> tuple[int, bool]:
+    """``(word_count(text), states_time(text))``, from memory when the same text was measured lately."""
+    measures = _MEASURES.get(text)
+    if measures is None:
+        if len(_MEASURES) >= MEASURES_KEPT:
+            _MEASURES.clear()  # simpler than an LRU, and a customer's texts are measured again in one search
+        measures = _MEASURES[text] = (word_count(text), states_time(text))
+    return measures
 
 
 # White space as PostgreSQL's regular expressions see it under C.UTF-8 (glibc's iswspace: no-break spaces are not).
@@ -913,15 +929,16 @@ def _learned_rank(
 ) -> list[tuple[int, float]]:
     """Candidates of both rankings scored by the learned linear ranker, best first, duplicates dropped."""
     pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
-    pending_names = _named_vectors_start(scope, query) if pending is not None else []
     depth = min(max(limit, LEARNED_CANDIDATES), MAX_RESULTS)
     # One customer's vector features do not depend on the text ranking when every row's are read: they are read on
-    # a second connection, after the query embedding, while this thread's connection ranks by full text.
+    # a second connection, after the query embedding (and its people's names), while this thread's connection ranks
+    # by full text.
     vector_job = None
+    pending_names: list[tuple[str, Future[list[float]]]] | None = None
     if pending is not None and VECTOR_WEIGHT > 0 and scope.vector_features_sql and _concurrent_reads_safe():
-        vector_job = _worker_submit(
-            _every_vector_feature, scope=scope, pending=pending, pending_names=pending_names, depth=depth
-        )
+        vector_job = _worker_submit(_every_vector_feature, scope=scope, query=query, pending=pending, depth=depth)
+    elif pending is not None:
+        pending_names = _named_vectors_start(scope, query)
     candidates: dict[int, _Candidate] = {}
     if TEXT_WEIGHT > 0:
         # Every match's score (the SQL scores them all anyway): a vector candidate's words count too.
@@ -946,6 +963,8 @@ def _learned_rank(
     found = _query_vector_wait(pending) if vector_job is None else None
     if found is not None and VECTOR_WEIGHT > 0:
         model, vector = found
+        if pending_names is None:  # the second connection's read was not used: the names are read here
+            pending_names = _named_vectors_start(scope, query)
         rows = _vector_features(
             scope=scope,
             model=model,
@@ -975,7 +994,7 @@ def _learned_rank(
 
 # Reads that run on a second connection (one worker thread each, with its own Django connection, kept open like a
 # request thread's). Only outside a transaction: a second connection cannot see what this one has not committed.
-# Only with SUPPORTMEM_SEARCH_CONCURRENT_READS=true (off by default) and CONCURRENT_READS; else every statement runs on
+# Only with SUPPORTMEM_SEARCH_CONCURRENT_READS (on by default) and CONCURRENT_READS; else every statement runs on
 # the caller's connection.
 CONCURRENT_READS = True
 CONCURRENT_WORKERS = 4
@@ -1030,14 +1049,11 @@ def search_workers_close() -> None:
 
 
 def _every_vector_feature(
-    *,
-    scope: _Scope,
-    pending: tuple[str, Future[list[float]]],
-    pending_names: list[tuple[str, Future[list[float]]]],
-    depth: int,
+    *, scope: _Scope, query: str, pending: tuple[str, Future[list[float]]], depth: int
 ) -> list[tuple[int, float, float, float | None]] | None:
     """On a worker thread: ``_vector_features`` of the scope's nearest ``max(depth, CONCURRENT_VECTOR_ROWS)`` rows,
     nearest first, whatever the text ranking finds (None: no query vector)."""
+    pending_names = _named_vectors_start(scope, query)
     found = _query_vector_wait(pending)
     if found is None:
         return None
@@ -1078,6 +1094,7 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
             replies[reply] = rrf[pk]
     periods = query_periods(query)
     after = timedelta(days=DATE_AFTER_DAYS)
+    dated = {pk for pk in pool if any(p.contains(facts[pk][1], after=after) for p in periods)} if periods else set()
     named = named_authors(query, {facts[pk][3] for pk in pool})
     timed_weight = LEARNED_TIMED + (LEARNED_WHEN_TIMED if asks_when(query) else 0.0)
     text = {pk: c.text / best_text for pk, c in pool.items()}
@@ -1087,7 +1104,7 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
     tops = {ticket: sorted(values, reverse=True)[: SESSION_TOP + 1] for ticket, values in by_ticket.items()}
     scores = {}
     for pk, c in pool.items():
-        ticket, when, _, author, asks = facts[pk][:5]
+        ticket, _, _, author, asks = facts[pk][:5]
         words, opens, body = facts[pk][7], facts[pk][8], facts[pk][9]
         support = _support(tops[ticket], rrf[pk])
         scores[pk] = (
@@ -1098,11 +1115,11 @@ def _learned_scores(pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...
             + LEARNED_ASKS * bool(asks)
             + LEARNED_REPLY * RRF_K * replies.get(pk, 0.0)
             + LEARNED_SUPPORT * RRF_K * support
-            + LEARNED_DATED * any(p.contains(when, after=after) for p in periods)
+            + LEARNED_DATED * (pk in dated)
             + LEARNED_NAMED * (author in named)
             + LEARNED_WORDS * math.log1p(words)
             + LEARNED_OPENS * bool(opens)
-            + (timed_weight * states_time(body) if timed_weight else 0.0)
+            + (timed_weight * text_measures(body)[1] if timed_weight else 0.0)
             + LEARNED_PEER_TEXT * peer_text[pk]
             + LEARNED_PEER_MEANING * peer_meaning[pk]
             + LEARNED_UNNAMED * (unnamed_sims[pk] or 0.0) / best_unnamed

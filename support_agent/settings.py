@@ -172,10 +172,11 @@ if SUPPORTMEM_EMBEDDINGS not in {"local", "local-torch", "openai"}:
 
     raise ImproperlyConfigured("SUPPORTMEM_EMBEDDINGS must be 'local', 'local-torch' or 'openai'")
 
-# true: memory search reads one customer's vector features on a second database connection (a worker thread's, up to
-# 4 per process) while the request's connection ranks by full text. Off by default: no gain measured on a shared
-# 2-core machine (docs/performance.md, "Search latency (session 7)"); meant for a machine with a core to spare.
-SUPPORTMEM_SEARCH_CONCURRENT_READS = env_bool("SUPPORTMEM_SEARCH_CONCURRENT_READS", False)
+# true (the default): one customer's memory search reads its vector features and its rows' facts on other database
+# connections (worker threads', up to 4 per process) while the request's connection ranks by full text; outside a
+# transaction only. false: every read on the request's connection, one after the other (docs/performance.md, "Search
+# latency (session 8)": p95 0.87x at load 2.6 on this 2-core machine, for more connections and a little more work).
+SUPPORTMEM_SEARCH_CONCURRENT_READS = env_bool("SUPPORTMEM_SEARCH_CONCURRENT_READS", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

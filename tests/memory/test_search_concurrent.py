@@ -1,5 +1,5 @@
 """One customer's vector features read on a second connection while the caller's ranks by full text
-(``SUPPORTMEM_SEARCH_CONCURRENT_READS``, off by default): the same pages, scores included, as reading them one after the
+(``SUPPORTMEM_SEARCH_CONCURRENT_READS``, on by default): the same pages, scores included, as reading them one after the
 other."""
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ CHATS = [
     ["I was billed twice for March.", "Sorry, a refund of the duplicate charge is on its way.", "Thanks!"],
     ["The printer is offline again.", "Did you restart the scanner too?", "Yes, yesterday. No change."],
 ]
-QUERIES = ["router wifi", "When was I billed twice?", "printer scanner offline", "refund", "Fritz box model"]
+QUERIES = [
+    "router wifi",
+    "When was I billed twice?",
+    "printer scanner offline",
+    "refund",
+    "Fritz box model",
+    "What did Dana say about the scanner?",
+]
 
 
 def _history(actors):
@@ -172,7 +179,7 @@ def test_the_setting_keeps_every_read_on_the_callers_connection(settings, spied)
     assert not spied
 
 
-def test_the_second_connection_is_off_by_default():
+def test_the_second_connection_is_on_by_default():
     from django.conf import settings
 
-    assert settings.SUPPORTMEM_SEARCH_CONCURRENT_READS is False
+    assert settings.SUPPORTMEM_SEARCH_CONCURRENT_READS is True
