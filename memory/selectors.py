@@ -300,7 +300,9 @@ def states_time(text: str) -> bool:
 # that message's turn; any other passage is a conversation of its own, with no turn. The date is cast by PostgreSQL in
 # the connection's time zone, the date of the time psycopg would return (parsing each candidate's timestamp in Python
 # cost more than the rest of the statement). The next turn and the first turn are read through the ticket's turn
-# order index (message_ticket_turn_order): one probe each.
+# order index (message_ticket_turn_order): one probe each. A passage's message is read by its primary key, one probe
+# each too (OFFSET 0 keeps the planner from turning it into a join: with a few hundred candidates and some ten thousand
+# messages it hashed the whole message table, 9-15 ms a search, more as the table grows).
 _MESSAGE_FACTS_SQL = (
     "SELECT m.id, m.ticket_id, m.created_at::date, md5(lower(btrim(m.body))), m.author_name, rtrim(m.body) LIKE '%%?', "
     "m.id, (SELECT n.id FROM tickets_ticketmessage n WHERE n.ticket_id = m.ticket_id "
@@ -317,7 +319,8 @@ _PASSAGE_FACTS_SQL = (
     "m.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tickets_ticketmessage b WHERE b.ticket_id = m.ticket_id "
     "AND (b.created_at, b.id) < (m.created_at, m.id)), "
     "p.text "
-    "FROM memory_archivalpassage p LEFT JOIN tickets_ticketmessage m ON m.id = p.source_message_id "
+    "FROM memory_archivalpassage p LEFT JOIN LATERAL (SELECT m.id, m.ticket_id, m.author_name, m.created_at "
+    "FROM tickets_ticketmessage m WHERE m.id = p.source_message_id OFFSET 0) m ON true "
     "WHERE p.id = ANY(%s)"
 )
 
@@ -682,14 +685,14 @@ scoped AS (
     SELECT m.id, {doc} AS doc, {near} AS near FROM {table} WHERE {where}
     WINDOW w AS (PARTITION BY m.ticket_id ORDER BY m.created_at, m.id)
 ),
-stats AS (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
+stats AS MATERIALIZED (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
 hits AS (SELECT s.id, s.doc, s.near FROM scoped s, orq WHERE s.doc @@ orq.q OR s.near @@ orq.q)
 """
 # One customer's passages: read through the customer index and matched in memory. (Through the GIN index,
 # PostgreSQL would fetch every organisation's matching rows first and filter them afterwards.)
 _PASSAGE_HITS_SQL = """
 scoped AS MATERIALIZED (SELECT m.id, m.search_vector AS doc FROM {table} WHERE {where}),
-stats AS (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
+stats AS MATERIALIZED (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
 hits AS (SELECT s.id, s.doc, ''::tsvector AS near FROM scoped s, orq WHERE s.doc @@ orq.q)
 """
 # The whole organisation: BM25 ranks the newest ORGANIZATION_TEXT_CANDIDATES passages that share a word with
@@ -705,7 +708,7 @@ hits AS MATERIALIZED (
     WHERE {where} AND m.search_vector @@ to_tsquery('simple', {tsquery})
     ORDER BY m.id DESC LIMIT {candidates}
 ),
-stats AS (
+stats AS MATERIALIZED (
     SELECT
         (SELECT greatest(reltuples, 1)::float FROM pg_class WHERE oid = 'memory_archivalpassage'::regclass) AS n,
         greatest((SELECT avg(length(doc)) FROM hits), 1)::float AS avgdl
