@@ -29,6 +29,7 @@ Replies start with "(offline model)"; run.model_name and the reply's author are 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -43,6 +44,24 @@ def _wordset(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+# Capital letters of the Latin, Greek and Cyrillic alphabets: "Élodie", "Łukasz", "Ó Murchú" are capitalised too.
+# A pattern's "[A-Z]" stands for this class (``_compiled``).
+_UPPER = "[" + "".join(chr(code) for code in range(0x41, 0x530) if chr(code).isupper()) + "]"
+# Greetings that open a message before a name: "hiya", "Salam", "Olá", "Good day", "Hi team".
+_GREETING = (
+    r"(?:hi|hiya|hello|hey|heya|hallo|hola|ol[aá]|salam|salut|ciao|namaste|bonjour|buenos d[ií]as|good \w+|"
+    r"greetings|dear \w+)(?: there| all| team| folks| guys| everyone| again)?"
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """A case-insensitive pattern whose "[A-Z]" (inside ``(?-i:...)``) means any capital letter (``_UPPER``)."""
+    return re.compile(pattern.replace("[A-Z]", _UPPER), re.IGNORECASE)
+
+
+# Emoji end a thought like a full stop: "it's 14 Quay Street, Galway \U0001F3E1 moving on the 20th".
+_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]+")
 OFFLINE_NAME = "offline model"
 _BLOCK_DESCRIPTIONS = frozenset(description for _, description, _ in DEFAULT_CUSTOMER_BLOCKS)
 REPLY_PREFIX = "(offline model)"
@@ -69,7 +88,14 @@ _QUESTION_START = re.compile(
 )
 _QUESTION_PHRASE = re.compile(r"\b(?:remind me|tell me|do you (?:know|remember|have)|let me know)\b", re.IGNORECASE)
 # A request to change a detail states the new value even when phrased as a question.
-_CHANGE_REQUEST = re.compile(r"\b(?:update|change|set|correct)\s+my\b[^?]*?\bto\b", re.IGNORECASE)
+# So does a request to send something somewhere of theirs ("can you ship it to my office at Unit 4, ...?").
+_CHANGE_REQUEST = re.compile(
+    r"\b(?:update|change|set|correct)\s+my\b[^?]*?\bto\b|"
+    r"\b(?:send|ship|deliver|post|forward|redirect)\b[^?]*?\bto (?:my|our) (?:new )?(?:office|home|house|flat|work|"
+    r"apartment|place|address)\b",
+    re.IGNORECASE,
+)
+_ADDITION = re.compile(r"\b(?:too|as well|another|second|in addition)\b", re.IGNORECASE)
 _CHANGE_MARKER = re.compile(
     r"\b(?:now|new|changed|change|update|updated|switched|moved|instead|no longer|anymore|correction|actually)\b",
     re.IGNORECASE,
@@ -80,7 +106,7 @@ _BOUNDARY_WORDS = _wordset(
     and but so because which who where as since though although while if when now anymore instead too also btw
     please thanks thank from not again yet already either here there then i i'm im we we're my our you your is was
     are were has have had do does did can could will would just last yesterday today tomorrow ago this next every
-    mostly mainly usually always often sometimes currently whenever every
+    mostly mainly usually always often sometimes currently whenever every rather
     """
 )
 # A product ends sooner: "the Verifone P400 card reader at our cafe" is the Verifone P400 card reader.
@@ -88,7 +114,9 @@ _PRODUCT_BOUNDARY = _BOUNDARY_WORDS | _wordset("at in for to with after before u
 # What someone runs ends before the machine it runs on: "running windows 11 on a thinkpad".
 _SYSTEM_BOUNDARY = _PRODUCT_BOUNDARY | _wordset("on")
 _NAME_STOP = _BOUNDARY_WORDS | _wordset("the a an at in on to of by")
-_NAME_PARTICLES = _wordset("de da do dos das del della di du la le van von der den ter ten al el bin ibn ni nic")
+_NAME_PARTICLES = _wordset(
+    "de da do dos das del della di du la le van von der den ter ten al el bin ibn ni nic ó ua mac mc"
+)
 # Capitalised words that open a sentence or follow "I'm" without being a name ("I'm Sorry", "Thank You.").
 _NOT_NAMES = _wordset(
     """
@@ -98,29 +126,31 @@ _NOT_NAMES = _wordset(
     with now new ready confused stuck locked frustrated annoyed thanks thank you hello hi hey dear urgent order
     invoice help update quick question re fwd ticket morning afternoon evening regards best cheers team support
     please pls yes no hope sent following attached monday tuesday wednesday thursday friday saturday sunday
+    flight booking claim policy account card parcel package delivery payment refund error screenshot photo
     """
 )
 # Roles that say where someone works: "I'm the office manager at Blue Fern Dental", "IT lead at Fjordline AS".
 _ROLES = (
     r"(?:manager|owner|co-owner|lead|head|director|admin|administrator|engineer|developer|accountant|founder|"
     r"co-founder|ceo|cto|cfo|coo|coordinator|assistant|officer|analyst|consultant|designer|technician|"
-    r"receptionist|buyer|partner|secretary|bookkeeper|supervisor|president|chef|teacher|nurse|doctor|editor)"
+    r"receptionist|buyer|partner|secretary|bookkeeper|supervisor|president|chef|teacher|nurse|doctor|editor|"
+    r"eng|dev|devops|ops|(?-i:IT)|hr|finance|accounts|billing|procurement|purchasing|operations|marketing|sales|"
+    r"support|legal|security|platform|infra|infrastructure|facilities|payroll|admissions)"
 )
-_SIGN_OFF = re.compile(
+_SIGN_OFF = _compiled(
     r"(?:^|\n|[.!?]\s+)\s*(?:thanks|thank you|many thanks|cheers|best|best wishes|regards|best regards|kind regards|"
-    r"warm regards|sincerely|all the best)[,!.]?\s*\n+\s*(?:[-\u2013\u2014]+\s*)?"
-    r"(?P<name>(?-i:[A-Z][\w'\u2019-]+(?: [A-Z][\w'\u2019-]+){0,2}))\.?\s*$",
-    re.IGNORECASE,
+    r"warm regards|sincerely|all the best)(?:[,!.]?\s*\n+|,[ \t]*)\s*(?:[-\u2013\u2014]+\s*)?"
+    r"(?P<name>(?-i:[A-Z][\w'\u2019-]*(?: [A-Z][\w'\u2019-]*){0,2}))\.?\s*$"
+    # "-- Rafael Souza, platform eng @ QuarryTech": a signature line of its own
+    r"|\n\s*(?:--|\u2013|\u2014)\s*(?P<signed>(?-i:[A-Z][\w'\u2019-]*(?: [A-Z][\w'\u2019-]*){1,2}))(?=\s*(?:,|$))",
 )
-_BARE_NAME = re.compile(
-    r"^(?:(?:hi|hello|hey)(?: there| all| team)?[,!]?\s+)?"
-    r"(?P<name>(?-i:[A-Z][\w'\u2019-]+(?: [A-Z][\w'\u2019-]+){1,2}))[.,!]?$",
-    re.IGNORECASE,
+_BARE_NAME = _compiled(
+    rf"^(?:{_GREETING}[,!.]?\s+)?"
+    r"(?P<name>(?-i:[A-Z][\w'\u2019-]*(?: [A-Z][\w'\u2019-]*){1,2}))[.,!]?$",
 )
 # After a name: "from Northwind Logistics", "here, IT lead at Fjordline AS", ", owner of Blue Fern".
-_NAME_THEN_EMPLOYER = re.compile(
-    rf"^(?:\s+here)?\s*,?\s*(?:(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+)?(?:from|at|of|with)\s+(?=(?-i:[A-Z]))",
-    re.IGNORECASE,
+_NAME_THEN_EMPLOYER = _compiled(
+    rf"^(?:\s+here)?\s*,?\s*(?:(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+)?(?:from|at|of|with|for|@)\s*(?=(?-i:[A-Z]))",
 )
 _ABBREVIATIONS = re.compile(r"\b(?:St|Ave|Rd|Apt|No|Dr|Mr|Mrs|Ms|Blvd|Ln|Nr|Str)\.", re.IGNORECASE)
 
@@ -146,6 +176,9 @@ class Trigger:
     pattern: str
     reader: str
     template: str = "{}"
+    # Found by capital letters alone ("I'm Kwame Osei", "Sven Lindqvist here"): not in a sentence written all in
+    # capitals, where every word looks like a name ("ADJUSTER NEVER CAME").
+    capitalised: bool = False
 
 
 KINDS: tuple[Kind, ...] = (
@@ -157,19 +190,38 @@ KINDS: tuple[Kind, ...] = (
         "name",
         (
             r"\bmy (?:full |real )?name(?: is|'s| has changed to| changed to)",
-            r"(?:^|[,!.]\s*)(?:(?:so|and|now|yes|ok|okay)[,]?\s+)?(?:this is|it's|it is)(?=\s+(?-i:[A-Z]))",
-            # "Sven Lindqvist here." / "Hello, Raj Patel from Patel Logistics.": a signature at the start.
-            r"^(?:(?:hi|hello|hey|good \w+)(?: there| all| team| folks)?[,!]?\s+)?"
-            r"(?=(?-i:[A-Z][\w'-]+(?: [A-Z][\w'-]+){1,3} (?:here\b|from [A-Z])))",
+            # "The name on the account is Edith Parrish", "POLICY HOLDER IS GRAHAM MCALLISTER", "booked under Ito"
+            r"\b(?:(?:the )?name on (?:the|my|our) (?:account|policy|card|booking|reservation|order|ticket|bill)"
+            r"|(?:policy|account|card|booking)\s?holder(?:'s name)?|(?:booked|reserved|registered) under(?: the name)?"
+            r"|under the name(?: of)?)(?: is| was)?:?",
+            Trigger(
+                r"(?:^|[,!.]\s*)(?:(?:so|and|now|yes|ok|okay|again)[,]?\s+)?(?:this is|it's|it is|here is|here's)"
+                r"(?=\s+(?-i:[A-Z]))",
+                "name",
+                capitalised=True,
+            ),
+            # "Sven Lindqvist here." / "Hello, Raj Patel from Patel Logistics." / "Hey - Dmitri Volkov, finance at
+            # Lumenstack" / "Hi team, Chioma Eze, IT admin for Kestrel Health": a signature at the start.
+            Trigger(
+                rf"^(?:{_GREETING}[,!.:]?\s*(?:[-\u2013\u2014]+\s*)?)?(?:[-\u2013\u2014]+\s*)?"
+                r"(?=(?-i:[A-Z][\w'-]*(?: [A-Z][\w'-]*){1,3})"
+                rf"(?: here\b| from (?-i:[A-Z])|,\s*(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+(?:at|for|of|with|@)\s*(?-i:[A-Z])))",
+                "name",
+                capitalised=True,
+            ),
             # "Hi, I'm Kwame Osei." / "I am Inès Duarte, ...": capitalised words that end the clause.
-            r"\b(?:I'?m|I am)(?=\s+(?-i:[A-Z])[\w'\u2019-]+(?:\s+(?-i:[A-Z])[\w'\u2019-]+){0,2}"
-            r"\s*(?:[,.!;]|$|and\b|from\b|here\b|at\b|with\b))",
+            Trigger(
+                r"\b(?:I'?m|I am)(?=\s+(?-i:[A-Z])[\w'\u2019-]*(?:\s+(?-i:[A-Z])[\w'\u2019-]*){0,2}"
+                r"\s*(?:[,.!;]|$|and\b|from\b|here\b|at\b|with\b))",
+                "name",
+                capitalised=True,
+            ),
             # "hi its marco." at the start of a chat, in lower case.
             r"^(?:hi|hey|hello)(?: there)?[,!]?\s+(?:it's|its|this is)(?=\s+[^\W\d_]+(?:\s+[^\W\d_]+)?\s*(?:[,.!]|$))",
-            r"\b(?:me llamo|mi chiamo|je m'appelle|mein name ist)(?=\s+(?-i:[A-Z]))",
+            Trigger(r"\b(?:me llamo|mi chiamo|je m'appelle|mein name ist)(?=\s+(?-i:[A-Z]))", "name", capitalised=True),
             # "yuki here." opening a chat in lower case: the whole sentence
             r"^(?:(?:hi|hey|hello)[,!]?\s+)?(?=[^\W\d_]{2,}\s+here[.!,]?$)",
-            r"(?:^|[,!.]\s*)soy(?=\s+(?-i:[A-Z]))",
+            Trigger(r"(?:^|[,!.]\s*)soy(?=\s+(?-i:[A-Z]))", "name", capitalised=True),
         ),
         ("name", "called", "spelled", "spell"),
     ),
@@ -182,6 +234,9 @@ KINDS: tuple[Kind, ...] = (
         (
             r"\bI(?: now| currently)? work (?:at|for)",
             r"\bI'?m (?:now )?(?:working|employed) (?:at|for)",
+            # "I've started working at Deloitte", "I just joined Polar Freight"
+            r"\bI(?:'ve| have)?(?: just| now| recently)? (?:started|begun|began) (?:working |a (?:new )?job )?(?:at|for|with)",
+            r"\bI(?:'ve| have)?(?: just| now| recently)? joined(?= (?-i:[A-Z]))",
             r"\b(?:my|our) (?:company|employer|business|organi[sz]ation) is(?: called)?",
             rf"\bI'?m (?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES} (?:at|for|of)(?= (?-i:[A-Z]))",
         ),
@@ -199,6 +254,8 @@ KINDS: tuple[Kind, ...] = (
             r"\b(?:upgraded|downgraded|switched|moved) to(?= (?:the |a )?[\w -]{2,30}? "
             r"(?:plan|tier|subscription|package|edition)\b)",
             r"\b(?:my|our) (?:plan|tier|subscription)(?: is| is now| changed to|:)",
+            # "We have 180 users on the Enterprise plan"
+            r"\b(?:I|we)\b[^.;]*?\bon(?= the [\w -]{2,30}? (?:plan|tier|subscription|edition)\b)",
         ),
         ("plan", "subscription", "tier", "package", "edition"),
     ),
@@ -210,9 +267,15 @@ KINDS: tuple[Kind, ...] = (
         "seats",
         (
             r"\b(?:we have|we'?re on|we are on|with|(?:upgraded|downgraded|increased|reduced|went|moved|grew) to|"
-            r"bought|added|now have|paying for|pay for)(?= \d[\d,]* (?:seats|licen[cs]es|user licen[cs]es|agents)\b)",
+            r"bought|added|now have|paying for|pay for)(?= \d[\d,]* (?:seats|licen[cs]es|user licen[cs]es|agents|users)\b)",
+            # "We're on the Pro plan, 40 seats, billed annually", "55 seats now.": a count opening a clause
+            r"(?:^|[,;(]\s*|\band\s+)(?=\d[\d,]* (?:seats|licen[cs]es|user licen[cs]es)\b)",
+            # "Correction on the user count: it's 210, not 180"
+            Trigger(r"\buser count(?: is)?[:,]?(?: it's| its| it is| is)?(?: now)?", "number", "{} users"),
+            Trigger(r"\bseat count(?: is)?[:,]?(?: it's| its| it is| is)?(?: now)?", "number", "{} seats"),
+            Trigger(r"\blicen[cs]e count(?: is)?[:,]?(?: it's| its| it is| is)?(?: now)?", "number", "{} licences"),
         ),
-        ("seats", "seat", "licenses", "licences", "license", "licence"),
+        ("seats", "seat", "licenses", "licences", "license", "licence", "users"),
     ),
     Kind(
         "email",
@@ -224,6 +287,10 @@ KINDS: tuple[Kind, ...] = (
             r"\bmy (?:new )?e-?mail(?: address)?(?: is| changed to| has changed to| is now)",
             r"^(?:(?:new|updated|my new)\s+)?e-?mail(?: address)?(?: is| is now)?:?(?=\s*[\w.+-]+@)",
             r"\bmy e-?mail(?: address)? to",
+            r"\bmy e-?mail(?:'s| has)? changed to",
+            # Any address in a statement: "invoices should go to ap@lumenstack.io", "Contact for outages: x@y.dev"
+            # (not one the customer wrote to: ``_about_someone_else``)
+            r"(?<![\w.+-])(?=[\w.+-]+@[\w-]+\.\w)",
         ),
         ("email", "e-mail"),
     ),
@@ -237,8 +304,11 @@ KINDS: tuple[Kind, ...] = (
             r"\bmy (?:new )?(?:phone|mobile|cell)(?: number)?(?: is| changed to| is now)",
             r"^(?:(?:new|updated|my new)\s+)?(?:phone|mobile|cell)(?: number)?(?: is| is now)?:?(?=\s*\+?\d)",
             r"\bmy (?:phone|mobile)(?: number)? to",
+            # "You can reach me on +44 7911 456 120", "MY NUMBER CHANGED, ITS 07911 123 456": a number shaped like a
+            # phone after a word about calling (``_phone_context``)
+            r"(?<![\w+-])(?<!\d )(?=\+?\d[\d ()-]{7,}\d(?![\w/-]))",
         ),
-        ("phone", "mobile", "call"),
+        ("phone", "mobile", "call", "landline", "number"),
     ),
     Kind(
         "city",
@@ -271,14 +341,40 @@ KINDS: tuple[Kind, ...] = (
             # "running windows 11 on a thinkpad x1 carbon": the system, then the machine
             Trigger(r"\b(?:I'?m|im|I am|we'?re|we are) running", "system"),
             r"\brunning\b.{2,40}?\bon (?:an?|my|our|the)(?= [\w-]+)",
-            # "I have a Fritzbox 7590 router": a named or numbered thing the customer has
+            # "I have a Fritzbox 7590 router", "I've got the Fibre 500 broadband": a named or numbered thing
             Trigger(
-                r"\b(?:I|we) (?:have|own|bought|got)(?: an?| the| two| a new)?"
+                r"\b(?:I|we)(?:'ve| have)? (?:have|own|bought|got)(?: an?| the| two| a new)?"
                 r"(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)",
                 "device",
             ),
-            # "crashes on my Pixel 8": a named or numbered device of the customer's
-            Trigger(r"\bon (?:my|our)(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)", "device"),
+            # "crashes on my Pixel 8", "cracked screen on my galaxy s24 ultra": a named or numbered device
+            Trigger(
+                r"\bon (?:my|our)(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d| [^\W\d_][\w-]* [^\W\d_]+\d)", "device"
+            ),
+            # "every time I lock my iPad Air", "my MacBook Pro": a product written in camel case
+            Trigger(r"\b(?:my|our)(?= (?-i:[a-z]+[A-Z][\w-]*|[A-Z][a-z]+[A-Z][\w-]*)\b)", "device"),
+            # "it's the Eero Pro 6E you sent": what the company sent or installed
+            Trigger(
+                r"\bthe(?= (?-i:[A-Z])[\w-]*(?: [\w-]+){0,3} (?:that |which )?you (?:sent|shipped|gave|installed|"
+                r"provided|supplied|sold)\b)",
+                "device",
+            ),
+            # "I have the phone cover with you guys", "I hold a savings account with you": a product held with the company
+            r"\b(?:I|we)(?:'ve| have)? (?:have|hold|got|opened)(?: an?| the| our| my)?"
+            r"(?= (?:[\w-]+ ){0,3}with (?:you|your company|your bank)\b)",
+            # "our integration runs on Node 20"
+            Trigger(r"\b(?:our|my) (?:[\w-]+ ){0,2}(?:runs|is running|is hosted|is built|is deployed) on", "system"),
+            # "We're moving our SSO from Okta to Azure AD": where it moves to
+            r"\b(?:moving|migrating|switching|moved|migrated|switched)(?: our| my)?(?: [\w-]+){0,2} from "
+            r"(?:[\w.-]+ ){1,3}?to(?= (?-i:[A-Z]))",
+            # "My grandson set me up with the paperless billing", "signed me up for the loyalty scheme"
+            r"\b(?:set (?:me|us) up (?:with|on)|signed (?:me|us) up (?:for|to))(?: the| a| an)?",
+            # "added the travel pass", "I bought the 3-year cover": an add-on the customer took
+            r"\b(?:added|activated|bought|purchased|took out|signed up for|subscribed to)(?: the| a| an)?"
+            r"(?= (?:[\w-]+ ){0,2}(?:pass|bundle|add-on|addon|insurance|warranty|cover|protection)\b)",
+            # "I get the Espresso Lover box every 2 weeks"
+            r"\b(?:I|we) (?:get|receive|subscribe to|order)(?: the| a| an| our)?"
+            r"(?= (?:[\w-]+ ){0,3}(?:box|boxes|subscription|bundle|magazine|kit)\b)",
         ),
         (
             "use",
@@ -308,7 +404,7 @@ KINDS: tuple[Kind, ...] = (
         False,
         "phrase",
         (
-            r"\bI(?:'d| would)? prefer",
+            r"\bI(?:'d| would)?(?: now| really| generally| usually| also| much| still)? prefer",
             r"\bI(?:'d| would) rather(?! you\s+\w+(?: to me| back)? in\s+(?-i:[A-Z]))(?: you)?",
             # "please reply in Spanish", "I'd rather you replied in Spanish"
             Trigger(
@@ -319,7 +415,7 @@ KINDS: tuple[Kind, ...] = (
             ),
             # "pls text me instead of emailing", "Please call me, don't email"
             Trigger(
-                r"(?:^|\b(?:please|pls|plz|kindly|also|just|only|rather)\s+)"
+                r"(?:^|\b(?:please|pls|plz|kindly|also|just|only|rather)(?:\s+(?:do|still|just|only|always))*\s+)"
                 r"(?=(?:text|sms|call|phone|ring|e-?mail|whatsapp|message)\s+(?:me|us)\b)",
                 "channel",
                 "contact by {}",
@@ -339,6 +435,45 @@ KINDS: tuple[Kind, ...] = (
                 r"(?:is|are|works?)\s+(?:best|better|easiest|preferred|fine|great)\b)",
                 "channel",
                 "contact by {}",
+            ),
+            # "You can reach me on WhatsApp", "ring me on the landline": the channel to use
+            Trigger(
+                r"\b(?:reach|contact|ring|call|get hold of|find)(?: me| us)(?: best)? (?:on|via|by|through|at)(?: the| my)?"
+                r"(?= (?:whatsapp|signal|telegram|e-?mail|text|sms|phone|mobile|landline)\b)",
+                "channel",
+                "contact by {}",
+            ),
+            # "send reminders by sms not email", "I'd like invoices via email"
+            Trigger(
+                r"\b(?:send|get|receive|like)(?: me| us)?(?= (?:the |all |any )?(?:[\w-]+ ){0,2}(?:by|via|through|over) "
+                r"(?:sms|text|e-?mail|post|whatsapp|phone|letter)\b)",
+                "phrase",
+            ),
+            # "delivery on weekends is best for me"
+            Trigger(
+                r"(?:^|[,;]\s*)(?:(?:but|so|also|and)\s+)?(?=(?:[\w-]+ ){1,4}(?:is|are|works?|suits me) "
+                r"(?:best|ideal|easiest)\b)",
+                "head",
+            ),
+            # "I can only come on Tuesday or Thursday mornings", "I'm only free after 5"
+            Trigger(
+                r"\bI(?: can| could)? only (?:come|do|make it|be there|meet|talk|visit)|\bI'?m only (?:available|free)"
+                r"|\bI(?:'m| am) (?:only )?(?:available|free)(?= (?:on|in|after|before|between|at)\b)",
+                "phrase",
+                "appointments {}",
+            ),
+            # "I'm vegan", "we are vegetarian": a diet
+            Trigger(
+                r"\b(?:I|we)(?:'m|'re| am| are)(?: an?| strictly| strict)?(?= (?:vegan|vegetarian|pescatarian|coeliac|"
+                r"celiac|diabetic|lactose[- ]intolerant|gluten[- ]free|halal|kosher)\b)",
+                "phrase",
+                "{} diet",
+            ),
+            # "I need bassinet seat please", "I would like a room quiet, far from elevator": a standing request
+            Trigger(
+                r"\b(?:need|require|would like|'d like|requested?)(?: an?| the)?(?= (?:[\w-]+ ){0,2}(?:seat|seats|room|"
+                r"bed|cot|bassinet|meal|wheelchair|assistance|gearbox|transmission)\b)",
+                "needs",
             ),
             # "Please don't phone me"
             Trigger(
@@ -363,7 +498,6 @@ KINDS: tuple[Kind, ...] = (
             "contacted",
             "contact",
             "language",
-            "when",
             "time",
             "reach",
             "allergic",
@@ -378,11 +512,17 @@ KINDS: tuple[Kind, ...] = (
         True,
         "address",
         (
-            r"\b(?:my|our|the new)(?: new)? (?:shipping |billing |delivery |postal |home |office |mailing )?address"
-            r"(?: is| changed to| is now|:)",
+            # "my new address is", "new address: Flat 5, ...", "the invoice address is changed: Hafenstraße 8, ..."
+            r"\b(?:my|our|the|new|updated)(?: new| updated)? (?!(?:e-?mail|ip|mac|web|wallet|server|return|sender) )"
+            r"(?:[\w-]+ )?address(?: is changed| has changed to| has changed| changed to| is now| will be| is)?:?",
             r"\bmy (?:shipping |delivery )?address to",
+            # "ship it to my office at Unit 4, Brookfield Park, Cork T12 HX80"
+            r"\bto (?:my|our) (?:new )?(?:office|home|house|flat|work|apartment|place)(?: address)?(?: at|:|,)?"
+            r"(?=\s+(?:\S+ ){0,2}\S*\d)",
+            # "We're at 27 Willow Lane, Hexham NE46 3RT"
+            r"\b(?:I'?m|I am|we'?re|we are|I live|we live)(?: now| still)? at(?= \d)",
         ),
-        ("address", "ship", "shipped", "send", "parcels", "deliver", "delivered", "live"),
+        ("address", "ship", "shipped", "shipping", "send", "parcels", "deliver", "delivered", "delivery", "live"),
     ),
     Kind(
         "order",
@@ -394,8 +534,8 @@ KINDS: tuple[Kind, ...] = (
             r"\b(?:my|the|our)(?: new)? order(?: number| no\.?| id)?(?: is| was| changed to| is now)",
             r"\border (?:number |no\.? )?#",
             # "Order A-99812 arrived damaged": a code with a digit, and a letter, a dash or four digits
-            r"\border(?: number| no\.?| id)?"
-            r"(?=\s+(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z-]|\d{4})[A-Za-z0-9-]{3,}\b)",
+            r"\border(?: number| no\.?| id| nr\.?| num)?:?"
+            r"(?=\s+(?=[\w-]*\d)(?=[\w-]*[A-Za-z_-]|\d{4})[\w-]{3,}\b)",
         ),
         ("order",),
     ),
@@ -409,8 +549,9 @@ KINDS: tuple[Kind, ...] = (
             r"\b(?:my|our|the)(?: new)? (?:account|customer|client|member(?:ship)?) (?:number|id|no\.?)"
             r"(?: is| changed to| is now|:)?",
             r"\baccount (?:number |id |no\.? )?#",
-            r"^(?:(?:new|our|my)\s+)?account(?: number| no\.?| id)?:?"
-            r"(?=\s+(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z-]|\d{4})[A-Za-z0-9-]{3,}\b)",
+            # "Account: acct_9F3KQ2", "(sort code 20-45-77, account 83310452)"
+            r"\baccount(?: number| no\.?| id| nr\.?)?:?"
+            r"(?=\s+(?=[\w-]*\d)(?=[\w-]*[A-Za-z_-]|\d{4})[\w-]{3,}\b)",
         ),
         ("account",),
     ),
@@ -422,9 +563,13 @@ KINDS: tuple[Kind, ...] = (
         "code",
         (
             # "booking reference QX7T2P", "my case number is 44817", "Tracking: 1Z999AA10123456784"
+            # "patient ID PT-55821", "imei 356938035643809", "e-ticket, number is 157-..."; the
+            # stored line keeps what the code is ("Reference: patient ID PT-55821")
             r"\b(?:booking|reservation|confirmation|reference|ref|case|tracking|serial|licen[cs]e|contract|"
-            r"policy|claim|membership)(?: number| no\.?| code| reference| ref| id| key)?(?: is| was| is now)?:?"
-            r"(?=\s+#?(?=[A-Za-z0-9-]*\d)(?=[A-Za-z0-9-]*[A-Za-z-]|\d{4})[A-Za-z0-9-]{4,}\b)",
+            r"policy|claim|membership|imei|e-?ticket|ticket|patient|dispute|sort code|iban|pnr|vin|member|"
+            r"voucher|warranty|return|rma|quote|shipment|parcel)(?:,? (?:number|no\.?|code|reference|ref|id|key|nr\.?))?"
+            r"(?: (?:on|for|of) (?:the|my|our) [\w-]+)?(?: is| was| is now)?:?"
+            r"(?=\s+#?(?=[\w-]*\d)(?=[\w-]*[A-Za-z_-]|\d{4})[\w-]{4,}\b)",
         ),
         (
             "booking",
@@ -436,13 +581,81 @@ KINDS: tuple[Kind, ...] = (
             "serial",
             "claim",
             "policy",
+            "patient",
+            "imei",
+            "dispute",
+            "ticket",
+            "membership",
+            "code",
         ),
+    ),
+    # A new surname keeps the given names on file ("surname is Gallagher btw": Name: Aoibheann Gallagher).
+    Kind(
+        "surname",
+        "Surname: ",
+        "customer",
+        True,
+        "name",
+        (r"\b(?:my )?(?:surname|last name|family name)(?: is| has changed to| changed to|'s|:)(?: now)?",),
+        ("surname",),
+    ),
+    Kind(
+        "birthdate",
+        "Date of birth: ",
+        "customer",
+        True,
+        "date",
+        (r"\b(?:date of birth|birth date|birthdate|d\.?o\.?b\.?|born on|birthday)(?: is)?:?",),
+        ("birth", "born", "birthday", "dob"),
+    ),
+    Kind(
+        "postcode",
+        "Postcode: ",
+        "customer",
+        True,
+        "postcode",
+        (r"\b(?:post ?code|postal code|zip(?: code)?|eircode)(?: is| is now)?:?",),
+        ("postcode", "zip", "postal"),
+    ),
+    # "The card ends in 4417", "The new card arrived, it ends in 9082"
+    Kind(
+        "card",
+        "Card ending ",
+        "customer",
+        True,
+        "number",
+        (r"\bcard\b[^.;]*?\b(?:ends?|ending)(?: in| with)?(?= \d{4}\b)",),
+        ("card",),
+    ),
+    # Anything else the customer names as theirs: "My insurer is Bupa", "our tenant is kestrelhealth.onmicrosoft.com".
+    # Its line is "<Noun>: <value>", one per noun (``Fact.label``).
+    Kind(
+        "detail",
+        "",
+        "customer",
+        True,
+        "detail",
+        (
+            r"\b(?:my|our) (?P<noun>(?-i:[a-z]+ )?(?-i:[a-z]+)) (?:is|is now|changed to|has changed to)(?: now| called)?"
+            r"(?= (?:an? |the )?(?:(?-i:[A-Z0-9])|[\w-]+\.[a-z]{2,}\b))",
+        ),
+        (),
     ),
 )
 _KIND = {kind.key: kind for kind in KINDS}
+_NOT_DETAIL_VALUES = _wordset("i i'm it it's this that we you they he she there")
+# Nouns that other kinds read, or that name a problem rather than something the customer has.
+_NOT_DETAILS = _wordset(
+    """
+    name surname email e-mail phone mobile number address order account plan tier subscription company employer
+    business organisation organization card postcode issue problem question concern error request complaint ticket
+    bill invoice english german french spanish language guess point worry fault mistake bad apologies reference
+    booking policy claim seat seats licence license
+    """
+)
 _RESOLUTION_WORDS = _wordset(
     "fix fixed fixes solution solved solve resolve resolved resolution workaround worked work did do change changed "
-    "refund refunded"
+    "refund refunded happened happen cause caused reason why outcome"
 )
 
 
@@ -451,10 +664,15 @@ class Fact:
     kind: Kind
     value: str
     changed: bool  # the sentence says the value changed
+    label: str = ""  # a detail's noun: "Insurer" in "Insurer: Bupa"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.label}: " if self.label else self.kind.prefix
 
     @property
     def line(self) -> str:
-        return f"{self.kind.prefix}{self.value}"
+        return f"{self.prefix}{self.value}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -462,10 +680,11 @@ class Fact:
 
 
 def sentences(text: str) -> list[str]:
-    """The text's sentences, keeping their end mark; abbreviations like "St." do not end a sentence."""
-    protected = _ABBREVIATIONS.sub(lambda m: m.group(0)[:-1] + "\u2024", text)
+    """The text's sentences, keeping their end mark; abbreviations like "St." do not end a sentence, an emoji does."""
+    protected = _ABBREVIATIONS.sub(lambda m: m.group(0)[:-1] + "\u2024", _EMOJI.sub("\n", text))
     parts = re.split(r"(?<=[.!?])\s+|\n+", protected)
-    return [part.replace("\u2024", ".").strip() for part in parts if part.strip()]
+    parts = [part.replace("\u2024", ".").strip() for part in parts]
+    return [part for part in parts if re.search(r"[^\W_]", part)]
 
 
 def is_question(sentence: str) -> bool:
@@ -517,7 +736,20 @@ def _read_name(text: str) -> str:
     return " ".join(words[:5])
 
 
-_CHANNELS = {"text": "text", "sms": "text", "message": "text", "call": "phone", "phone": "phone", "ring": "phone"}
+_CHANNELS = {
+    "text": "text",
+    "sms": "text",
+    "message": "text",
+    "call": "phone",
+    "phone": "phone",
+    "ring": "phone",
+    "mobile": "phone",
+    "landline": "phone",
+}
+# Words after a model name that still belong to it: "Galaxy S24 Ultra", "Pixel 8 Pro", "iPhone 15 Pro Max".
+_MODEL_SUFFIXES = _wordset("pro max plus ultra mini lite air se fe xl edge neo note")
+# Capitalised words a device is never called: "I've got Error 500", "on my Monday invoice".
+_NOT_DEVICES = _wordset("error problem issue ticket order invoice refund account bill question")
 
 
 _DEVICE_NOUNS = _wordset(
@@ -534,7 +766,11 @@ def _read_device(text: str) -> str:
         bare = word.rstrip(",;:!?.")
         following = raw[index + 1] if index + 1 < len(raw) else ""
         named = bool(bare) and (bare[0].isupper() or any(c.isdigit() for c in bare) or bare[1:2].isupper())
+        if not words and (bare.casefold() in _NOT_DEVICES or bare.casefold() in _NOT_NAMES):
+            break
         if named or (not words and any(c.isdigit() for c in following)):
+            words.append(bare)
+        elif words and bare.casefold() in _MODEL_SUFFIXES:
             words.append(bare)
         elif words and bare.casefold() in _DEVICE_NOUNS:
             words.append(bare)
@@ -549,13 +785,15 @@ def _read_device(text: str) -> str:
 def _read_value(reader: str, text: str) -> str:
     text = text.lstrip(" :#")
     if reader == "seats":
-        found = re.match(r"(\d[\d,]*) (seats|licen[cs]es|user licen[cs]es|agents)\b", text, re.IGNORECASE)
+        found = re.match(r"(\d[\d,]*) (seats|licen[cs]es|user licen[cs]es|agents|users)\b", text, re.IGNORECASE)
         return f"{found.group(1)} {found.group(2)}" if found else ""
     if reader == "word":
         found = re.match(r"[^\W\d_]+", text)
         return found.group(0) if found else ""
     if reader == "channel":
-        found = re.match(r"(text|sms|call|phone|ring|e-?mail|whatsapp|message)\b", text, re.IGNORECASE)
+        found = re.match(
+            r"(text|sms|call|phone|ring|e-?mail|whatsapp|message|mobile|landline|signal|telegram)\b", text, re.IGNORECASE
+        )
         if not found:
             return ""
         word = found.group(1).casefold()
@@ -569,7 +807,7 @@ def _read_value(reader: str, text: str) -> str:
         found = re.match(r"\+?\d[\d ()./-]{5,}\d", text)
         return " ".join(found.group(0).split()) if found else ""
     if reader == "code":
-        found = re.match(r"#?([A-Za-z0-9][A-Za-z0-9/-]{2,40})", text)
+        found = re.match(r"#?([A-Za-z0-9][\w/-]{2,40})", text)
         code = found.group(1).rstrip("-/") if found else ""
         return code if re.search(r"\d", code) else ""
     if reader == "plan":
@@ -580,59 +818,262 @@ def _read_value(reader: str, text: str) -> str:
             return f"{found.group(1).strip()} {found.group(2).casefold()}"
         return " ".join(_words_until_boundary(text, max_words=4))
     if reader == "address":
-        # An address holds commas: it runs to the end of the sentence or to a new clause.
-        found = re.match(r"(.+?)(?=\s+(?:and|but|so|please|from now on|now|instead)\b|[.!?;](?:\s|$)|$)", text)
-        return found.group(1).strip(" ,") if found else ""
+        # An address holds commas: it runs to the end of the sentence or to a new clause (", have been there...").
+        found = re.match(
+            r"(.+?)(?=\s+(?:and|but|so|please|from now on|now|instead|if|for|because|which|when)\b|[.!?;](?:\s|$)|"
+            r",\s+(?-i:[a-z])|$)",
+            text,
+            re.IGNORECASE,
+        )
+        address = found.group(1).strip(" ,") if found else ""
+        return address if re.search(r"\d", address) else ""  # "the address is wrong" is not an address
+    if reader == "number":
+        found = re.match(r"(\d[\d,]*)\b", text)
+        return found.group(1) if found else ""
+    if reader == "date":
+        found = re.match(
+            r"\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}-\d{2}-\d{2}|\d{1,2}(?:st|nd|rd|th)? (?:of )?[A-Za-z]{3,9},? \d{4}|"
+            r"[A-Za-z]{3,9} \d{1,2}(?:st|nd|rd|th)?,? \d{4}",
+            text,
+        )
+        return found.group(0) if found else ""
+    if reader == "postcode":
+        found = re.match(r"(\d{5}(?:-\d{4})?|[A-Za-z0-9]{2,4}(?: [A-Za-z0-9]{3})?)\b", text)
+        code = found.group(1).upper() if found else ""
+        return code if re.search(r"\d", code) else ""
+    if reader == "head":
+        # "delivery on weekends is best for me": the words before "is best"
+        found = re.match(r"((?:[\w-]+ ){0,4}?[\w-]+) (?:is|are|works?|suits me) ", text, re.IGNORECASE)
+        return found.group(1) if found else ""
+    if reader == "detail":
+        words = _words_until_boundary(re.sub(r"^(?:an?|the)\s+", "", text), max_words=4, boundary=_PRODUCT_BOUNDARY)
+        return " ".join(words) if words and words[0].casefold() not in _NOT_NAMES | _NOT_DETAIL_VALUES else ""
     if reader == "product":
         return " ".join(_words_until_boundary(text, max_words=8, boundary=_PRODUCT_BOUNDARY))
     if reader == "device":
         return _read_device(text)
+    if reader == "needs":  # "a child seat and automatic gearbox please": one request of several things
+        return " ".join(_words_until_boundary(text, max_words=8, boundary=_BOUNDARY_WORDS - {"and"}))
     if reader == "system":
         return " ".join(_words_until_boundary(text, max_words=8, boundary=_SYSTEM_BOUNDARY))
     return " ".join(_words_until_boundary(text, max_words=8))
 
 
-def facts_in(body: str) -> list[Fact]:
-    """The facts the customer states in a message, in order; questions are skipped."""
+def _shouted(sentence: str) -> bool:
+    """Written all in capitals: every word looks like a name there, so capitals say nothing."""
+    letters = [c for c in sentence if c.isalpha()]
+    return len(letters) >= 4 and all(c.isupper() for c in letters)
+
+
+def _phone_context(before: str) -> bool:
+    """A phone-shaped number is the customer's phone when a word about calling comes before it ("you can reach me
+    on", "my number changed, it's") and no word saying it is some other number ("e-ticket, number is", "account")."""
+    words = re.findall(r"[\w-]+", before.casefold())[-8:]
+    strong = {"phone", "mobile", "cell", "landline", "reach", "call", "ring", "text", "whatsapp", "sms", "tel", "contact"}
+    other = {"account", "ticket", "e-ticket", "order", "imei", "card", "booking", "policy", "claim", "reference", "ref",
+             "serial", "meter", "reading", "sort", "invoice", "case", "tracking", "iban", "patient", "member", "id",
+             "membership", "reservation", "confirmation", "parcel", "code"}
+    last_strong = max((i for i, w in enumerate(words) if w in strong), default=-1)
+    last_other = max((i for i, w in enumerate(words) if w in other), default=-1)
+    if last_strong >= 0:
+        return last_strong > last_other
+    return "number" in words and last_other < 0
+
+
+def _about_someone_else(before: str) -> bool:
+    """An email address the customer wrote to or heard from, not their own: "I emailed support@...", "from x@..."."""
+    return bool(
+        re.search(
+            r"\b(?:e-?mailed|wrote to|write to|sent(?: \w+){0,2} to|forwarded(?: \w+){0,2} to|cc'?d?|copied|from)\s*:?\s*$",
+            before,
+            re.IGNORECASE,
+        )
+    )
+
+
+def _code_label(matched: str, *, shouted: bool = False) -> str:
+    """What a code is, from the words that introduced it: "patient ID", "booking", "invoice"; "" for a bare
+    "reference"."""
+    words = [w for w in re.findall(r"[\w-]+", matched) if w.casefold() not in {"is", "was", "now"}]
+    while words and words[-1].casefold() in {"number", "no", "reference", "ref", "nr"}:
+        words.pop()
+    return " ".join(w if w.isupper() and len(w) <= 4 and not shouted else w.casefold() for w in words)
+
+
+def facts_in(body: str, asked: str = "") -> list[Fact]:
+    """The facts the customer states in a message, in order; questions are skipped. ``asked`` is the staff message
+    the customer answers, when it asked for something ("What's your account number?" / "It's 600 482 913")."""
     facts: list[Fact] = []
 
-    def add(kind: Kind, value: str, changed: bool) -> None:
-        if value and len(value) >= 2 and not any(f.kind == kind and f.value == value for f in facts):
-            facts.append(Fact(kind, value, changed))
+    def add(kind: Kind, value: str, changed: bool, label: str = "") -> None:
+        if not value or len(value) < 2:
+            return
+        for index, fact in enumerate(facts):
+            if fact.kind != kind or fact.label != label:
+                continue
+            if fact.value == value or (kind.key == "product" and fact.value.startswith(value + " ")):
+                return
+            if kind.key == "product" and value.startswith(fact.value + " "):  # "Fibre 500" -> "Fibre 500 broadband"
+                facts[index] = Fact(kind, value, changed, label)
+                return
+        facts.append(Fact(kind, value, changed, label))
 
     parts = sentences(body)
+    # A sentence that only greets ("Olá.", "Namaste.") does not count: a name may open the next one.
+    opening = next((n for n, part in enumerate(parts) if not _compiled(rf"^{_GREETING}[\W_]*$").match(part)), 0)
     for number, sentence in enumerate(parts):
         if is_question(sentence):
             continue
         changed = bool(_CHANGE_MARKER.search(sentence)) or bool(_CHANGE_REQUEST.search(sentence))
-        bare = _BARE_NAME.match(sentence) if number in (0, len(parts) - 1) else None
+        # "it happens on my MacBook Pro too now": a second one, not a replacement
+        changed = changed and not _ADDITION.search(sentence)
+        shouted = _shouted(sentence)
+        bare = _BARE_NAME.match(sentence) if number in (opening, len(parts) - 1) and not shouted else None
         if bare and bare.group("name").split()[0].casefold() not in _NOT_NAMES:
             add(_KIND["name"], _read_name(bare.group("name")), changed)  # "Tariq Aziz. The app crashes ..."
         for kind in KINDS:
             for trigger in kind.triggers:
-                pattern, reader, template = (
-                    (trigger.pattern, trigger.reader, trigger.template)
+                pattern, reader, template, capitalised = (
+                    (trigger.pattern, trigger.reader, trigger.template, trigger.capitalised)
                     if isinstance(trigger, Trigger)
-                    else (trigger, kind.reader, "{}")
+                    else (trigger, kind.reader, "{}", False)
                 )
-                for found in re.finditer(pattern, sentence, re.IGNORECASE):
-                    rest = sentence[found.end() :]
+                if capitalised and shouted:
+                    continue
+                for found in _compiled(pattern).finditer(sentence):
+                    before, rest = sentence[: found.start()], sentence[found.end() :]
+                    if kind.key == "phone" and found.start() == found.end() and not _phone_context(before):
+                        continue  # a number shaped like a phone, with nothing saying it is one
+                    if kind.key == "email" and _about_someone_else(before):
+                        continue
                     value = _read_value(reader, rest)
-                    if kind.key == "name" and value and value.split()[0].casefold() in _NOT_NAMES:
+                    if reader == "name" and shouted:
+                        value = " ".join(word[:1] + word[1:].lower() for word in value.split())
+                    if kind.key in ("name", "surname") and value and value.split()[0].casefold() in _NOT_NAMES:
                         continue  # "I'm Sorry", "It's Monday"
+                    label = ""
+                    if kind.key == "detail":
+                        noun = found.group("noun")
+                        if not value or noun.casefold() in _NOT_DETAILS or noun.split()[-1] in _NOT_DETAILS:
+                            continue
+                        label = noun[:1].upper() + noun[1:]
+                    if kind.key == "reference" and value:
+                        value = f"{_code_label(found.group(0), shouted=shouted)} {value}".strip()
                     plan = re.match(r"(?:(?:the|a|our)\s+)?([\w-]{2,20}) plan\b", value, re.IGNORECASE)
                     if kind.key == "product" and plan:  # "I use the free plan" names a plan, not a product
                         add(_KIND["plan"], f"{plan.group(1)} plan", changed)
                         continue
-                    add(kind, template.format(value) if value else "", changed)
+                    if kind.key == "preference" and reader == "head" and value.casefold() in {*_CHANNELS, "email"}:
+                        continue  # "Email is best." is read as a contact channel
+                    add(kind, template.format(value) if value else "", changed, label)
                     if kind.key == "name" and value:  # "Priya Raman from Northwind Logistics"
                         after = rest.lstrip(" :#")[len(value) :] if rest.lstrip(" :#").startswith(value) else ""
                         employer = _NAME_THEN_EMPLOYER.match(after)
                         if employer:
                             add(_KIND["employer"], _read_value("phrase", after[employer.end() :]), changed)
     signed = _SIGN_OFF.search(body.strip())
-    if signed and signed.group("name").split()[0].casefold() not in _NOT_NAMES:
-        add(_KIND["name"], _read_name(signed.group("name")), False)  # "Thanks,\nTariq Aziz"
+    name = (signed.group("name") or signed.group("signed")) if signed else ""
+    if name and name.split()[0].casefold() not in _NOT_NAMES and not _shouted(body):
+        add(_KIND["name"], _read_name(name), False)  # "Thanks,\nTariq Aziz"
+    for fact in _answers_to(asked, body) if asked else []:
+        add(fact.kind, fact.value, fact.changed, fact.label)
+    return facts
+
+
+# What a staff question asks for, by its words ("What's your account number?", "Can I have your date of birth?").
+_REPLY_WORDS = {
+    "email": "email",
+    "e-mail": "email",
+    "phone": "phone",
+    "mobile": "phone",
+    "landline": "phone",
+    "address": "address",
+    "order": "order",
+    "account": "account",
+    "birth": "birthdate",
+    "dob": "birthdate",
+    "birthday": "birthdate",
+    "postcode": "postcode",
+    "zip": "postcode",
+    "eircode": "postcode",
+    "surname": "surname",
+    **{
+        word: "reference"
+        for word in (
+            "booking reservation confirmation reference case tracking serial policy claim membership imei "
+            "ticket e-ticket patient dispute iban pnr vin voucher warranty"
+        ).split()
+    },
+}
+_ASKED_NAME = re.compile(
+    r"\b(?:who (?:am I|are you|is this)|who's this|your (?:full )?name|(?:first|full) name)\b", re.IGNORECASE
+)
+_REPLY_LEAD = re.compile(
+    r"^(?:(?:it's|its|it is|that's|that is|sure|yes|yeah|yep|ok|okay|sorry|hi|hello|hey|thanks|thank you|so|um|"
+    r"i think|i believe)\b[,!.:]?\s*)+",
+    re.IGNORECASE,
+)
+
+
+def _asked_for(staff: str) -> list[tuple[Kind, str]]:
+    """What a staff message asks the customer for, in the order it asks: a kind and the word that asked ("IMEI"),
+    or the detail kind and a noun ("Which workspace?" -> Workspace)."""
+    asking = " ".join(s for s in sentences(staff) if s.endswith("?") or re.search(r"\bplease\b", s, re.IGNORECASE))
+    found: list[tuple[int, Kind, str]] = [(m.start(), _KIND["name"], "") for m in _ASKED_NAME.finditer(asking)]
+    for word in re.finditer(r"[\w-]+", asking):
+        key = _REPLY_WORDS.get(word.group(0).casefold())
+        if key and not any(start == word.start() for start, _, _ in found):
+            label = word.group(0) if key == "reference" else ""
+            if key == "surname" or not (key == "name" and found):
+                found.append((word.start(), _KIND[key], label))
+    for noun in re.finditer(r"\b(?:which|what(?:'s| is)?) (?:the |your )?([a-z]+)\?", asking, re.IGNORECASE):
+        if noun.group(1).casefold() not in _REPLY_WORDS and noun.group(1).casefold() not in _NOT_DETAILS:
+            found.append((noun.start(1), _KIND["detail"], noun.group(1).capitalize()))
+    return [(kind, label) for _, kind, label in sorted(found, key=lambda row: row[0])]
+
+
+def _reply_value(kind: Kind, text: str, rest: str) -> str:
+    """The value of one kind at the start of a piece of a reply ("Mateus Oliveira", "03/09/1991", "55-1234")."""
+    if kind.key in ("name", "surname"):
+        words = text.split()
+        name = _read_name(text)
+        lower = all(word.islower() for word in words)
+        if not name or len(name.split()) != len(words) or len(words) > 4 or (lower and len(words) < 2):
+            return ""
+        return "" if words[0].casefold() in _NOT_NAMES else name
+    if kind.key == "address":
+        return _read_value("address", rest) if re.match(r"(?:\d|(?:flat|unit|apt|suite|apartment)\b)", text, re.I) else ""
+    if kind.key in ("order", "account", "reference"):
+        found = re.match(r"#?(\d{2,}(?: \d{2,})+(?![\w-])|[A-Za-z0-9][\w/-]*)", text)
+        code = found.group(1) if found else ""
+        return code if re.search(r"\d", code) else ""
+    if kind.key == "detail":
+        return text if re.fullmatch(r"[\w.-]+(?: [\w.-]+){0,2}", text) and text.casefold() not in _NOT_NAMES else ""
+    if kind.key == "email":
+        found = re.search(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", text)
+        return found.group(0) if found else ""
+    return _read_value(kind.reader, text)
+
+
+def _answers_to(staff: str, body: str) -> list[Fact]:
+    """Facts in a reply to a staff question, read in the order the question asked for them: "Can I have your name and
+    date of birth?" / "Mateus Oliveira, 03/09/1991"."""
+    pieces = [piece.strip() for piece in re.split(r"(?<=[,;.!?])\s+|\n+", _EMOJI.sub("\n", body)) if piece.strip()]
+    used: set[int] = set()
+    facts: list[Fact] = []
+    for kind, label in _asked_for(staff):
+        for index, piece in enumerate(pieces):
+            if index in used:
+                continue
+            text = _REPLY_LEAD.sub("", piece).rstrip(".,;!?")
+            value = _reply_value(kind, text, _REPLY_LEAD.sub("", " ".join(pieces[index:])))
+            if not value:
+                continue
+            used.add(index)
+            if kind.key == "reference" and label:
+                value = f"{_code_label(label)} {value}"
+            facts.append(Fact(kind, value, False, label if kind.key == "detail" else ""))
+            break
     return facts
 
 
@@ -662,10 +1103,30 @@ def _shares_stem(term: str, have: set[str]) -> bool:
     return len(term) >= 5 and any(len(word) >= 5 and (word.startswith(term) or term.startswith(word)) for word in have)
 
 
+def _label_of(fact: Fact) -> str:
+    """The words before a reference's code: "patient ID" in "patient ID PT-55821"."""
+    return _code_label(fact.value)
+
+
+# "Where do invoices get sent?", "where should the box go?": a destination, an address or an email address.
+_WHERE_TO = re.compile(r"^where\b.*\b(?:go|goes|going|sent|send|ship|shipped|shipping|deliver|delivered|post|posted)\b", re.I)
+# "how should you get hold of me?": a way to contact the customer.
+_HOW_TO_REACH = re.compile(r"\b(?:get hold of|get in touch|reach|contact)\b", re.IGNORECASE)
+
+
 def _asked_kinds(question: str) -> list[Kind]:
     words = {w.casefold() for w in re.findall(r"[\w-]+", question)}
     words |= {w[:-1] for w in words if w.endswith("s") and not w.endswith("ss")}  # "devices" asks for a device
-    return [kind for kind in KINDS if words & set(kind.asked_by)]
+    kinds = [kind for kind in KINDS if words & set(kind.asked_by)]
+    return kinds + [kind for kind in _form_kinds(question) if kind not in kinds]
+
+
+def _form_kinds(question: str) -> list[Kind]:
+    """Kinds a question asks for by its form rather than a word: "Where do invoices get sent?" (a destination)."""
+    keys = (["address", "email"] if _WHERE_TO.search(question.strip()) else []) + (
+        ["phone", "email", "preference"] if _HOW_TO_REACH.search(question) else []
+    )
+    return [_KIND[key] for key in dict.fromkeys(keys)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -688,6 +1149,16 @@ def _call(step: int, index: int, name: str, *, request_heartbeat: bool = True, *
     return ToolCallRequest(id=f"offline-{step}-{index}", name=name, arguments=json.dumps(arguments))
 
 
+_STAFF_MESSAGE = re.compile(r"^\[[^\]]*\] Support staff(?: \([^)]*\))? wrote to the customer: (?P<text>.*)$", re.DOTALL)
+
+
+def _staff_question(history: list[dict[str, Any]]) -> str:
+    """The staff message just before the customer's, when it asks something: the customer's message answers it."""
+    last = history[-1] if len(history) > 1 else {}
+    found = _STAFF_MESSAGE.match(str(last.get("content") or "")) if last.get("role") == "system" else None
+    return found.group("text") if found and "?" in found.group("text") else ""
+
+
 def _body(event: str) -> tuple[str, re.Match[str] | None]:
     match = _MESSAGE_EVENT.match(event)
     return (match.group("body") if match else event).strip(), match
@@ -705,12 +1176,13 @@ class OfflineBackend:
         step = sum(1 for m in exchange if m.get("role") == "assistant")
         solved = _SOLVED_EVENT.match(event)
         replied = any(c["function"]["name"] == "send_message" for m in exchange for c in m.get("tool_calls") or [])
+        asked = _staff_question(messages[:event_at])
         if solved:
             response = self._consolidate(solved, system, step) if not exchange else _stop("Core memory is current.")
         elif not exchange:
-            response = self._first_step(event, system, available)
+            response = self._first_step(event, system, available, asked)
         elif "send_message" in available and not replied:
-            response = self._reply(event, system, exchange, step, available)
+            response = self._reply(event, system, exchange, step, available, asked)
         else:
             # Nothing left to do. No text: the loop would deliver text to the customer as a second reply.
             response = LLMResponse(content=None, tool_calls=[])
@@ -723,7 +1195,7 @@ class OfflineBackend:
     def summarize(self, *, instruction: str, text: str, max_tokens: int, fallback: str) -> str:
         return fallback
 
-    def _first_step(self, event: str, system: str, available: set[str]) -> LLMResponse:
+    def _first_step(self, event: str, system: str, available: set[str], asked: str) -> LLMResponse:
         body, match = _body(event)
         questions = [s for s in sentences(body) if is_question(s)]
         query = " or ".join(keywords(" ".join(questions) or body))
@@ -731,7 +1203,7 @@ class OfflineBackend:
             _call(0, 0, "conversation_search", query=query),
             _call(0, 1, "archival_memory_search", query=query),
         ]
-        facts = facts_in(body)
+        facts = facts_in(body, asked)
         listed: set[str] = set()
         for kind in [f.kind for f in facts] + [k for q in questions for k in _asked_kinds(q)]:
             if kind.target == "archival" and kind.key not in listed:
@@ -767,16 +1239,18 @@ class OfflineBackend:
         return LLMResponse(content=None, tool_calls=[call])
 
     def _reply(
-        self, event: str, system: str, exchange: list[dict[str, Any]], step: int, available: set[str]
+        self, event: str, system: str, exchange: list[dict[str, Any]], step: int, available: set[str], asked: str
     ) -> LLMResponse:
         body, _ = _body(event)
         found = _Findings.read(exchange)
         calls: list[ToolCallRequest] = []
         noted = list(found.noted)
-        for fact in facts_in(body):
+        for fact in facts_in(body, asked):
             if fact.kind.target != "archival":
                 continue
             current = found.passages_of(fact.kind.key)
+            if fact.kind.key == "reference":  # a new e-ticket number does not replace the booking code
+                current = [p for p in current if _code_label(p["text"].removeprefix(fact.prefix)) == _label_of(fact)]
             if any(p["text"].casefold() == fact.line.casefold() for p in current):
                 continue
             replace = current[0] if current and (fact.kind.single or fact.changed) else None
@@ -818,9 +1292,19 @@ def _core_edits(facts: list[Fact], system: str) -> dict[str, list[tuple[str, str
         if fact.kind.target == "archival":
             continue
         block = lines[fact.kind.target]
+        names = [line.removeprefix("Name: ") for line in block if line.startswith("Name: ")]
+        if fact.kind.key == "surname" and names:
+            # "surname is Gallagher": the given names on file with the new surname
+            given = names[-1].split()[:-1] or names[-1].split()
+            fact = Fact(_KIND["name"], " ".join([*given, fact.value]), True)
+        if fact.kind.key == "name" and names and not fact.changed:
+            # "it's Edith again" is Edith Parrish, still: a shorter form of the name on file changes nothing
+            on_file = {word.casefold() for word in names[-1].split()}
+            if all(word.casefold() in on_file for word in fact.value.split()):
+                continue
         if any(line.casefold() == fact.line.casefold() for line in block):
             continue
-        same_kind = [line for line in block if line.startswith(fact.kind.prefix)]
+        same_kind = [line for line in block if line.startswith(fact.prefix)]
         if same_kind and (fact.kind.single or fact.changed):
             old = same_kind[-1]
             edits.setdefault(fact.kind.target, []).append(("replace", old, fact.line))
@@ -887,7 +1371,7 @@ def _evidence(system: str, found: _Findings, body: str) -> list[_Evidence]:
     items: list[_Evidence] = []
     for label in ("customer", "preferences"):
         for line in _block_lines(system, label):
-            kind = next((k.key for k in KINDS if line.startswith(k.prefix)), "")
+            kind = next((k.key for k in KINDS if k.prefix and line.startswith(k.prefix)), "")
             items.append(_Evidence(line, "what I have on file", kind, order=10**9))
     for passage in found.passages:
         tags = passage.get("tags") or []
@@ -924,14 +1408,31 @@ def _passage_sentences(text: str) -> list[str]:
     return parts
 
 
-def _score(question: str, item: _Evidence, asked: list[Kind]) -> float:
+# The words a question asks for a kind with, and words that ask without saying which one ("how many", "number").
+_ASKING_WORDS = frozenset(
+    _stem(word)
+    for word in {w for kind in KINDS for w in kind.asked_by}
+    | _wordset("number no id code many much often long kind type sort exactly usual way details detail file record")
+)
+_REFERENCE_LABELS = frozenset(_stem(w) for w in _KIND["reference"].asked_by) - {"reference", "code"}
+
+
+def _score(question: str, item: _Evidence, asked: list[Kind], elsewhere: frozenset[str] = frozenset()) -> float:
     wanted = _terms(question)
-    fix_asked = bool(wanted & _RESOLUTION_WORDS)
+    fix_asked = bool(wanted & _RESOLUTION_WORDS) or bool(re.search(r"\bwhy\b", question, re.IGNORECASE))
     # Asked what fixed something, a resolution counts the words of the problem it resolved too.
     have = _terms(item.text) | (_terms(item.context) if fix_asked else set())
     score = float(sum(1 for term in wanted if term in have or _shares_stem(term, have)))
     if item.kind and any(kind.key == item.kind for kind in asked):
-        score += 3
+        # A stored fact of the kind asked about ranks first, unless the question says which one it means, this is
+        # not it and other evidence is: "the replacement order number" is not the order on file, "which card did
+        # you block?" not the new card, "my claim number" not the policy reference. A kind asked by the question's
+        # form ("Where do invoices get sent?") is not narrowed by its nouns.
+        specific = {t for t in wanted - _ASKING_WORDS if not (t in have or _shares_stem(t, have)) and t in elsewhere}
+        labels = wanted & _REFERENCE_LABELS
+        narrowed = specific or (item.kind == "reference" and labels and not labels & have)
+        by_form = any(kind.key == item.kind for kind in _form_kinds(question))
+        score += 0.5 if narrowed and not by_form else 3
     if fix_asked and item.staff:
         score += 1.5
     return score
@@ -944,7 +1445,10 @@ def _answer(question: str, items: list[_Evidence], used: set[str]) -> list[_Evid
     # One shared word is enough for a short question ("Which error did I get?"), two for a longer one; a stored
     # fact of the kind asked about ranks first.
     need = 1.0 if len(wanted) <= 2 else 2.0
-    scored = [(_score(question, item, asked), item.order, item) for item in items if item.text not in used]
+    # Words of the question that a staff message holds: "the replacement order is A-99907". (Not the customer's own
+    # older words: "We pay for 25 licenses" is what the stored "Seats: 35 licenses" replaced.)
+    elsewhere = frozenset(t for item in items if item.staff for t in _terms(item.text) & wanted)
+    scored = [(_score(question, item, asked, elsewhere), item.order, item) for item in items if item.text not in used]
     enough = [row for row in scored if row[0] >= need]
     if not enough and need > 1:
         # Nothing shares two words ("What's the size limit for uploads?" / "the limit is 10 MB per file"): the
