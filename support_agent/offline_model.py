@@ -54,14 +54,14 @@ _GREETING = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(pattern: str) -> re.Pattern[str]:
     """A case-insensitive pattern whose "[A-Z]" (inside ``(?-i:...)``) means any capital letter (``_UPPER``)."""
     return re.compile(pattern.replace("[A-Z]", _UPPER), re.IGNORECASE)
 
 
 # Emoji end a thought like a full stop: "it's 14 Quay Street, Galway \U0001F3E1 moving on the 20th".
-_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\uFE0F\u200D]+")
+_EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d]+")
 OFFLINE_NAME = "offline model"
 _BLOCK_DESCRIPTIONS = frozenset(description for _, description, _ in DEFAULT_CUSTOMER_BLOCKS)
 REPLY_PREFIX = "(offline model)"
@@ -150,7 +150,8 @@ _BARE_NAME = _compiled(
 )
 # After a name: "from Northwind Logistics", "here, IT lead at Fjordline AS", ", owner of Blue Fern".
 _NAME_THEN_EMPLOYER = _compiled(
-    rf"^(?:\s+here)?\s*,?\s*(?:(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+)?(?:from|at|of|with|for|@)\s*(?=(?-i:[A-Z]))",
+    rf"^(?:\s+here)?\s*,?\s*(?:(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+)?"
+    r"(?:from|at|of|with|for|@)\s*(?=(?-i:[A-Z]))",
 )
 _ABBREVIATIONS = re.compile(r"\b(?:St|Ave|Rd|Apt|No|Dr|Mr|Mrs|Ms|Blvd|Ln|Nr|Str)\.", re.IGNORECASE)
 
@@ -205,7 +206,8 @@ KINDS: tuple[Kind, ...] = (
             Trigger(
                 rf"^(?:{_GREETING}[,!.:]?\s*(?:[-\u2013\u2014]+\s*)?)?(?:[-\u2013\u2014]+\s*)?"
                 r"(?=(?-i:[A-Z][\w'-]*(?: [A-Z][\w'-]*){1,3})"
-                rf"(?: here\b| from (?-i:[A-Z])|,\s*(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+(?:at|for|of|with|@)\s*(?-i:[A-Z])))",
+                rf"(?: here\b| from (?-i:[A-Z])|,\s*(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+"
+                r"(?:at|for|of|with|@)\s*(?-i:[A-Z])))",
                 "name",
                 capitalised=True,
             ),
@@ -235,7 +237,8 @@ KINDS: tuple[Kind, ...] = (
             r"\bI(?: now| currently)? work (?:at|for)",
             r"\bI'?m (?:now )?(?:working|employed) (?:at|for)",
             # "I've started working at Deloitte", "I just joined Polar Freight"
-            r"\bI(?:'ve| have)?(?: just| now| recently)? (?:started|begun|began) (?:working |a (?:new )?job )?(?:at|for|with)",
+            r"\bI(?:'ve| have)?(?: just| now| recently)? (?:started|begun|began) (?:working |a (?:new )?job )?"
+            r"(?:at|for|with)",
             r"\bI(?:'ve| have)?(?: just| now| recently)? joined(?= (?-i:[A-Z]))",
             r"\b(?:my|our) (?:company|employer|business|organi[sz]ation) is(?: called)?",
             rf"\bI'?m (?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES} (?:at|for|of)(?= (?-i:[A-Z]))",
@@ -267,7 +270,8 @@ KINDS: tuple[Kind, ...] = (
         "seats",
         (
             r"\b(?:we have|we'?re on|we are on|with|(?:upgraded|downgraded|increased|reduced|went|moved|grew) to|"
-            r"bought|added|now have|paying for|pay for)(?= \d[\d,]* (?:seats|licen[cs]es|user licen[cs]es|agents|users)\b)",
+            r"bought|added|now have|paying for|pay for)"
+            r"(?= \d[\d,]* (?:seats|licen[cs]es|user licen[cs]es|agents|users)\b)",
             # "We're on the Pro plan, 40 seats, billed annually", "55 seats now.": a count opening a clause
             r"(?:^|[,;(]\s*|\band\s+)(?=\d[\d,]* (?:seats|licen[cs]es|user licen[cs]es)\b)",
             # "Correction on the user count: it's 210, not 180"
@@ -348,9 +352,7 @@ KINDS: tuple[Kind, ...] = (
                 "device",
             ),
             # "crashes on my Pixel 8", "cracked screen on my galaxy s24 ultra": a named or numbered device
-            Trigger(
-                r"\bon (?:my|our)(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d| [^\W\d_][\w-]* [^\W\d_]+\d)", "device"
-            ),
+            Trigger(r"\bon (?:my|our)(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d| [^\W\d_][\w-]* [^\W\d_]+\d)", "device"),
             # "every time I lock my iPad Air", "my MacBook Pro": a product written in camel case
             Trigger(r"\b(?:my|our)(?= (?-i:[a-z]+[A-Z][\w-]*|[A-Z][a-z]+[A-Z][\w-]*)\b)", "device"),
             # "it's the Eero Pro 6E you sent": what the company sent or installed
@@ -359,7 +361,7 @@ KINDS: tuple[Kind, ...] = (
                 r"provided|supplied|sold)\b)",
                 "device",
             ),
-            # "I have the phone cover with you guys", "I hold a savings account with you": a product held with the company
+            # "I have the phone cover with you guys", "I hold a savings account with you": held with the company
             r"\b(?:I|we)(?:'ve| have)? (?:have|hold|got|opened)(?: an?| the| our| my)?"
             r"(?= (?:[\w-]+ ){0,3}with (?:you|your company|your bank)\b)",
             # "our integration runs on Node 20"
@@ -438,15 +440,15 @@ KINDS: tuple[Kind, ...] = (
             ),
             # "You can reach me on WhatsApp", "ring me on the landline": the channel to use
             Trigger(
-                r"\b(?:reach|contact|ring|call|get hold of|find)(?: me| us)(?: best)? (?:on|via|by|through|at)(?: the| my)?"
-                r"(?= (?:whatsapp|signal|telegram|e-?mail|text|sms|phone|mobile|landline)\b)",
+                r"\b(?:reach|contact|ring|call|get hold of|find)(?: me| us)(?: best)? (?:on|via|by|through|at)"
+                r"(?: the| my)?(?= (?:whatsapp|signal|telegram|e-?mail|text|sms|phone|mobile|landline)\b)",
                 "channel",
                 "contact by {}",
             ),
             # "send reminders by sms not email", "I'd like invoices via email"
             Trigger(
-                r"\b(?:send|get|receive|like)(?: me| us)?(?= (?:the |all |any )?(?:[\w-]+ ){0,2}(?:by|via|through|over) "
-                r"(?:sms|text|e-?mail|post|whatsapp|phone|letter)\b)",
+                r"\b(?:send|get|receive|like)(?: me| us)?(?= (?:the |all |any )?(?:[\w-]+ ){0,2}"
+                r"(?:by|via|through|over) (?:sms|text|e-?mail|post|whatsapp|phone|letter)\b)",
                 "phrase",
             ),
             # "delivery on weekends is best for me"
@@ -514,7 +516,7 @@ KINDS: tuple[Kind, ...] = (
         (
             # "my new address is", "new address: Flat 5, ...", "the invoice address is changed: Hafenstraße 8, ..."
             r"\b(?:my|our|the|new|updated)(?: new| updated)? (?!(?:e-?mail|ip|mac|web|wallet|server|return|sender) )"
-            r"(?:[\w-]+ )?address(?: is changed| has changed to| has changed| changed to| is now| will be| is)?:?",
+            r"(?:[\w-]+ )?address(?:(?: is changed| has changed to| has changed| changed to| is now| will be| is):?|:)",
             r"\bmy (?:shipping |delivery )?address to",
             # "ship it to my office at Unit 4, Brookfield Park, Cork T12 HX80"
             r"\bto (?:my|our) (?:new )?(?:office|home|house|flat|work|apartment|place)(?: address)?(?: at|:|,)?"
@@ -567,7 +569,8 @@ KINDS: tuple[Kind, ...] = (
             # stored line keeps what the code is ("Reference: patient ID PT-55821")
             r"\b(?:booking|reservation|confirmation|reference|ref|case|tracking|serial|licen[cs]e|contract|"
             r"policy|claim|membership|imei|e-?ticket|ticket|patient|dispute|sort code|iban|pnr|vin|member|"
-            r"voucher|warranty|return|rma|quote|shipment|parcel)(?:,? (?:number|no\.?|code|reference|ref|id|key|nr\.?))?"
+            r"voucher|warranty|return|rma|quote|shipment|parcel)"
+            r"(?:,? (?:number|no\.?|code|reference|ref|id|key|nr\.?))?"
             r"(?: (?:on|for|of) (?:the|my|our) [\w-]+)?(?: is| was| is now)?:?"
             r"(?=\s+#?(?=[\w-]*\d)(?=[\w-]*[A-Za-z_-]|\d{4})[\w-]{4,}\b)",
         ),
@@ -636,7 +639,8 @@ KINDS: tuple[Kind, ...] = (
         True,
         "detail",
         (
-            r"\b(?:my|our) (?P<noun>(?-i:[a-z]+ )?(?-i:[a-z]+)) (?:is|is now|changed to|has changed to)(?: now| called)?"
+            r"\b(?:my|our) (?P<noun>(?-i:[a-z]+ )?(?-i:[a-z]+)) (?:is|is now|changed to|has changed to)"
+            r"(?: now| called)?"
             r"(?= (?:an? |the )?(?:(?-i:[A-Z0-9])|[\w-]+\.[a-z]{2,}\b))",
         ),
         (),
@@ -768,9 +772,11 @@ def _read_device(text: str) -> str:
         named = bool(bare) and (bare[0].isupper() or any(c.isdigit() for c in bare) or bare[1:2].isupper())
         if not words and (bare.casefold() in _NOT_DEVICES or bare.casefold() in _NOT_NAMES):
             break
-        if named or (not words and any(c.isdigit() for c in following)):
-            words.append(bare)
-        elif words and bare.casefold() in _MODEL_SUFFIXES:
+        if (
+            named
+            or (not words and any(c.isdigit() for c in following))
+            or (words and bare.casefold() in _MODEL_SUFFIXES)
+        ):
             words.append(bare)
         elif words and bare.casefold() in _DEVICE_NOUNS:
             words.append(bare)
@@ -792,7 +798,9 @@ def _read_value(reader: str, text: str) -> str:
         return found.group(0) if found else ""
     if reader == "channel":
         found = re.match(
-            r"(text|sms|call|phone|ring|e-?mail|whatsapp|message|mobile|landline|signal|telegram)\b", text, re.IGNORECASE
+            r"(text|sms|call|phone|ring|e-?mail|whatsapp|message|mobile|landline|signal|telegram)\b",
+            text,
+            re.IGNORECASE,
         )
         if not found:
             return ""
@@ -869,10 +877,11 @@ def _phone_context(before: str) -> bool:
     """A phone-shaped number is the customer's phone when a word about calling comes before it ("you can reach me
     on", "my number changed, it's") and no word saying it is some other number ("e-ticket, number is", "account")."""
     words = re.findall(r"[\w-]+", before.casefold())[-8:]
-    strong = {"phone", "mobile", "cell", "landline", "reach", "call", "ring", "text", "whatsapp", "sms", "tel", "contact"}
-    other = {"account", "ticket", "e-ticket", "order", "imei", "card", "booking", "policy", "claim", "reference", "ref",
-             "serial", "meter", "reading", "sort", "invoice", "case", "tracking", "iban", "patient", "member", "id",
-             "membership", "reservation", "confirmation", "parcel", "code"}
+    strong = _wordset("phone mobile cell landline reach call ring text whatsapp sms tel contact")
+    other = _wordset(
+        "account ticket e-ticket order imei card booking policy claim reference ref serial meter reading sort invoice "
+        "case tracking iban patient member id membership reservation confirmation parcel code"
+    )
     last_strong = max((i for i, w in enumerate(words) if w in strong), default=-1)
     last_other = max((i for i, w in enumerate(words) if w in other), default=-1)
     if last_strong >= 0:
@@ -884,7 +893,8 @@ def _about_someone_else(before: str) -> bool:
     """An email address the customer wrote to or heard from, not their own: "I emailed support@...", "from x@..."."""
     return bool(
         re.search(
-            r"\b(?:e-?mailed|wrote to|write to|sent(?: \w+){0,2} to|forwarded(?: \w+){0,2} to|cc'?d?|copied|from)\s*:?\s*$",
+            r"\b(?:e-?mailed|wrote to|write to|sent(?: \w+){0,2} to|forwarded(?: \w+){0,2} to|cc'?d?|copied|from)"
+            r"\s*:?\s*$",
             before,
             re.IGNORECASE,
         )
@@ -999,10 +1009,28 @@ _REPLY_WORDS = {
     "surname": "surname",
     **{
         word: "reference"
-        for word in (
-            "booking reservation confirmation reference case tracking serial policy claim membership imei "
-            "ticket e-ticket patient dispute iban pnr vin voucher warranty"
-        ).split()
+        for word in [
+            "booking",
+            "reservation",
+            "confirmation",
+            "reference",
+            "case",
+            "tracking",
+            "serial",
+            "policy",
+            "claim",
+            "membership",
+            "imei",
+            "ticket",
+            "e-ticket",
+            "patient",
+            "dispute",
+            "iban",
+            "pnr",
+            "vin",
+            "voucher",
+            "warranty",
+        ]
     },
 }
 _ASKED_NAME = re.compile(
@@ -1042,7 +1070,8 @@ def _reply_value(kind: Kind, text: str, rest: str) -> str:
             return ""
         return "" if words[0].casefold() in _NOT_NAMES else name
     if kind.key == "address":
-        return _read_value("address", rest) if re.match(r"(?:\d|(?:flat|unit|apt|suite|apartment)\b)", text, re.I) else ""
+        starts = re.match(r"(?:\d|(?:flat|unit|apt|suite|apartment)\b)", text, re.IGNORECASE)
+        return _read_value("address", rest) if starts else ""
     if kind.key in ("order", "account", "reference"):
         found = re.match(r"#?(\d{2,}(?: \d{2,})+(?![\w-])|[A-Za-z0-9][\w/-]*)", text)
         code = found.group(1) if found else ""
@@ -1109,7 +1138,9 @@ def _label_of(fact: Fact) -> str:
 
 
 # "Where do invoices get sent?", "where should the box go?": a destination, an address or an email address.
-_WHERE_TO = re.compile(r"^where\b.*\b(?:go|goes|going|sent|send|ship|shipped|shipping|deliver|delivered|post|posted)\b", re.I)
+_WHERE_TO = re.compile(
+    r"^where\b.*\b(?:go|goes|going|sent|send|ship|shipped|shipping|deliver|delivered|post|posted)\b", re.IGNORECASE
+)
 # "how should you get hold of me?": a way to contact the customer.
 _HOW_TO_REACH = re.compile(r"\b(?:get hold of|get in touch|reach|contact)\b", re.IGNORECASE)
 

@@ -188,7 +188,7 @@ PHRASINGS = [
         ["Prefers no contact by phone", "Prefers contact by email"],
     ),
     ("I work at Hexa Consulting and use your CRM on Android.", ["Works at Hexa Consulting", "Uses CRM on Android"]),
-    ("I'm Paulo Reis, booking reference QX7T2P.", ["Name: Paulo Reis", "Reference: QX7T2P"]),
+    ("I'm Paulo Reis, booking reference QX7T2P.", ["Name: Paulo Reis", "Reference: booking QX7T2P"]),
     ("The wifi on our Eero 6 mesh drops.", ["Uses Eero 6 mesh"]),
     (
         "I have a nut allergy, so please never send nut-based snacks in my box.",
