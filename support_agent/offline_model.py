@@ -127,6 +127,7 @@ _NOT_NAMES = _wordset(
     invoice help update quick question re fwd ticket morning afternoon evening regards best cheers team support
     please pls yes no hope sent following attached monday tuesday wednesday thursday friday saturday sunday
     flight booking claim policy account card parcel package delivery payment refund error screenshot photo
+    customer service sir madam everyone
     """
 )
 # Roles that say where someone works: "I'm the office manager at Blue Fern Dental", "IT lead at Fjordline AS".
@@ -368,7 +369,8 @@ KINDS: tuple[Kind, ...] = (
             Trigger(r"\b(?:our|my) (?:[\w-]+ ){0,2}(?:runs|is running|is hosted|is built|is deployed) on", "system"),
             # "We're moving our SSO from Okta to Azure AD": where it moves to
             r"\b(?:moving|migrating|switching|moved|migrated|switched)(?: our| my)?(?: [\w-]+){0,2} from "
-            r"(?:[\w.-]+ ){1,3}?to(?= (?-i:[A-Z]))",
+            r"(?:[\w.-]+ ){1,3}?to(?= (?-i:[A-Z]))(?! (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+            r"january|february|march|april|may|june|july|august|september|october|november|december)\b)",
             # "My grandson set me up with the paperless billing", "signed me up for the loyalty scheme"
             r"\b(?:set (?:me|us) up (?:with|on)|signed (?:me|us) up (?:for|to))(?: the| a| an)?",
             # "added the travel pass", "I bought the 3-year cover": an add-on the customer took
@@ -522,7 +524,7 @@ KINDS: tuple[Kind, ...] = (
             r"\bto (?:my|our) (?:new )?(?:office|home|house|flat|work|apartment|place)(?: address)?(?: at|:|,)?"
             r"(?=\s+(?:\S+ ){0,2}\S*\d)",
             # "We're at 27 Willow Lane, Hexham NE46 3RT"
-            r"\b(?:I'?m|I am|we'?re|we are|I live|we live)(?: now| still)? at(?= \d)",
+            r"\b(?:I'?m|I am|we'?re|we are|I live|we live)(?: now| still)? at(?= \d[\w/-]*,? (?-i:[A-Z]))",
         ),
         ("address", "ship", "shipped", "shipping", "send", "parcels", "deliver", "delivered", "delivery", "live"),
     ),
@@ -1070,7 +1072,7 @@ def _reply_value(kind: Kind, text: str, rest: str) -> str:
             return ""
         return "" if words[0].casefold() in _NOT_NAMES else name
     if kind.key == "address":
-        starts = re.match(r"(?:\d|(?:flat|unit|apt|suite|apartment)\b)", text, re.IGNORECASE)
+        starts = _compiled(r"(?:\d[\w/-]*,? (?-i:[A-Z])|(?:flat|unit|apt|suite|apartment)\b)").match(text)
         return _read_value("address", rest) if starts else ""
     if kind.key in ("order", "account", "reference"):
         found = re.match(r"#?(\d{2,}(?: \d{2,})+(?![\w-])|[A-Za-z0-9][\w/-]*)", text)
