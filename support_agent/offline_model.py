@@ -49,8 +49,8 @@ def _wordset(text: str) -> frozenset[str]:
 _UPPER = "[" + "".join(chr(code) for code in range(0x41, 0x530) if chr(code).isupper()) + "]"
 # Greetings that open a message before a name: "hiya", "Salam", "Olá", "Good day", "Hi team".
 _GREETING = (
-    r"(?:hi|hiya|hello|hey|heya|hallo|hola|ol[aá]|salam|salut|ciao|namaste|bonjour|buenos d[ií]as|good \w+|"
-    r"greetings|dear \w+)(?: there| all| team| folks| guys| everyone| again)?"
+    r"(?:hi|hiya|hello|hey|heya|hej|hallo|hola|ol[aá]|oi|salam|salut|ciao|namaste|bonjour|buenos d[ií]as|good \w+|"
+    r"morning|afternoon|evening|greetings|dear \w+)(?: there| all| team| folks| guys| everyone| again)?"
 )
 
 
@@ -181,6 +181,7 @@ class Trigger:
     # Found by capital letters alone ("I'm Kwame Osei", "Sven Lindqvist here"): not in a sentence written all in
     # capitals, where every word looks like a name ("ADJUSTER NEVER CAME").
     capitalised: bool = False
+    label: str = ""  # a detail's noun when the pattern does not capture one ("dad of Freja": Child)
 
 
 KINDS: tuple[Kind, ...] = (
@@ -208,7 +209,7 @@ KINDS: tuple[Kind, ...] = (
                 rf"^(?:{_GREETING}[,!.:]?\s*(?:[-\u2013\u2014]+\s*)?)?(?:[-\u2013\u2014]+\s*)?"
                 r"(?=(?-i:[A-Z][\w'-]*(?: [A-Z][\w'-]*){1,3})"
                 rf"(?: here\b| from (?-i:[A-Z])|,\s*(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+"
-                r"(?:at|for|of|with|@)\s*(?-i:[A-Z])))",
+                r"(?:at|for|of|with|@)\s*(?-i:[A-Z])|,\s*\d[\w/-]*,? (?-i:[A-Z])))",
                 "name",
                 capitalised=True,
             ),
@@ -258,6 +259,8 @@ KINDS: tuple[Kind, ...] = (
             r"\b(?:upgraded|downgraded|switched|moved) to(?= (?:the |a )?[\w -]{2,30}? "
             r"(?:plan|tier|subscription|package|edition)\b)",
             r"\b(?:my|our) (?:plan|tier|subscription)(?: is| is now| changed to|:)",
+            # "policyholder, plan Paws Plus": the word first, then the plan's name
+            r"\bplan:?(?= (?-i:[A-Z])[\w-]*(?: (?-i:[A-Z])[\w-]*)?\s*(?:[,.;!]|$))",
             # "We have 180 users on the Enterprise plan"
             r"\b(?:I|we)\b[^.;]*?\bon(?= the [\w -]{2,30}? (?:plan|tier|subscription|edition)\b)",
         ),
@@ -324,7 +327,8 @@ KINDS: tuple[Kind, ...] = (
         (
             r"\bI(?: now)? live in",
             r"\bI'?m (?:now )?based in",
-            r"\bI(?: have| just)? moved to(?! the\b)",
+            r"\b(?:I|we)(?:'ve| have)?(?: just| now| recently)? (?:moved|relocated)(?: house| home)? to(?! the\b)"
+            r"(?= (?-i:[A-Z])[^\W\d_]+(?:[,.;!]|$| so\b| and\b| last\b| in\b))",
             r"\bwe'?re (?:now )?based in",
         ),
         ("city", "live", "based", "located"),
@@ -356,6 +360,8 @@ KINDS: tuple[Kind, ...] = (
             Trigger(r"\bon (?:my|our)(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d| [^\W\d_][\w-]* [^\W\d_]+\d)", "device"),
             # "every time I lock my iPad Air", "my MacBook Pro": a product written in camel case
             Trigger(r"\b(?:my|our)(?= (?-i:[a-z]+[A-Z][\w-]*|[A-Z][a-z]+[A-Z][\w-]*)\b)", "device"),
+            # "It's the SolarEdge SE5000H model": a named thing with a model number
+            Trigger(r"\b(?:it's|it is|its) (?:the |an? )(?=(?-i:[A-Z])[\w-]* [\w-]*\d[\w-]*)", "device"),
             # "it's the Eero Pro 6E you sent": what the company sent or installed
             Trigger(
                 r"\bthe(?= (?-i:[A-Z])[\w-]*(?: [\w-]+){0,3} (?:that |which )?you (?:sent|shipped|gave|installed|"
@@ -453,6 +459,12 @@ KINDS: tuple[Kind, ...] = (
                 r"(?:by|via|through|over) (?:sms|text|e-?mail|post|whatsapp|phone|letter)\b)",
                 "phrase",
             ),
+            # "best to text 07700 900 321 first", "easiest by email"
+            Trigger(
+                r"\b(?:best|easiest|better)(?: way)? (?:to|by|is)(?= (?:text|sms|call|phone|ring|e-?mail|whatsapp)\b)",
+                "channel",
+                "contact by {}",
+            ),
             # "delivery on weekends is best for me"
             Trigger(
                 r"(?:^|[,;]\s*)(?:(?:but|so|also|and)\s+)?(?=(?:[\w-]+ ){1,4}(?:is|are|works?|suits me) "
@@ -462,13 +474,16 @@ KINDS: tuple[Kind, ...] = (
             # "I can only come on Tuesday or Thursday mornings", "I'm only free after 5"
             Trigger(
                 r"\bI(?: can| could)? only (?:come|do|make it|be there|meet|talk|visit)|\bI'?m only (?:available|free)"
-                r"|\bI(?:'m| am) (?:only )?(?:available|free)(?= (?:on|in|after|before|between|at)\b)",
+                r"|\bI(?:'m| am) (?:only )?(?:available|free|home|in|around|reachable)"
+                r"(?= (?:on |in the |after |before |between |at )?(?:weekday|weekend|morning|afternoon|evening|monday|"
+                r"tuesday|wednesday|thursday|friday|saturday|sunday|after|before|between)s?\b)",
                 "phrase",
                 "appointments {}",
             ),
             # "I'm vegan", "we are vegetarian": a diet
             Trigger(
-                r"\b(?:I|we)(?:'m|'re| am| are)(?: an?| strictly| strict)?(?= (?:vegan|vegetarian|pescatarian|coeliac|"
+                r"\b(?:I|we|he|she|they)(?:'m|'re|'s| am| are| is)(?: now)?(?: an?| strictly| strict)?"
+                r"(?= (?:vegan|vegetarian|pescatarian|coeliac|"
                 r"celiac|diabetic|lactose[- ]intolerant|gluten[- ]free|halal|kosher)\b)",
                 "phrase",
                 "{} diet",
@@ -506,6 +521,8 @@ KINDS: tuple[Kind, ...] = (
             "reach",
             "allergic",
             "allergy",
+            "diet",
+            "dietary",
             "avoid",
         ),
     ),
@@ -523,6 +540,10 @@ KINDS: tuple[Kind, ...] = (
             # "ship it to my office at Unit 4, Brookfield Park, Cork T12 HX80"
             r"\bto (?:my|our) (?:new )?(?:office|home|house|flat|work|apartment|place)(?: address)?(?: at|:|,)?"
             r"(?=\s+(?:\S+ ){0,2}\S*\d)",
+            # "our warehouse moved: Unit 12, Tilbury Trade Park", "my office is now at 5 Elm Street"
+            r"\b(?:my|our) (?:new )?(?:office|warehouse|home|house|flat|shop|store|site|depot|premises|clinic)"
+            r"(?: has)? (?:moved|is now|is moving|relocated)(?: to| at)?:?"
+            r"(?=\s+(?:(?:flat|unit|apt|suite|apartment|building|floor)\s+\w|\d[\w/-]*,? (?-i:[A-Z])))",
             # "We're at 27 Willow Lane, Hexham NE46 3RT"
             r"\b(?:I'?m|I am|we'?re|we are|I live|we live)(?: now| still)? at(?= \d[\w/-]*,? (?-i:[A-Z]))",
         ),
@@ -644,6 +665,24 @@ KINDS: tuple[Kind, ...] = (
             r"\b(?:my|our) (?P<noun>(?-i:[a-z]+ )?(?-i:[a-z]+)) (?:is|is now|changed to|has changed to)"
             r"(?: now| called)?"
             r"(?= (?:an? |the )?(?:(?-i:[A-Z0-9])|[\w-]+\.[a-z]{2,}\b))",
+            # "Our dog Bolt (a 4 year old beagle)", "my daughter, Ana,"
+            Trigger(
+                r"\b(?:my|our) (?P<noun>dog|cat|puppy|kitten|horse|rabbit|parrot|pet|son|daughter|husband|wife|"
+                r"partner)(?: is called| called| named|,)?(?= (?-i:[A-Z])[^\W\d_])",
+                "name",
+            ),
+            # "dad of Freja in year 4"
+            Trigger(
+                r"\b(?:dad|mum|mom|father|mother|parent|guardian) (?:of|to)(?= (?-i:[A-Z])[^\W\d_])",
+                "name",
+                label="Child",
+            ),
+            # "Freja moved to class 4C", "switched to team B2"
+            Trigger(
+                r"\b(?:moved|changed|switched|transferred|is now in|is in) (?:to )?(?P<noun>class|room|group|team|ward|"
+                r"department|section|grade|form)(?= [\w-]*\d[\w-]*\b)",
+                "token",
+            ),
         ),
         (),
     ),
@@ -837,6 +876,9 @@ def _read_value(reader: str, text: str) -> str:
         )
         address = found.group(1).strip(" ,") if found else ""
         return address if re.search(r"\d", address) else ""  # "the address is wrong" is not an address
+    if reader == "token":  # "4C", "B2"
+        found = re.match(r"[\w-]*\d[\w-]*", text)
+        return found.group(0) if found else ""
     if reader == "number":
         found = re.match(r"(\d[\d,]*)\b", text)
         return found.group(1) if found else ""
@@ -935,7 +977,11 @@ def facts_in(body: str, asked: str = "") -> list[Fact]:
     opening = next((n for n, part in enumerate(parts) if not _compiled(rf"^{_GREETING}[\W_]*$").match(part)), 0)
     for number, sentence in enumerate(parts):
         if is_question(sentence):
-            continue
+            # "And she's now gluten-free, doctor confirmed, can you flag that for lunches?": the request follows a
+            # statement
+            sentence = re.split(r",\s*(?:so\s+)?(?:can|could|would|will) you\b", sentence, maxsplit=1, flags=re.I)[0]
+            if not sentence or sentence.endswith("?") or is_question(sentence):
+                continue
         changed = bool(_CHANGE_MARKER.search(sentence)) or bool(_CHANGE_REQUEST.search(sentence))
         # "it happens on my MacBook Pro too now": a second one, not a replacement
         changed = changed and not _ADDITION.search(sentence)
@@ -945,10 +991,10 @@ def facts_in(body: str, asked: str = "") -> list[Fact]:
             add(_KIND["name"], _read_name(bare.group("name")), changed)  # "Tariq Aziz. The app crashes ..."
         for kind in KINDS:
             for trigger in kind.triggers:
-                pattern, reader, template, capitalised = (
-                    (trigger.pattern, trigger.reader, trigger.template, trigger.capitalised)
+                pattern, reader, template, capitalised, label = (
+                    (trigger.pattern, trigger.reader, trigger.template, trigger.capitalised, trigger.label)
                     if isinstance(trigger, Trigger)
-                    else (trigger, kind.reader, "{}", False)
+                    else (trigger, kind.reader, "{}", False, "")
                 )
                 if capitalised and shouted:
                     continue
@@ -963,12 +1009,14 @@ def facts_in(body: str, asked: str = "") -> list[Fact]:
                         value = " ".join(word[:1] + word[1:].lower() for word in value.split())
                     if kind.key in ("name", "surname") and value and value.split()[0].casefold() in _NOT_NAMES:
                         continue  # "I'm Sorry", "It's Monday"
-                    label = ""
-                    if kind.key == "detail":
-                        noun = found.group("noun")
-                        if not value or noun.casefold() in _NOT_DETAILS or noun.split()[-1] in _NOT_DETAILS:
-                            continue
-                        label = noun[:1].upper() + noun[1:]
+                    noun = found.groupdict().get("noun") or ""
+                    if (
+                        kind.key == "detail"
+                        and not label
+                        and (not value or noun.casefold() in _NOT_DETAILS or noun.split()[-1] in _NOT_DETAILS)
+                    ):
+                        continue
+                    fact_label = label or (noun[:1].upper() + noun[1:] if kind.key == "detail" else "")
                     if kind.key == "reference" and value:
                         value = f"{_code_label(found.group(0), shouted=shouted)} {value}".strip()
                     plan = re.match(r"(?:(?:the|a|our)\s+)?([\w-]{2,20}) plan\b", value, re.IGNORECASE)
@@ -977,12 +1025,15 @@ def facts_in(body: str, asked: str = "") -> list[Fact]:
                         continue
                     if kind.key == "preference" and reader == "head" and value.casefold() in {*_CHANNELS, "email"}:
                         continue  # "Email is best." is read as a contact channel
-                    add(kind, template.format(value) if value else "", changed, label)
+                    add(kind, template.format(value) if value else "", changed, fact_label)
                     if kind.key == "name" and value:  # "Priya Raman from Northwind Logistics"
                         after = rest.lstrip(" :#")[len(value) :] if rest.lstrip(" :#").startswith(value) else ""
                         employer = _NAME_THEN_EMPLOYER.match(after)
                         if employer:
                             add(_KIND["employer"], _read_value("phrase", after[employer.end() :]), changed)
+                        # "Tom Okonjo, 3 Hawthorn Close, Didcot OX11 7GH."
+                        if _compiled(r"^,\s*\d[\w/-]*,? (?-i:[A-Z])").match(after):
+                            add(_KIND["address"], _read_value("address", after.lstrip(" ,")), changed)
     signed = _SIGN_OFF.search(body.strip())
     name = (signed.group("name") or signed.group("signed")) if signed else ""
     if name and name.split()[0].casefold() not in _NOT_NAMES and not _shouted(body):
@@ -1352,6 +1403,9 @@ def _core_edits(facts: list[Fact], system: str) -> dict[str, list[tuple[str, str
 # Reading the tool results and answering
 
 
+_ON_FILE = "what I have on file"
+
+
 @dataclass
 class _Evidence:
     text: str
@@ -1405,7 +1459,7 @@ def _evidence(system: str, found: _Findings, body: str) -> list[_Evidence]:
     for label in ("customer", "preferences"):
         for line in _block_lines(system, label):
             kind = next((k.key for k in KINDS if k.prefix and line.startswith(k.prefix)), "")
-            items.append(_Evidence(line, "what I have on file", kind, order=10**9))
+            items.append(_Evidence(line, _ON_FILE, kind, order=10**9))
     for passage in found.passages:
         tags = passage.get("tags") or []
         kind = next((k.key for k in KINDS if k.key in tags and passage["text"].startswith(k.prefix)), "")
@@ -1478,9 +1532,11 @@ def _answer(question: str, items: list[_Evidence], used: set[str]) -> list[_Evid
     # One shared word is enough for a short question ("Which error did I get?"), two for a longer one; a stored
     # fact of the kind asked about ranks first.
     need = 1.0 if len(wanted) <= 2 else 2.0
-    # Words of the question that a staff message holds: "the replacement order is A-99907". (Not the customer's own
-    # older words: "We pay for 25 licenses" is what the stored "Seats: 35 licenses" replaced.)
-    elsewhere = frozenset(t for item in items if item.staff for t in _terms(item.text) & wanted)
+    # Words of the question that a staff message or another stored fact holds: "the replacement order is A-99907",
+    # "Dog: Bolt". (Not the customer's own older words: "We pay for 25 licenses" is what the stored "Seats: 35
+    # licenses" replaced.)
+    current = [item for item in items if item.staff or item.kind or item.source == _ON_FILE]
+    elsewhere = frozenset(t for item in current for t in _terms(item.text) & wanted)
     scored = [(_score(question, item, asked, elsewhere), item.order, item) for item in items if item.text not in used]
     enough = [row for row in scored if row[0] >= need]
     if not enough and need > 1:
