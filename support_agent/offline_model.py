@@ -870,7 +870,7 @@ def _read_value(reader: str, text: str) -> str:
         # An address holds commas: it runs to the end of the sentence or to a new clause (", have been there...").
         found = re.match(
             r"(.+?)(?=\s+(?:and|but|so|please|from now on|now|instead|if|for|because|which|when)\b|[.!?;](?:\s|$)|"
-            r",\s+(?-i:[a-z])|$)",
+            r",\s+(?-i:[a-z])|\n|$)",
             text,
             re.IGNORECASE,
         )
@@ -946,11 +946,10 @@ def _about_someone_else(before: str) -> bool:
 
 
 def _code_label(matched: str, *, shouted: bool = False) -> str:
-    """What a code is, from the words that introduced it: "patient ID", "booking", "invoice"; "" for a bare
-    "reference"."""
-    words = [w for w in re.findall(r"[\w-]+", matched) if w.casefold() not in {"is", "was", "now"}]
-    while words and words[-1].casefold() in {"number", "no", "reference", "ref", "nr"}:
-        words.pop()
+    """What a code is, from the words that introduced it: "patient ID", "booking" (from "booking reference"),
+    "transfer" (from "reference on the transfer was"); "" for a bare "reference"."""
+    framing = {"is", "was", "now", "on", "for", "of", "the", "my", "our", "number", "no", "reference", "ref", "nr"}
+    words = [w for w in re.findall(r"[\w-]+", matched) if w.casefold() not in framing]
     return " ".join(w if w.isupper() and len(w) <= 4 and not shouted else w.casefold() for w in words)
 
 
@@ -1140,7 +1139,13 @@ def _reply_value(kind: Kind, text: str, rest: str) -> str:
 def _answers_to(staff: str, body: str) -> list[Fact]:
     """Facts in a reply to a staff question, read in the order the question asked for them: "Can I have your name and
     date of birth?" / "Mateus Oliveira, 03/09/1991"."""
-    pieces = [piece.strip() for piece in re.split(r"(?<=[,;.!?])\s+|\n+", _EMOJI.sub("\n", body)) if piece.strip()]
+    cleaned = _EMOJI.sub("\n", body)
+    pieces = [piece.strip() for piece in re.split(r"(?<=[,;.!?])\s+|\n+", cleaned) if piece.strip()]
+    # Where each piece starts: an address runs on over the pieces after it ("14 Quay Street, Galway H91 X2Y3").
+    starts, at = [], 0
+    for piece in pieces:
+        at = cleaned.index(piece, at)
+        starts.append(at)
     used: set[int] = set()
     facts: list[Fact] = []
     for kind, label in _asked_for(staff):
@@ -1148,7 +1153,7 @@ def _answers_to(staff: str, body: str) -> list[Fact]:
             if index in used:
                 continue
             text = _REPLY_LEAD.sub("", piece).rstrip(".,;!?")
-            value = _reply_value(kind, text, _REPLY_LEAD.sub("", " ".join(pieces[index:])))
+            value = _reply_value(kind, text, _REPLY_LEAD.sub("", cleaned[starts[index] :]))
             if not value:
                 continue
             used.add(index)
@@ -1185,9 +1190,9 @@ def _shares_stem(term: str, have: set[str]) -> bool:
     return len(term) >= 5 and any(len(word) >= 5 and (word.startswith(term) or term.startswith(word)) for word in have)
 
 
-def _label_of(fact: Fact) -> str:
+def _label_of(value: str) -> str:
     """The words before a reference's code: "patient ID" in "patient ID PT-55821"."""
-    return _code_label(fact.value)
+    return " ".join(value.split()[:-1])
 
 
 # "Where do invoices get sent?", "where should the box go?": a destination, an address or an email address.
@@ -1334,7 +1339,9 @@ class OfflineBackend:
                 continue
             current = found.passages_of(fact.kind.key)
             if fact.kind.key == "reference":  # a new e-ticket number does not replace the booking code
-                current = [p for p in current if _code_label(p["text"].removeprefix(fact.prefix)) == _label_of(fact)]
+                current = [
+                    p for p in current if _label_of(p["text"].removeprefix(fact.prefix)) == _label_of(fact.value)
+                ]
             if any(p["text"].casefold() == fact.line.casefold() for p in current):
                 continue
             replace = current[0] if current and (fact.kind.single or fact.changed) else None

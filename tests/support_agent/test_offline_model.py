@@ -12,6 +12,7 @@ from support_agent.services import agent_run
 from support_agent.tools import TOOLS
 from tests.support_agent.helpers import customer_says
 from tickets.models import Customer, TicketMessage
+from tickets.services import message_ingest
 
 MESSAGE = (
     "Hi, my name is Dana Whitfield. I prefer email updates. I use the Verifone P400 card reader. "
@@ -232,3 +233,205 @@ def test_a_question_word_meets_its_longer_form():
     item = _Evidence("We're closed on Mondays, so deliveries must come Tuesday to Saturday.", "you wrote")
     assert _score("On which days can you deliver to us?", item, []) == 1  # deliver / deliveries
     assert _score("Is the shop open?", item, []) == 0  # short words never match by their start
+
+
+# Session 8: phrasings from sets in other industries and tones (docs/agent-eval.md, confirmation_4 to _7): a name
+# after a greeting, a dash or a role, keyed by what it is the name of, or shouted; emoji as sentence breaks; contact
+# details wherever they are stated; addresses by their shape; references that keep what they are; add-ons, needs,
+# diets, availability, pets and children.
+PHRASINGS_SESSION_8 = [
+    (
+        "Hey - Dmitri Volkov, finance at Lumenstack. We're on the Pro plan, 40 seats, billed annually.",
+        ["Name: Dmitri Volkov", "Works at Lumenstack", "Plan: Pro plan", "Seats: 40 seats"],
+    ),
+    (
+        "Hi team, Chioma Eze, IT admin for Kestrel Health. We have 180 users on the Enterprise plan.",
+        ["Name: Chioma Eze", "Works at Kestrel Health", "Plan: Enterprise plan", "Seats: 180 users"],
+    ),
+    ("Webhooks return 401.\n-- Rafael Souza, platform eng @ QuarryTech", ["Name: Rafael Souza", "Works at QuarryTech"]),
+    ("POLICY HOLDER IS GRAHAM MCALLISTER. ADJUSTER NEVER CAME.", ["Name: Graham Mcallister"]),
+    ("The name on the account is Edith Parrish, it used to be under Harold's name.", ["Name: Edith Parrish"]),
+    (
+        "hiya \U0001f44b Siobhán Ó Murchú here, I've got the Fibre 500 broadband with you",
+        ["Name: Siobhán Ó Murchú", "Uses Fibre 500 broadband"],
+    ),
+    (
+        "Good day, here is Jürgen Hoffmann from Brandt & Söhne GmbH.",
+        ["Name: Jürgen Hoffmann", "Works at Brandt & Söhne GmbH"],
+    ),
+    (
+        "Olá. João Pedro Almeida. You can reach me on +44 7911 456 120.",
+        ["Name: João Pedro Almeida", "Phone: +44 7911 456 120"],
+    ),
+    (
+        "Bonjour, I am Élodie Marchand. I would like a room quiet, far from elevator.",
+        ["Name: Élodie Marchand", "Prefers room quiet"],
+    ),
+    ("thanks, Aoibheann", ["Name: Aoibheann"]),
+    (
+        "AND MY NUMBER CHANGED, ITS 07911 123 456 NOW. CALL ME ON THAT ONE ONLY.",
+        ["Phone: 07911 123 456", "Prefers contact by phone"],
+    ),
+    (
+        "The airline send me new e-ticket, number is 157-2398445521. You can reach me on WhatsApp +84 912 345 678.",
+        ["Reference: e-ticket 157-2398445521", "Phone: +84 912 345 678", "Prefers contact by whatsapp"],
+    ),
+    ("invoices should go to ap@lumenstack.io from now on", ["Email: ap@lumenstack.io"]),
+    (
+        "can u send the replacment in XL insted to my office at 3 Canal Wharf, Leeds LS11 5PU",
+        ["Address: 3 Canal Wharf, Leeds LS11 5PU"],
+    ),
+    (
+        "We're at 27 Willow Lane, Hexham NE46 3RT, have been for forty years.",
+        ["Address: 27 Willow Lane, Hexham NE46 3RT"],
+    ),
+    (
+        "new address: Flat 5, 22 Mare Street, London E8 4RP. delivery on weekends is best for me",
+        ["Address: Flat 5, 22 Mare Street, London E8 4RP", "Prefers delivery on weekends"],
+    ),
+    ("The card ends in 4417.", ["Card ending 4417"]),
+    (
+        "I'm Haruto Sato, date of birth 12/04/1987, patient ID PT-55821. "
+        "I can only come on Tuesday or Thursday mornings.",
+        [
+            "Name: Haruto Sato",
+            "Reference: patient ID PT-55821",
+            "Date of birth: 12/04/1987",
+            "Prefers appointments on Tuesday or Thursday mornings",
+        ],
+    ),
+    ("My insurer is Bupa, membership 8821-3340.", ["Reference: membership 8821-3340", "Insurer: Bupa"]),
+    ("Please note I now prefer letters by post rather than emails.", ["Prefers letters by post"]),
+    (
+        "But please do still ring me on the landline 01434 602 118 if something's wrong.",
+        ["Phone: 01434 602 118", "Prefers contact by phone"],
+    ),
+    (
+        "cracked screen on my galaxy s24 ultra, i have the phone cover with you guys, policy PX-33019-K",
+        ["Uses galaxy s24 ultra", "Uses phone cover", "Reference: policy PX-33019-K"],
+    ),
+    ("Account: acct_9F3KQ2. Our integration runs on Node 20.", ["Account: acct_9F3KQ2", "Uses Node 20"]),
+    (
+        "We're moving our SSO from Okta to Azure AD this weekend; our tenant is kestrelhealth.onmicrosoft.com.",
+        ["Uses Azure AD", "Tenant: kestrelhealth.onmicrosoft.com"],
+    ),
+    ("Correction on the user count: it's 210, not 180.", ["Seats: 210 users"]),
+    (
+        "I hold a savings account with you (sort code 20-45-77, account 83310452).",
+        ["Uses savings account", "Account: 83310452", "Reference: sort code 20-45-77"],
+    ),
+    ("Reference on the transfer was FLAT12RENT.", ["Reference: transfer FLAT12RENT"]),
+    ("I've started working at Deloitte.", ["Works at Deloitte"]),
+    ("I'm vegan so no milk-chocolate add-ons pls", ["Prefers vegan diet"]),
+    ("Need a child seat and automatic gearbox please.", ["Prefers child seat and automatic gearbox"]),
+    ("pls send reminders by sms not email", ["Prefers reminders by sms"]),
+    (
+        "My grandson set me up with the paperless billing. I added the travel pass.",
+        ["Uses paperless billing", "Uses travel pass"],
+    ),
+    ("the app logs me out every time I lock my iPad Air", ["Uses iPad Air"]),
+    (
+        "Evening. Tom Okonjo, 3 Hawthorn Close, Didcot OX11 7GH. It's the SolarEdge SE5000H model.",
+        ["Name: Tom Okonjo", "Address: 3 Hawthorn Close, Didcot OX11 7GH", "Uses SolarEdge SE5000H"],
+    ),
+    (
+        "I'm home weekday afternoons, best to text 07700 900 321 first",
+        ["Phone: 07700 900 321", "Prefers contact by text", "Prefers appointments weekday afternoons"],
+    ),
+    (
+        "Our dog Bolt (a 4 year old beagle) had surgery. I'm Priscila Nogueira, policyholder, plan Paws Plus.",
+        ["Dog: Bolt", "Name: Priscila Nogueira", "Plan: Paws Plus"],
+    ),
+    ("We've moved to Uppsala, so the vet will be a different one.", ["Lives in Uppsala"]),
+    (
+        "For deliveries please note our warehouse moved: Unit 12, Tilbury Trade Park, Essex RM18 7NR.",
+        ["Address: Unit 12, Tilbury Trade Park, Essex RM18 7NR"],
+    ),
+    ("Hi, Rasmus Kjær here, dad of Freja in year 4.", ["Name: Rasmus Kjær", "Child: Freja"]),
+    (
+        "Freja moved to class 4C. And she's now gluten-free, doctor confirmed, can you flag that for lunches?",
+        ["Class: 4C", "Prefers gluten-free diet"],
+    ),
+    ("surname is Gallagher btw", ["Surname: Gallagher"]),
+    # Not facts: a staff member greeted by name, an address written to, a number called, problems and requests, a
+    # capitalised error, an address that is not one, a count of people with a problem, shouted words, a meeting moved.
+    ("Hi Sarah, thanks for Friday, the fix worked.", []),
+    ("I emailed support@acme.com twice and nobody answered.", []),
+    ("I called 0800 123 4567 yesterday but the line was busy.", []),
+    ("The error code is 0x80070005. My internet is slow. My English is not great.", []),
+    ("I'd like a refund please. I need to reset my password please. I've got Error 500 on checkout.", []),
+    ("The address on the invoice is wrong. 2 users can't log in since Monday.", []),
+    ("THE APP CRASHES EVERY TIME I OPEN IT. PLEASE FIX.", []),
+    ("We're moving the meeting from Tuesday to Friday. Put me on hold again, great.", []),
+]
+
+# Replies to a staff question: the reply is read for what the question asked, in the order it asked.
+REPLIES = [
+    (
+        "Can I have your name and date of birth?",
+        "Mateus Oliveira, 03/09/1991",
+        ["Name: Mateus Oliveira", "Date of birth: 03/09/1991"],
+    ),
+    (
+        "What's your account number so I can correct the reading?",
+        "It's 600 482 913 I think, it's on the top of the letter.",
+        ["Account: 600 482 913"],
+    ),
+    (
+        "Who am I speaking with, and what's the IMEI?",
+        "Jasmine Kaur. imei 356938035643809, pickup postcode M4 6BF",
+        ["Name: Jasmine Kaur", "Reference: imei 356938035643809", "Postcode: M4 6BF"],
+    ),
+    ("Which workspace? And your name please.", "pixelforge. Wen Zhao.", ["Name: Wen Zhao", "Workspace: pixelforge"]),
+    (
+        "What's the new address so I can check fibre availability?",
+        "it's 14 Quay Street, Galway H91 X2Y3 \U0001f3e1 moving on the 20th",
+        ["Address: 14 Quay Street, Galway H91 X2Y3"],
+    ),
+    ("What's your order number?", "55-1234", ["Order: 55-1234"]),
+    ("What's your order number?", "sorry, I don't have it to hand", []),
+    ("What's your address?", "12 days ago I moved, not sure of the postcode", []),
+]
+
+
+def test_facts_in_reads_phrasings_from_other_industries_and_tones():
+    for text, expected in PHRASINGS_SESSION_8:
+        assert [fact.line for fact in facts_in(text)] == expected, text
+
+
+def test_a_reply_to_a_staff_question_is_read_for_what_was_asked():
+    for staff, reply, expected in REPLIES:
+        assert [fact.line for fact in facts_in(reply, staff)] == expected, (staff, reply)
+    # Without the question, a bare code or a name with a date says nothing.
+    assert facts_in("55-1234") == [] and facts_in("Mateus Oliveira, 03/09/1991") == []
+
+
+def _staff_says(customer: Customer, body: str) -> None:
+    message_ingest(customer=customer, ticket=None, body=body, author_role="staff", announce=False)
+
+
+def test_a_reply_to_staff_is_stored_and_a_shorter_name_keeps_the_full_one(actors, blocks, offline):
+    _turn(actors.customer, "Hi, need to cancel my cleaning on Friday")
+    _staff_says(actors.customer, "Sorry to hear that! Can I have your name and date of birth?")
+    _turn(actors.customer, "Mateus Oliveira, 03/09/1991")
+    _turn(actors.customer, "Hi it's Mateus. surname is Gallagher now btw")
+    customer = _values(actors.customer)["customer"]
+    assert "Date of birth: 03/09/1991" in customer
+    # "it's Mateus" does not shorten the name on file; a new surname keeps the given name.
+    assert "Name: Mateus Gallagher" in customer and "Name: Mateus\n" not in customer + "\n"
+
+
+def test_the_staff_message_with_the_replacement_outranks_the_stored_order(actors, blocks, offline):
+    _turn(actors.customer, "Order A-99812 arrived with a cracked screen. I'm Inès Duarte.")
+    _staff_says(actors.customer, "So sorry Inès. We've shipped a replacement; the replacement order is A-99907.")
+    run = _turn(actors.customer, "What's the replacement order number?")
+    assert "A-99907" in run.reply
+    run = _turn(actors.customer, "Can you remind me what my order number is?")
+    assert "Order: A-99812" in run.reply.splitlines()[1]
+
+
+def test_a_new_reference_of_another_kind_does_not_replace_the_booking(actors, blocks, offline):
+    _turn(actors.customer, "The booking code is K7YQ2M.")
+    _turn(actors.customer, "The airline send me new e-ticket, number is 157-2398445521.")
+    current = ArchivalPassage.objects.filter(customer=actors.customer, invalidated_at__isnull=True)
+    assert sorted(p.text for p in current) == ["Reference: booking code K7YQ2M", "Reference: e-ticket 157-2398445521"]
