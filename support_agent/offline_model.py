@@ -9,7 +9,9 @@ Customer message (the new event is "New message from the customer ... :\\n<body>
   Step 1. The body is split into sentences; a sentence that asks something ("Can you remind me what my order
      number is?") is a question and is never a source of facts. Each statement is matched against a few fact
      patterns (name, employer, product, plan, seats, email, phone, city, address, order and account numbers,
-     preferences); a fact's value ends at its clause boundary (punctuation, "and", "but", "now"...).
+     preferences, and more: see KINDS); a fact's value ends at its clause boundary (punctuation, "and", "but",
+     "now"...). When the message answers a staff question (the staff message just before it in the context asks
+     something: "Can I have your name and date of birth?"), the reply is also read for what was asked, in order.
      Core facts go to the ``customer`` or ``preferences`` block: appended when new, replaced
      (``core_memory_replace``) when the block holds the same kind of fact with another value and the fact is
      single-valued (a name, an employer) or the sentence says it changed ("now", "new", "changed to",
