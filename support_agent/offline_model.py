@@ -329,7 +329,9 @@ KINDS: tuple[Kind, ...] = (
         (
             r"\bI(?: now)? live in",
             r"\bI'?m (?:now )?based in",
-            r"\b(?:I|we)(?:'ve| have)?(?: just| now| recently)? (?:moved|relocated)(?: house| home)? to(?! the\b)"
+            # "we moved to X" is as often a product ("we moved to Slack"): only I, or a house move, say a city
+            r"\b(?:I(?:'ve| have)?(?: just| now| recently)? (?:moved|relocated)(?: house| home)?|"
+            r"we(?:'ve| have)?(?: just| now| recently)? (?:relocated|moved (?:house|home))) to(?! the\b)"
             r"(?= (?-i:[A-Z])[^\W\d_]+(?:[,.;!]|$| so\b| and\b| last\b| in\b))",
             r"\bwe'?re (?:now )?based in",
         ),
@@ -372,7 +374,8 @@ KINDS: tuple[Kind, ...] = (
             ),
             # "I have the phone cover with you guys", "I hold a savings account with you": held with the company
             r"\b(?:I|we)(?:'ve| have)? (?:have|hold|got|opened)(?: an?| the| our| my)?"
-            r"(?= (?:[\w-]+ ){0,3}with (?:you|your company|your bank)\b)",
+            r"(?= (?:[\w-]+ ){0,2}(?:account|cover|insurance|policy|plan|subscription|contract|loan|mortgage|broadband|"
+            r"line|package|membership|card|warranty|pension|tariff|bundle)s? with (?:you|your company|your bank)\b)",
             # "our integration runs on Node 20"
             Trigger(r"\b(?:our|my) (?:[\w-]+ ){0,2}(?:runs|is running|is hosted|is built|is deployed) on", "system"),
             # "We're moving our SSO from Okta to Azure AD": where it moves to
@@ -493,7 +496,8 @@ KINDS: tuple[Kind, ...] = (
             # "I need bassinet seat please", "I would like a room quiet, far from elevator": a standing request
             Trigger(
                 r"\b(?:need|require|would like|'d like|requested?)(?: an?| the)?(?= (?:[\w-]+ ){0,2}(?:seat|seats|room|"
-                r"bed|cot|bassinet|meal|wheelchair|assistance|gearbox|transmission)\b)",
+                r"bed|cot|bassinet|meal|wheelchair|assistance|gearbox|transmission)(?: [\w-]+)?"
+                r"(?=\s*(?:[,.;!]|$)| please\b| and\b))",
                 "needs",
             ),
             # "Please don't phone me"
@@ -901,7 +905,10 @@ def _read_value(reader: str, text: str) -> str:
         return found.group(1) if found else ""
     if reader == "detail":
         words = _words_until_boundary(re.sub(r"^(?:an?|the)\s+", "", text), max_words=4, boundary=_PRODUCT_BOUNDARY)
-        return " ".join(words) if words and words[0].casefold() not in _NOT_NAMES | _NOT_DETAIL_VALUES else ""
+        # "Our team is 5 people" is a count, not a name: a value opening with a bare number is not read.
+        if not words or words[0].casefold() in _NOT_NAMES | _NOT_DETAIL_VALUES or words[0].isdigit():
+            return ""
+        return " ".join(words)
     if reader == "product":
         return " ".join(_words_until_boundary(text, max_words=8, boundary=_PRODUCT_BOUNDARY))
     if reader == "device":

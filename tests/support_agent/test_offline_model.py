@@ -342,7 +342,7 @@ PHRASINGS_SESSION_8 = [
         "Our dog Bolt (a 4 year old beagle) had surgery. I'm Priscila Nogueira, policyholder, plan Paws Plus.",
         ["Dog: Bolt", "Name: Priscila Nogueira", "Plan: Paws Plus"],
     ),
-    ("We've moved to Uppsala, so the vet will be a different one.", ["Lives in Uppsala"]),
+    ("I've moved to Uppsala, so the vet will be a different one.", ["Lives in Uppsala"]),
     (
         "For deliveries please note our warehouse moved: Unit 12, Tilbury Trade Park, Essex RM18 7NR.",
         ["Address: Unit 12, Tilbury Trade Park, Essex RM18 7NR"],
@@ -363,6 +363,9 @@ PHRASINGS_SESSION_8 = [
     ("The address on the invoice is wrong. 2 users can't log in since Monday.", []),
     ("THE APP CRASHES EVERY TIME I OPEN IT. PLEASE FIX.", []),
     ("We're moving the meeting from Tuesday to Friday. Put me on hold again, great.", []),
+    # "we moved to" names a product as often as a city; a team's size, an appointment, a part are not facts kept.
+    ("we moved to Slack last year. Our team is 5 people.", []),
+    ("I have an appointment with you on Tuesday. I need a seat belt replacement.", []),
 ]
 
 # Replies to a staff question: the reply is read for what the question asked, in the order it asked.
