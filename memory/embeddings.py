@@ -25,7 +25,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from pgvector import Vector
 
-from memory.models import EMBEDDING_DIMENSIONS, ArchivalPassage, MessageEmbedding
+from memory.models import EMBEDDING_DIMENSIONS, ArchivalPassage, MessageEmbedding, SentenceEmbedding
+from memory.sentences import sentence_texts
 from tickets.models import TicketMessage
 
 logger = logging.getLogger(__name__)
@@ -268,30 +269,119 @@ def message_embeddings_compute(*, message_ids: Sequence[int], embedder: Embedder
         )
         for message, text, vector in zip(messages, texts, vector_literals(vectors), strict=True)
     ]
-    # Upsert: a concurrent task or a re-embed may have written the row first; the latest model wins.
-    MessageEmbedding.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["message"],
-        update_fields=["embedding", "model", "text", "updated_at"],
-    )
+    sentences = {message.pk: sentence_texts(message.author_name, message.body) for message in messages}
+    sentence_vectors = _sentence_vectors(sentences, embedder)
+    for row in rows:
+        row.sentence_count = len(sentences[row.message_id])
+    with transaction.atomic():
+        # Upsert: a concurrent task or a re-embed may have written the row first; the latest model wins.
+        MessageEmbedding.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["message"],
+            update_fields=["embedding", "model", "text", "sentence_count", "updated_at"],
+        )
+        _sentences_store(sentence_vectors, embedder.name, owner="message")
     return len(rows)
+
+
+def _sentence_vectors(sentences: dict[int, list[str]], embedder: Embedder) -> dict[int, list[Vector]]:
+    """Each owner's sentence vectors (memory/sentences.py), embedded in one call of their own: in the turns' call
+    they would change the turns' vectors (the int8 model quantises its activations per call)."""
+    texts = [text for owned in sentences.values() for text in owned]
+    if not texts:
+        return {pk: [] for pk in sentences}
+    vectors = iter(vector_literals(_checked(embedder.embed(texts), len(texts))))
+    return {pk: [next(vectors) for _ in owned] for pk, owned in sentences.items()}
+
+
+def _sentences_store(vectors: dict[int, list[Vector]], model: str, *, owner: str) -> None:
+    """Replace the owners' sentence rows (``owner``: "message" or "passage") with these vectors."""
+    owners = list(vectors)
+    SentenceEmbedding.objects.filter(**{f"{owner}_id__in": owners}).delete()
+    SentenceEmbedding.objects.bulk_create(
+        SentenceEmbedding(**{f"{owner}_id": pk}, position=position, embedding=vector, model=model)
+        for pk, owned in vectors.items()
+        for position, vector in enumerate(owned)
+    )
+
+
+def passage_sentence_texts(passage: ArchivalPassage, author: str = "") -> list[str]:
+    """What a passage's sentences are embedded as: a passage made from a turn ("<author>: <text>") like that turn's
+    sentences, any other passage's sentences as they are."""
+    prefix = f"{author}: " if author else ""
+    if prefix and passage.text.startswith(prefix):
+        return sentence_texts(author, passage.text.removeprefix(prefix))
+    return sentence_texts("", passage.text)
 
 
 def passage_embeddings_compute(*, passage_ids: Sequence[int], embedder: Embedder | None = None) -> int:
     """Embed (or re-embed) these passages. Only the vector columns are written, never the text."""
     embedder = embedder or embedder_get()
-    passages = list(ArchivalPassage.objects.filter(pk__in=list(passage_ids)).only("pk", "text"))
+    passages = list(
+        ArchivalPassage.objects.filter(pk__in=list(passage_ids))
+        .select_related("source_message")
+        .only("pk", "text", "source_message__author_name")
+    )
     if not passages:
         return 0
     vectors = _checked(embedder.embed([passage.text for passage in passages]), len(passages))
+    sentences = {passage.pk: passage_sentence_texts(passage, _author(passage)) for passage in passages}
+    sentence_vectors = _sentence_vectors(sentences, embedder)
     with transaction.atomic():
         for passage, vector in zip(passages, vectors, strict=True):
             # filter(text=...) so a staff edit that landed meanwhile is not given the old text's vector.
-            ArchivalPassage.objects.filter(pk=passage.pk, text=passage.text).update(
-                embedding=vector, embedding_model=embedder.name
+            updated = ArchivalPassage.objects.filter(pk=passage.pk, text=passage.text).update(
+                embedding=vector, embedding_model=embedder.name, sentence_count=len(sentences[passage.pk])
             )
+            if not updated:
+                sentence_vectors.pop(passage.pk)
+        _sentences_store(sentence_vectors, embedder.name, owner="passage")
     return len(passages)
+
+
+def passage_sentences_compute(*, passage_ids: Sequence[int], embedder: Embedder | None = None) -> int:
+    """Embed the sentences of passages embedded before sentences were (``sentence_count`` None), leaving their own
+    vectors as they are. Returns how many passages."""
+    embedder = embedder or embedder_get()
+    passages = list(
+        ArchivalPassage.objects.filter(pk__in=list(passage_ids), embedding__isnull=False, sentence_count__isnull=True)
+        .select_related("source_message")
+        .only("pk", "text", "source_message__author_name")
+    )
+    sentences = {passage.pk: passage_sentence_texts(passage, _author(passage)) for passage in passages}
+    sentence_vectors = _sentence_vectors(sentences, embedder)
+    with transaction.atomic():
+        for passage in passages:
+            updated = ArchivalPassage.objects.filter(pk=passage.pk, text=passage.text).update(
+                sentence_count=len(sentences[passage.pk])
+            )
+            if not updated:  # edited meanwhile: its re-embedding stores its sentences
+                sentence_vectors.pop(passage.pk)
+        _sentences_store(sentence_vectors, embedder.name, owner="passage")
+    return len(passages)
+
+
+def _author(passage: ArchivalPassage) -> str:
+    return passage.source_message.author_name if passage.source_message is not None else ""
+
+
+def message_sentences_compute(*, message_ids: Sequence[int], embedder: Embedder | None = None) -> int:
+    """Embed the sentences of messages embedded before sentences were (``sentence_count`` None), leaving their own
+    vectors as they are. Returns how many messages."""
+    embedder = embedder or embedder_get()
+    rows = list(
+        MessageEmbedding.objects.filter(message_id__in=list(message_ids), sentence_count__isnull=True).select_related(
+            "message"
+        )
+    )
+    sentences = {row.message_id: sentence_texts(row.message.author_name, row.message.body) for row in rows}
+    sentence_vectors = _sentence_vectors(sentences, embedder)
+    with transaction.atomic():
+        for row in rows:
+            MessageEmbedding.objects.filter(pk=row.pk).update(sentence_count=len(sentences[row.message_id]))
+        _sentences_store(sentence_vectors, embedder.name, owner="message")
+    return len(rows)
 
 
 class _VectorLiteral(Vector):
@@ -336,6 +426,18 @@ def pending_passages(*, organization_id: int | None = None) -> QuerySet[Archival
     return passages.filter(organization_id=organization_id) if organization_id else passages
 
 
+def sentence_pending_messages(*, organization_id: int | None = None) -> QuerySet[MessageEmbedding]:
+    """Messages embedded before their sentences were (the backfill of docs/recall.md step 7)."""
+    rows = MessageEmbedding.objects.filter(sentence_count__isnull=True)
+    return rows.filter(organization_id=organization_id) if organization_id else rows
+
+
+def sentence_pending_passages(*, organization_id: int | None = None) -> QuerySet[ArchivalPassage]:
+    """Passages embedded before their sentences were (the backfill of docs/recall.md step 7)."""
+    passages = ArchivalPassage.objects.filter(embedding__isnull=False, sentence_count__isnull=True)
+    return passages.filter(organization_id=organization_id) if organization_id else passages
+
+
 def stale_messages(*, model: str, organization_id: int | None = None) -> QuerySet[MessageEmbedding]:
     rows = MessageEmbedding.objects.exclude(model=model)
     return rows.filter(organization_id=organization_id) if organization_id else rows
@@ -366,7 +468,8 @@ def embeddings_embed_pending(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
 ) -> EmbedOutcome:
-    """Embed every message and passage that has no embedding yet (bulk loads, the demo, a lost task)."""
+    """Embed every message and passage that has no embedding yet (bulk loads, the demo, a lost task), then the
+    sentences of those embedded before sentences were (memory/sentences.py)."""
     embedder = embedder_get()
     outcome = EmbedOutcome()
     for ids in _id_batches(pending_messages(organization_id=organization_id), batch_size):
@@ -375,6 +478,15 @@ def embeddings_embed_pending(
             progress("messages", len(ids))
     for ids in _id_batches(pending_passages(organization_id=organization_id), batch_size):
         outcome.passages += passage_embeddings_compute(passage_ids=ids, embedder=embedder)
+        if progress:
+            progress("passages", len(ids))
+    # Rows embedded before sentences were: their sentences (search reads the whole text's vector meanwhile).
+    for ids in _id_batches(sentence_pending_messages(organization_id=organization_id), batch_size):
+        outcome.messages += message_sentences_compute(message_ids=ids, embedder=embedder)
+        if progress:
+            progress("messages", len(ids))
+    for ids in _id_batches(sentence_pending_passages(organization_id=organization_id), batch_size):
+        outcome.passages += passage_sentences_compute(passage_ids=ids, embedder=embedder)
         if progress:
             progress("passages", len(ids))
     return outcome

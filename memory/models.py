@@ -202,6 +202,8 @@ class ArchivalPassage(ProvenanceFields):
     )
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     embedding_model = models.CharField(max_length=100, blank=True)
+    # How many SentenceEmbedding rows were stored with the embedding (0: a text of one sentence); None: not yet.
+    sentence_count = models.PositiveSmallIntegerField(null=True, blank=True)
     search_vector = models.GeneratedField(
         expression=SearchVector("text", config="english"),
         output_field=SearchVectorField(),
@@ -259,6 +261,9 @@ class MessageEmbedding(models.Model):
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
     model = models.CharField(max_length=100)
     text = models.TextField()
+    # How many SentenceEmbedding rows were stored with it (0: a text of one sentence); None: not yet (a row embedded
+    # before sentences were, until ``embed_pending`` fills them).
+    sentence_count = models.PositiveSmallIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -276,3 +281,32 @@ class MessageEmbedding(models.Model):
 
     def __str__(self) -> str:
         return f"embedding of message {self.message_id} ({self.model})"
+
+
+class SentenceEmbedding(models.Model):
+    """The vector of one sentence of a message or a passage of two or more sentences (memory/sentences.py): search
+    reads a candidate's best sentence, what a long turn says about the topic without what it says around it."""
+
+    message = models.ForeignKey(
+        TicketMessage, on_delete=models.CASCADE, null=True, blank=True, related_name="sentence_embeddings"
+    )
+    passage = models.ForeignKey(
+        ArchivalPassage, on_delete=models.CASCADE, null=True, blank=True, related_name="sentence_embeddings"
+    )
+    position = models.PositiveSmallIntegerField()
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    model = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(message__isnull=False, passage__isnull=True) | Q(message__isnull=True, passage__isnull=False)
+                ),
+                name="sentence_of_message_or_passage",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = f"message {self.message_id}" if self.message_id else f"passage {self.passage_id}"
+        return f"sentence {self.position} of {owner} ({self.model})"

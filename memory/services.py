@@ -15,6 +15,7 @@ from memory.models import (
     ChangeSource,
     MemoryBlock,
     PendingMemoryEdit,
+    SentenceEmbedding,
     content_hash,
 )
 from memory.signals_out import passage_saved
@@ -452,12 +453,15 @@ def passage_update_text(*, passage: ArchivalPassage, text: str, provenance: Prov
         current.text_hash = content_hash(text)
         current.embedding = None
         current.embedding_model = ""
+        current.sentence_count = None
         for name, value in provenance.fields().items():
             setattr(current, name, value)
         try:
             current.save()
         except IntegrityError as exc:
             raise MemoryEditError("An identical passage already exists for this customer.") from exc
+        # The old text's sentences are not searched until the new text's are embedded (a correction may remove them).
+        SentenceEmbedding.objects.filter(passage=current).delete()
     transaction.on_commit(lambda: passage_saved.send(sender=ArchivalPassage, passage_id=current.pk))
     return current
 

@@ -105,7 +105,8 @@ def test_vector_features_on_a_second_connection_give_the_same_pages(settings, mo
     assert not spied
     monkeypatch.setattr(selectors, "CONCURRENT_READS", True)
     concurrent = _pages(actors)
-    assert len(spied) == 2 * len(QUERIES)  # messages and passages
+    # messages and passages: the vector features, then the candidates' best sentences (docs/recall.md, step 7)
+    assert spied == ["_every_vector_feature", "_sentence_similarities"] * 2 * len(QUERIES)
     assert concurrent == serial
     assert any(len(page) > 3 for page in serial)
     assert selectors._worker_connections  # a worker thread's own connection ...

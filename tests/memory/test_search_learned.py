@@ -64,9 +64,10 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
     assert facts[reply.pk][4:] == (False, reply.pk, later.pk, 7, False, "An HP LaserJet 4250 from the office.")
     assert facts[other.pk][7:] == (5, True, "The model list is online.")
 
-    # unnamed: the similarity to the query without "Dana" (the reply is nearest to it)
+    # unnamed: the similarity to the query without "Dana" (the reply is nearest to it); sentence: the best of a
+    # candidate's sentences' (the question has a sentence nearer still; the others have no sentences)
     pool = {
-        asked.pk: _Candidate(text=4.0, text_place=1, sim=0.8, near=0.3, vector_place=1, unnamed=0.4),
+        asked.pk: _Candidate(text=4.0, text_place=1, sim=0.8, near=0.3, vector_place=1, unnamed=0.4, sentence=0.9),
         reply.pk: _Candidate(text=1.0, text_place=2, sim=0.3, near=0.8, vector_place=0, unnamed=0.8),
         other.pk: _Candidate(text=0.0, text_place=0, sim=0.6, near=0.0, vector_place=2, unnamed=0.2),
     }
@@ -86,6 +87,7 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
         + selectors.LEARNED_PEER_TEXT * 1.0  # the best other candidate of its conversation: the question
         + selectors.LEARNED_PEER_MEANING * 1.0
         + selectors.LEARNED_UNNAMED * 1.0  # the best similarity to the query without names
+        + selectors.LEARNED_SENTENCE * 0.8 / 0.9  # its own (no sentences), over the question's best sentence
     )
     expected_asked = (
         selectors.LEARNED_TEXT
@@ -100,6 +102,7 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
         + selectors.LEARNED_PEER_TEXT * 1.0 / 4.0  # its conversation's other candidate: the reply
         + selectors.LEARNED_PEER_MEANING * 0.3 / 0.8
         + selectors.LEARNED_UNNAMED * 0.4 / 0.8
+        + selectors.LEARNED_SENTENCE * 1.0  # its best sentence is the best of all
     )
     assert scores[reply.pk] == pytest.approx(expected_reply)
     assert scores[asked.pk] == pytest.approx(expected_asked)
@@ -112,6 +115,7 @@ def test_the_score_is_the_weighted_sum_of_the_features_postgresql_reads(actors, 
         + selectors.LEARNED_WORDS * math.log1p(5)
         + selectors.LEARNED_OPENS
         + selectors.LEARNED_UNNAMED * 0.2 / 0.8
+        + selectors.LEARNED_SENTENCE * 0.2 / 0.9
     )
     # The reply, Dana's and dated, now leads: its conversation's best other candidate (the question) lifts it.
     assert sorted(scores, key=lambda pk: -scores[pk]) == [reply.pk, asked.pk, other.pk]

@@ -1,4 +1,5 @@
-"""Embed every message and passage that has no embedding yet (after a bulk load, or to catch up)."""
+"""Embed every message and passage that has no embedding yet (after a bulk load, or to catch up), then the sentences
+of those embedded before sentences were (docs/recall.md, step 7)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tickets.models import Organization
 
 
 class Command(BaseCommand):
-    help = "Embed messages and archival passages that have no embedding yet, in batches."
+    help = "Embed messages and archival passages that have no embedding (or no sentence embeddings) yet, in batches."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--org", help="only this organisation (slug)")

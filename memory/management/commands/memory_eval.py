@@ -293,17 +293,29 @@ def passages_copy_message_vectors(*, organization: Organization) -> int:
     """Give each passage the vector of the message it was made from when both embed the same text.
 
     The model is deterministic: embedding "<speaker>: <text>" a second time would give the same vector and
-    double the cost of a LoCoMo load. Returns how many passages got a vector this way.
+    double the cost of a LoCoMo load; the same holds for its sentences, copied with it. Returns how many passages
+    got a vector this way.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE memory_archivalpassage p SET embedding = e.embedding, embedding_model = e.model "
+            "UPDATE memory_archivalpassage p SET embedding = e.embedding, embedding_model = e.model, "
+            "sentence_count = e.sentence_count "
             "FROM memory_messageembedding e "
             "WHERE p.organization_id = %s AND p.embedding IS NULL AND e.message_id = p.source_message_id "
             "AND e.text = p.text",
             [organization.pk],
         )
-        return cursor.rowcount
+        copied = cursor.rowcount
+        # Their sentences too (memory/sentences.py: a passage made from a turn has that turn's sentences).
+        cursor.execute(
+            "INSERT INTO memory_sentenceembedding (passage_id, position, embedding, model) "
+            "SELECT p.id, s.position, s.embedding, s.model FROM memory_archivalpassage p "
+            "JOIN memory_sentenceembedding s ON s.message_id = p.source_message_id AND s.model = p.embedding_model "
+            "WHERE p.organization_id = %s AND p.sentence_count > 0 "
+            "AND NOT EXISTS (SELECT 1 FROM memory_sentenceembedding o WHERE o.passage_id = p.id)",
+            [organization.pk],
+        )
+        return copied
 
 
 def _ask(sample: Sample, questions: list[dict[str, Any]], ks: list[int], tally: Tally, *, target: str) -> None:
