@@ -8,6 +8,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from memory.models import SentenceEmbedding
 from tests.memory import fake_embedder
 from tests.memory.fake_embedder import use_fake
 from tickets.models import Customer, Organization, TicketMessage
@@ -179,6 +180,15 @@ def test_memory_eval_keeps_and_reuses_the_ingested_organisation(db, settings, lo
     messages = TicketMessage.objects.filter(organization=organization).count()
     assert messages == 5 and organization.passages.count() == 5  # both targets kept
     assert not organization.passages.filter(embedding__isnull=True).exists()  # passages embedded in the batch
+    # A turn's sentences are embedded with it and copied to its passage, as its vector is (docs/recall.md, step 7):
+    # "Did you try a reboot? [shares a photo of a modem]" and "Yes, twice. I also adopted a puppy named Rex!".
+    of_messages = SentenceEmbedding.objects.filter(message__organization=organization)
+    of_passages = SentenceEmbedding.objects.filter(passage__organization=organization)
+    assert of_messages.count() == of_passages.count() == 4
+    assert sorted(organization.passages.values_list("sentence_count", flat=True)) == [0, 0, 0, 2, 2]
+    assert sorted(str(list(row.embedding)) for row in of_messages) == sorted(
+        str(list(row.embedding)) for row in of_passages
+    )
     again = _eval(locomo_file, "--reuse", slug)
     archival = _eval(locomo_file, "--reuse", slug, "--target", "archival")
     assert again["recall"] == first["recall"] and again["by_category"] == first["by_category"]
