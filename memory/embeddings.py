@@ -342,7 +342,7 @@ def passage_embeddings_compute(*, passage_ids: Sequence[int], embedder: Embedder
 
 def passage_sentences_compute(*, passage_ids: Sequence[int], embedder: Embedder | None = None) -> int:
     """Embed the sentences of passages embedded before sentences were (``sentence_count`` None), leaving their own
-    vectors as they are. Returns how many passages."""
+    vectors as they are. Returns how many passages it stored sentences for (none edited or done meanwhile)."""
     embedder = embedder or embedder_get()
     passages = list(
         ArchivalPassage.objects.filter(pk__in=list(passage_ids), embedding__isnull=False, sentence_count__isnull=True)
@@ -353,13 +353,13 @@ def passage_sentences_compute(*, passage_ids: Sequence[int], embedder: Embedder 
     sentence_vectors = _sentence_vectors(sentences, embedder)
     with transaction.atomic():
         for passage in passages:
-            updated = ArchivalPassage.objects.filter(pk=passage.pk, text=passage.text).update(
-                sentence_count=len(sentences[passage.pk])
-            )
-            if not updated:  # edited meanwhile: its re-embedding stores its sentences
-                sentence_vectors.pop(passage.pk)
+            updated = ArchivalPassage.objects.filter(
+                pk=passage.pk, text=passage.text, sentence_count__isnull=True
+            ).update(sentence_count=len(sentences[passage.pk]))
+            if not updated:  # edited meanwhile (its re-embedding stores its sentences), or another sweep did it
+                sentence_vectors.pop(passage.pk, None)
         _sentences_store(sentence_vectors, embedder.name, owner="passage")
-    return len(passages)
+    return len(sentence_vectors)
 
 
 def _author(passage: ArchivalPassage) -> str:
@@ -368,7 +368,7 @@ def _author(passage: ArchivalPassage) -> str:
 
 def message_sentences_compute(*, message_ids: Sequence[int], embedder: Embedder | None = None) -> int:
     """Embed the sentences of messages embedded before sentences were (``sentence_count`` None), leaving their own
-    vectors as they are. Returns how many messages."""
+    vectors as they are. Returns how many messages it stored sentences for (none that another sweep did meanwhile)."""
     embedder = embedder or embedder_get()
     rows = list(
         MessageEmbedding.objects.filter(message_id__in=list(message_ids), sentence_count__isnull=True).select_related(
@@ -379,9 +379,14 @@ def message_sentences_compute(*, message_ids: Sequence[int], embedder: Embedder 
     sentence_vectors = _sentence_vectors(sentences, embedder)
     with transaction.atomic():
         for row in rows:
-            MessageEmbedding.objects.filter(pk=row.pk).update(sentence_count=len(sentences[row.message_id]))
+            # Only if no one did meanwhile (two sweeps at once): the row lock makes the second wait, then find it done.
+            updated = MessageEmbedding.objects.filter(pk=row.pk, sentence_count__isnull=True).update(
+                sentence_count=len(sentences[row.message_id])
+            )
+            if not updated:
+                sentence_vectors.pop(row.message_id, None)
         _sentences_store(sentence_vectors, embedder.name, owner="message")
-    return len(rows)
+    return len(sentence_vectors)
 
 
 class _VectorLiteral(Vector):
@@ -467,9 +472,11 @@ def embeddings_embed_pending(
     organization_id: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    sentence_rows: int | None = None,
 ) -> EmbedOutcome:
     """Embed every message and passage that has no embedding yet (bulk loads, the demo, a lost task), then the
-    sentences of those embedded before sentences were (memory/sentences.py)."""
+    sentences of those embedded before sentences were (memory/sentences.py): all of them, or at most
+    ``sentence_rows`` messages and as many passages (the periodic sweep's share; the rest wait for the next)."""
     embedder = embedder_get()
     outcome = EmbedOutcome()
     for ids in _id_batches(pending_messages(organization_id=organization_id), batch_size):
@@ -481,15 +488,31 @@ def embeddings_embed_pending(
         if progress:
             progress("passages", len(ids))
     # Rows embedded before sentences were: their sentences (search reads the whole text's vector meanwhile).
-    for ids in _id_batches(sentence_pending_messages(organization_id=organization_id), batch_size):
+    for ids in _limited(
+        _id_batches(sentence_pending_messages(organization_id=organization_id), batch_size), sentence_rows
+    ):
         outcome.messages += message_sentences_compute(message_ids=ids, embedder=embedder)
         if progress:
             progress("messages", len(ids))
-    for ids in _id_batches(sentence_pending_passages(organization_id=organization_id), batch_size):
+    for ids in _limited(
+        _id_batches(sentence_pending_passages(organization_id=organization_id), batch_size), sentence_rows
+    ):
         outcome.passages += passage_sentences_compute(passage_ids=ids, embedder=embedder)
         if progress:
             progress("passages", len(ids))
     return outcome
+
+
+def _limited(batches: Iterator[list[int]], rows: int | None) -> Iterator[list[int]]:
+    """The batches until ``rows`` ids were given (the last one cut to fit); all of them when ``rows`` is None."""
+    given = 0
+    for ids in batches:
+        if rows is not None:
+            if given >= rows:
+                return
+            ids = ids[: rows - given]
+        given += len(ids)
+        yield ids
 
 
 def embeddings_reembed(

@@ -101,10 +101,17 @@ def embed_queued_task(kind: str) -> int:
     return done
 
 
+# Each sweep embeds the sentences of at most this many messages and as many passages stored before sentences were
+# (docs/recall.md, step 7): after an upgrade, a large install is filled in over many sweeps (about 3 sentences a turn,
+# 30,000 short texts: a minute or two of a worker on a 2-core machine) instead of one that runs for hours while the
+# next ones start beside it. `manage.py embed_pending` does them all at once.
+SENTENCE_ROWS_PER_SWEEP = 10_000
+
+
 @shared_task(name="memory.embed_pending", ignore_result=True, **_RETRY)
 def embed_pending_task(organization_id: int | None = None) -> dict[str, int]:
     """Embed whatever has no embedding yet (a demo load, a lost task); also run periodically by beat."""
-    outcome = embeddings_embed_pending(organization_id=organization_id)
+    outcome = embeddings_embed_pending(organization_id=organization_id, sentence_rows=SENTENCE_ROWS_PER_SWEEP)
     return {"messages": outcome.messages, "passages": outcome.passages}
 
 

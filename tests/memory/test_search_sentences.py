@@ -12,16 +12,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import DatabaseError
 
-from memory import selectors
+from memory import embeddings, selectors
 from memory.embeddings import (
     embeddings_embed_pending,
     message_embeddings_compute,
+    message_sentences_compute,
     passage_embeddings_compute,
     query_cache_clear,
 )
 from memory.models import ArchivalPassage, MessageEmbedding, SentenceEmbedding
 from memory.sentences import sentence_texts, sentences
 from memory.services import Provenance, passage_insert, passage_update_text
+from memory.tasks import embed_pending_task
 from tests.conftest import build_actors
 from tests.memory import fake_embedder
 from tests.memory.fake_embedder import use_fake
@@ -146,6 +148,42 @@ def test_rows_embedded_before_sentences_were_get_them_from_embed_pending(actors,
     assert sorted(ArchivalPassage.objects.values_list("sentence_count", flat=True)) == [2, 2]
     # Nothing left to do.
     assert embeddings_embed_pending(organization_id=actors.org.pk).messages == 0
+
+
+def test_a_sweep_fills_in_at_most_its_share_of_sentences_and_the_next_goes_on(actors, fake):
+    messages = [_say(actors, f"Thanks! Router {n} broke.", seconds=n) for n in range(5)]
+    embeddings_embed_pending(organization_id=actors.org.pk)
+    SentenceEmbedding.objects.filter(message__in=messages).delete()
+    MessageEmbedding.objects.filter(message__in=messages).update(sentence_count=None)
+    pending = MessageEmbedding.objects.filter(message__in=messages, sentence_count__isnull=True)
+
+    assert embeddings_embed_pending(organization_id=actors.org.pk, sentence_rows=2, batch_size=3).messages == 2
+    assert pending.count() == 3
+    embed_pending_task(organization_id=actors.org.pk)  # the periodic sweep's share is larger: the rest
+    assert pending.count() == 0
+    assert all(len(_stored(message=m)) == 2 for m in messages)
+
+
+def test_two_sweeps_at_once_store_a_messages_sentences_once(actors, fake, monkeypatch):
+    """A sweep that finds a row done by another sweep while it embedded (the second waits on the first's row lock,
+    then sees the count set) stores nothing for it."""
+    message = _say(actors, "Thanks for the refund! My router broke.", seconds=0)
+    embeddings_embed_pending(organization_id=actors.org.pk)
+    SentenceEmbedding.objects.all().delete()
+    MessageEmbedding.objects.update(sentence_count=None)
+    embed = embeddings._sentence_vectors
+    overtaken = []
+
+    def other_sweep_first(sentences, embedder):
+        if not overtaken:
+            overtaken.append(True)
+            message_sentences_compute(message_ids=list(sentences))  # the other sweep, done while this one embeds
+        return embed(sentences, embedder)
+
+    monkeypatch.setattr(embeddings, "_sentence_vectors", other_sweep_first)
+    assert message_sentences_compute(message_ids=[message.pk]) == 0  # the other sweep's work, not this one's
+    assert overtaken
+    assert [position for position, _, _ in _stored(message=message)] == [0, 1]
 
 
 def _cosine(a, b):
