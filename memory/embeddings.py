@@ -250,8 +250,14 @@ class EmbedOutcome:
         return EmbedOutcome(self.messages + other.messages, self.passages + other.passages)
 
 
-def message_embeddings_compute(*, message_ids: Sequence[int], embedder: Embedder | None = None) -> int:
-    """Embed (or re-embed) these messages; ids that no longer exist are skipped. Returns how many."""
+def message_embeddings_compute(
+    *, message_ids: Sequence[int], embedder: Embedder | None = None, sentences: bool = True
+) -> int:
+    """Embed (or re-embed) these messages; ids that no longer exist are skipped. Returns how many.
+
+    ``sentences=False`` (a history import) embeds the whole texts only and leaves the sentences to the periodic sweep
+    (``embed_pending_task``): they were a third of an import's messages per second, and search reads a message
+    without sentences by its whole text meanwhile."""
     embedder = embedder or embedder_get()
     messages = list(TicketMessage.objects.filter(pk__in=list(message_ids)).order_by("created_at", "id"))
     if not messages:
@@ -269,10 +275,13 @@ def message_embeddings_compute(*, message_ids: Sequence[int], embedder: Embedder
         )
         for message, text, vector in zip(messages, texts, vector_literals(vectors), strict=True)
     ]
-    sentences = {message.pk: sentence_texts(message.author_name, message.body) for message in messages}
-    sentence_vectors = _sentence_vectors(sentences, embedder)
-    for row in rows:
-        row.sentence_count = len(sentences[row.message_id])
+    if sentences:
+        texts_by_message = {message.pk: sentence_texts(message.author_name, message.body) for message in messages}
+        sentence_vectors = _sentence_vectors(texts_by_message, embedder)
+        for row in rows:
+            row.sentence_count = len(texts_by_message[row.message_id])
+    else:  # the rows stay pending (sentence_count NULL) and lose any sentences of an older text
+        sentence_vectors = {message.pk: [] for message in messages}
     with transaction.atomic():
         # Upsert: a concurrent task or a re-embed may have written the row first; the latest model wins.
         MessageEmbedding.objects.bulk_create(

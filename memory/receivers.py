@@ -30,14 +30,15 @@ def embed_saved_passage(sender: Any, passage_id: int, **kwargs: Any) -> None:
 
 @receiver(messages_imported, dispatch_uid="memory.embed_imported_messages")
 def embed_imported_messages(sender: Any, message_ids: list[int], **kwargs: Any) -> int:
-    """A history import embeds what it stored in bulk, in its own process, batch by batch. A failure leaves the
-    messages for ``embed_pending`` (they are found by full text meanwhile) rather than stopping the import."""
+    """A history import embeds what it stored in bulk, in its own process, batch by batch: the whole texts, their
+    sentences later by the periodic sweep (memory/tasks.py). A failure leaves the messages for ``embed_pending`` (they
+    are found by full text meanwhile) rather than stopping the import."""
     embedder = embedder_get()
     done = 0
     for start in range(0, len(message_ids), IMPORT_EMBED_BATCH):
         batch = message_ids[start : start + IMPORT_EMBED_BATCH]
         try:
-            done += message_embeddings_compute(message_ids=batch, embedder=embedder)
+            done += message_embeddings_compute(message_ids=batch, embedder=embedder, sentences=False)
         except EmbeddingError as exc:
             logger.warning("could not embed %d imported messages (%s); embed_pending will", len(batch), exc)
     return done
@@ -45,5 +46,5 @@ def embed_imported_messages(sender: Any, message_ids: list[int], **kwargs: Any) 
 
 @receiver(import_finished, dispatch_uid="memory.embed_after_import")
 def embed_after_import(sender: Any, organization_id: int, **kwargs: Any) -> None:
-    """Messages a killed import stored but did not embed yet."""
-    embeddings_embed_pending(organization_id=organization_id)
+    """Messages a killed import stored but did not embed yet (their sentences, like the others', are the sweep's)."""
+    embeddings_embed_pending(organization_id=organization_id, sentence_rows=0)

@@ -21,6 +21,7 @@ from memory.embeddings import (
     query_cache_clear,
 )
 from memory.models import ArchivalPassage, MessageEmbedding, SentenceEmbedding
+from memory.receivers import embed_after_import, embed_imported_messages
 from memory.sentences import sentence_texts, sentences
 from memory.services import Provenance, passage_insert, passage_update_text
 from memory.tasks import embed_pending_task
@@ -162,6 +163,21 @@ def test_a_sweep_fills_in_at_most_its_share_of_sentences_and_the_next_goes_on(ac
     embed_pending_task(organization_id=actors.org.pk)  # the periodic sweep's share is larger: the rest
     assert pending.count() == 0
     assert all(len(_stored(message=m)) == 2 for m in messages)
+
+
+def test_an_import_embeds_whole_texts_and_leaves_their_sentences_to_the_sweep(actors, fake):
+    message = _say(actors, "Thanks for the refund! My router broke.", seconds=0)
+
+    assert embed_imported_messages(sender=None, message_ids=[message.pk]) == 1
+    embed_after_import(sender=None, organization_id=actors.org.pk)  # what a finished import runs: no sentences
+
+    row = MessageEmbedding.objects.get(pk=message.pk)
+    assert row.sentence_count is None  # pending: search reads the whole text's vector meanwhile
+    assert _stored(message=message) == []
+    assert not any("Dana Whitfield: My router broke." in call for call in fake.calls)
+    embed_pending_task(organization_id=actors.org.pk)
+    assert MessageEmbedding.objects.get(pk=message.pk).sentence_count == 2
+    assert [position for position, _, _ in _stored(message=message)] == [0, 1]
 
 
 def test_two_sweeps_at_once_store_a_messages_sentences_once(actors, fake, monkeypatch):
