@@ -140,6 +140,15 @@ _ROLES = (
     r"eng|dev|devops|ops|(?-i:IT)|hr|finance|accounts|billing|procurement|purchasing|operations|marketing|sales|"
     r"support|legal|security|platform|infra|infrastructure|facilities|payroll|admissions)"
 )
+# Job titles among the roles: "ops lead", "payroll administrator" are stored as a role; "finance" alone is a department.
+_TITLES = (
+    r"(?:manager|owner|co-owner|lead|head|director|admin|administrator|engineer|developer|accountant|founder|"
+    r"co-founder|ceo|cto|cfo|coo|coordinator|assistant|officer|analyst|consultant|designer|technician|"
+    r"receptionist|buyer|secretary|bookkeeper|supervisor|president|chef|teacher|nurse|editor)"
+)
+_ROLE_AFTER_NAME = _compiled(
+    rf"^\s*,\s*(?:the |an? )?(?P<role>(?:[\w-]+ ){{0,2}}{_TITLES})(?=\s*(?:[,.;!]|$|\s(?:at|for|of|with|@|in)\b))"
+)
 _SIGN_OFF = _compiled(
     r"(?:^|\n|[.!?]\s+)\s*(?:thanks|thank you|many thanks|cheers|best|best wishes|regards|best regards|kind regards|"
     r"warm regards|sincerely|all the best)(?:[,!.]?\s*\n+|,[ \t]*)\s*(?:[-\u2013\u2014]+\s*)?"
@@ -196,7 +205,7 @@ KINDS: tuple[Kind, ...] = (
         (
             r"\bmy (?:full |real )?name(?: is|'s| has changed to| changed to)",
             # "The name on the account is Edith Parrish", "POLICY HOLDER IS GRAHAM MCALLISTER", "booked under Ito"
-            r"\b(?:(?:the )?name on (?:the|my|our) (?:account|policy|card|booking|reservation|order|ticket|bill)"
+            r"\b(?:(?:the )?name on (?:(?:the|my|our) )?(?:account|policy|card|booking|reservation|order|ticket|bill)"
             r"|(?:policy|account|card|booking)\s?holder(?:'s name)?|(?:booked|reserved|registered) under(?: the name)?"
             r"|under the name(?: of)?)(?: is| was)?:?",
             Trigger(
@@ -211,7 +220,8 @@ KINDS: tuple[Kind, ...] = (
                 rf"^(?:{_GREETING}[,!.:]?\s*(?:[-\u2013\u2014]+\s*)?)?(?:[-\u2013\u2014]+\s*)?"
                 r"(?=(?-i:[A-Z][\w'-]*(?: [A-Z][\w'-]*){1,3})"
                 rf"(?: here\b| from (?-i:[A-Z])|,\s*(?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES}\s+"
-                r"(?:at|for|of|with|@)\s*(?-i:[A-Z])|,\s*\d[\w/-]*,? (?-i:[A-Z])))",
+                r"(?:at|for|of|with|@)\s*(?-i:[A-Z])|,\s*\d[\w/-]*,? (?-i:[A-Z])"
+                r"|,\s*(?-i:MSc|BSc|BA|MA|MEng|BEng|PhD|MBA|LLB|LLM|MPhil|BEd|MEd) (?-i:[A-Z])))",
                 "name",
                 capitalised=True,
             ),
@@ -228,6 +238,10 @@ KINDS: tuple[Kind, ...] = (
             # "yuki here." opening a chat in lower case: the whole sentence
             r"^(?:(?:hi|hey|hello)[,!]?\s+)?(?=[^\W\d_]{2,}\s+here[.!,]?$)",
             Trigger(r"(?:^|[,!.]\s*)soy(?=\s+(?-i:[A-Z]))", "name", capitalised=True),
+            # "- Me: Lindiwe Mabena, payroll administrator": a labelled line of a list
+            Trigger(r"^(?:[-*\u2022]\s*)?(?:me|name|contact|customer)\s*:(?=\s*(?-i:[A-Z]))", "name", capitalised=True),
+            # "im theo van dijk, account on the app is ...": a lower-case message, two or three words before a comma
+            Trigger(r"(?:^|[,.!]\s*)(?-i:i'?m|i am)(?=\s+(?-i:[a-z]+(?: [a-z]+){1,2}),)", "lowername"),
         ),
         ("name", "called", "spelled", "spell"),
     ),
@@ -246,8 +260,21 @@ KINDS: tuple[Kind, ...] = (
             r"\bI(?:'ve| have)?(?: just| now| recently)? joined(?= (?-i:[A-Z]))",
             r"\b(?:my|our) (?:company|employer|business|organi[sz]ation) is(?: called)?",
             rf"\bI'?m (?:the |an? )?(?:[\w-]+ ){{0,2}}{_ROLES} (?:at|for|of)(?= (?-i:[A-Z]))",
+            # "- Company: Mabena Accounting (Pty) Ltd": a labelled line of a list
+            r"^(?:[-*\u2022]\s*)?(?:company|employer|organi[sz]ation|business)\s*:(?=\s*(?-i:[A-Z]))",
         ),
         ("work", "company", "employer", "job"),
+    ),
+    # A job title: "Ingrid Solberg, ops lead at Fjordline Studio", "I'm the office manager at Blue Fern" (also read
+    # after a name in ``facts_in``); a department alone ("finance at Lumenstack") is not a title.
+    Kind(
+        "role",
+        "Role: ",
+        "customer",
+        True,
+        "role",
+        (rf"\bI'?m (?:the |an? )?(?=(?:[\w-]+ ){{0,2}}{_TITLES} (?:at|for|of|with)\b)",),
+        ("role", "title", "position"),
     ),
     Kind(
         "plan",
@@ -257,14 +284,26 @@ KINDS: tuple[Kind, ...] = (
         "plan",
         (
             r"\b(?:I'?m|im|I am|we'?re|we are)(?: now| currently)? on(?= (?:the |a |our )?[\w -]{2,30}? "
-            r"(?:plan|tier|subscription|package|edition)\b)",
+            r"(?:plan|tier|subscription|package|edition|membership|pass)\b)",
             r"\b(?:upgraded|downgraded|switched|moved) to(?= (?:the |a )?[\w -]{2,30}? "
-            r"(?:plan|tier|subscription|package|edition)\b)",
+            r"(?:plan|tier|subscription|package|edition|membership|pass)\b)",
             r"\b(?:my|our) (?:plan|tier|subscription)(?: is| is now| changed to|:)",
             # "policyholder, plan Paws Plus": the word first, then the plan's name
             r"\bplan:?(?= (?-i:[A-Z])[\w-]*(?: (?-i:[A-Z])[\w-]*)?\s*(?:[,.;!]|$))",
             # "We have 180 users on the Enterprise plan"
             r"\b(?:I|we)\b[^.;]*?\bon(?= the [\w -]{2,30}? (?:plan|tier|subscription|edition)\b)",
+            # "We've got the Team membership with 6 hot desks", "I have the Family plan"
+            r"\b(?:I|we)(?:'ve| have)? (?:have|got)"
+            r"(?= the (?:[\w-]+ ){1,2}?(?:plan|tier|membership|pass|subscription)\b)",
+            # "- Product: PayDay Cloud, Business edition": a capitalised plan as a clause of its own
+            r"(?:[,;]\s*)(?=(?-i:[A-Z])[\w-]* (?:plan|tier|edition|membership)\s*(?:[,.;!]|$))",
+            # "switched from the monthly pass to the annual one": the new one takes the old one's noun
+            Trigger(
+                r"\b(?:switched|moved|changed|upgraded|downgraded|went) from (?:the |my |our |an? )?(?:[\w-]+ ){1,2}?"
+                r"(?P<noun>plan|pass|tier|membership|subscription) to (?:the |an? )?(?=[\w-]+ one\b)",
+                "word",
+                "{} {noun}",
+            ),
         ),
         ("plan", "subscription", "tier", "package", "edition"),
     ),
@@ -276,16 +315,20 @@ KINDS: tuple[Kind, ...] = (
         "seats",
         (
             r"\b(?:we have|we'?re on|we are on|with|(?:upgraded|downgraded|increased|reduced|went|moved|grew) to|"
-            r"bought|added|now have|paying for|pay for)"
-            r"(?= \d[\d,]* (?:seats|licen[cs]es|user licen[cs]es|agents|users)\b)",
-            # "We're on the Pro plan, 40 seats, billed annually", "55 seats now.": a count opening a clause
-            r"(?:^|[,;(]\s*|\band\s+)(?=\d[\d,]* (?:seats|licen[cs]es|user licen[cs]es)\b)",
+            r"bought|added|now have|paying for|pay for|(?:would|'d) like|want|need)"
+            r"(?= \d[\d,]* (?:[a-z-]+ )?(?:seats|licen[cs]es|user licen[cs]es|agents|users|desks|employees)\b)",
+            # "We're on the Pro plan, 40 seats, billed annually", "55 seats now.", "we've grown: 52 employees": a
+            # count opening a clause
+            r"(?:^|[,;(:]\s*|\band\s+)"
+            r"(?=\d[\d,]* (?:[a-z-]+ )?(?:seats|licen[cs]es|user licen[cs]es|desks|employees)\b)",
+            # "- Employees on payroll: 48"
+            Trigger(r"^(?:[-*\u2022]\s*)?(?:employees|staff)(?: [a-z]+){0,2}\s*:", "number", "{} employees"),
             # "Correction on the user count: it's 210, not 180"
             Trigger(r"\buser count(?: is)?[:,]?(?: it's| its| it is| is)?(?: now)?", "number", "{} users"),
             Trigger(r"\bseat count(?: is)?[:,]?(?: it's| its| it is| is)?(?: now)?", "number", "{} seats"),
             Trigger(r"\blicen[cs]e count(?: is)?[:,]?(?: it's| its| it is| is)?(?: now)?", "number", "{} licences"),
         ),
-        ("seats", "seat", "licenses", "licences", "license", "licence", "users"),
+        ("seats", "seat", "licenses", "licences", "license", "licence", "users", "desks", "employees"),
     ),
     Kind(
         "email",
@@ -334,6 +377,8 @@ KINDS: tuple[Kind, ...] = (
             r"we(?:'ve| have)?(?: just| now| recently)? (?:relocated|moved (?:house|home))) to(?! the\b)"
             r"(?= (?-i:[A-Z])[^\W\d_]+(?:[,.;!]|$| so\b| and\b| last\b| in\b))",
             r"\bwe'?re (?:now )?based in",
+            # "my name is Femi Adeyemi and I'm in Croydon": one capitalised word ending the clause
+            Trigger(r"\bI'?m (?:now )?in(?= (?-i:[A-Z][a-z]+)\s*(?:[,.;!]|$))", "city", capitalised=True),
         ),
         ("city", "live", "based", "located"),
     ),
@@ -358,6 +403,26 @@ KINDS: tuple[Kind, ...] = (
             Trigger(
                 r"\b(?:I|we)(?:'ve| have)? (?:have|own|bought|got)(?: an?| the| two| a new)?"
                 r"(?= (?-i:[A-Z])[\w-]*| [^\W\d_][\w-]* ?\d)",
+                "device",
+            ),
+            # "- Product: PayDay Cloud, Business edition", "* hub: HomeLink Hub 2": a labelled line of a list
+            Trigger(
+                r"^(?:[-*\u2022]\s*)?(?:product|software|device|model|hub|router|modem|phone|laptop|console|printer|"
+                r"app|system)\s*:(?=\s*(?-i:[A-Z])|\s*[^\W\d_]+ ?\d)",
+                "device",
+            ),
+            # "i play on an Xbox Series X", "I work on a ThinkPad T14": what the customer does something on
+            Trigger(
+                r"\b(?:I|we) (?:play|game|work|stream|watch|study|listen|edit|print|record)(?: \w+)? on "
+                r"(?:an?|my|our|the)(?= (?-i:[A-Z])[\w-]*)",
+                "device",
+            ),
+            # "Microsoft Authenticator on an iPhone 13": a product written in camel case after "on a"
+            Trigger(r"\bon an?(?= (?-i:[a-z]+[A-Z][\w-]*|[A-Z][a-z]+[A-Z][\w-]*)\b)", "device"),
+            # "Bought a HomeLink door sensor too": a purchase stated without "I"
+            Trigger(
+                r"^(?:(?:also|so|and|just|oh and)[,]?\s+)?(?:just\s+)?(?:bought|ordered|installed|got)"
+                r"(?: an?| the| a new)(?= (?-i:[A-Z])[\w-]*)",
                 "device",
             ),
             # "crashes on my Pixel 8", "cracked screen on my galaxy s24 ultra": a named or numbered device
@@ -410,6 +475,10 @@ KINDS: tuple[Kind, ...] = (
             "system",
             "browser",
             "app",
+            "buy",
+            "bought",
+            "purchase",
+            "purchased",
         ),
     ),
     Kind(
@@ -439,11 +508,15 @@ KINDS: tuple[Kind, ...] = (
             Trigger(r"\bI have an?(?= [\w-]+(?: [\w-]+)? allerg)", "phrase", "{}"),
             Trigger(r"\bI(?:'m| am) allergic to", "phrase", "allergic to {}"),
             # "please never send nut-based snacks", "don't ship on Fridays"
+            # (not "I don't use the mobile": a statement about the customer, not a request)
             Trigger(
-                r"\b(?:please )?(?:never|don't|do not)(?= (?:send|ship|deliver|include|put|add|leave|use)\b)",
+                r"\b(?<!I )(?<!we )(?:please )?(?:never|don't|do not)"
+                r"(?= (?:send|ship|deliver|include|put|add|leave|use)\b)",
                 "phrase",
                 "never {}",
             ),
+            # "please leave orders with the concierge", "always knock at the side door"
+            Trigger(r"\b(?:please|pls|kindly|always)(?: always)?(?= (?:leave|knock|ring the bell)\b)", "phrase"),
             # "Email is best.", "a text works better"
             Trigger(
                 r"^(?:(?:but|so|also|and)\s+)?(?:an? )?(?=(?:e-?mail|text|sms|phone|call|whatsapp)s?\s+"
@@ -577,11 +650,11 @@ KINDS: tuple[Kind, ...] = (
         True,
         "code",
         (
-            r"\b(?:my|our|the)(?: new)? (?:account|customer|client|member(?:ship)?) (?:number|id|no\.?)"
+            r"\b(?:my|our|the)(?: new)? (?:account|customer|client|member(?:ship)?) (?:number|id|uid|no\.?)"
             r"(?: is| changed to| is now|:)?",
             r"\baccount (?:number |id |no\.? )?#",
             # "Account: acct_9F3KQ2", "(sort code 20-45-77, account 83310452)"
-            r"\baccount(?: number| no\.?| id| nr\.?)?:?"
+            r"\baccount(?: number| no\.?| id| uid| nr\.?)?:?"
             r"(?=\s+(?=[\w-]*\d)(?=[\w-]*[A-Za-z_-]|\d{4})[\w-]{3,}\b)",
         ),
         ("account",),
@@ -598,7 +671,7 @@ KINDS: tuple[Kind, ...] = (
             # stored line keeps what the code is ("Reference: patient ID PT-55821")
             r"\b(?:booking|reservation|confirmation|reference|ref|case|tracking|serial|licen[cs]e|contract|"
             r"policy|claim|membership|imei|e-?ticket|ticket|patient|dispute|sort code|iban|pnr|vin|member|"
-            r"voucher|warranty|return|rma|quote|shipment|parcel)"
+            r"voucher|warranty|return|rma|quote|shipment|parcel|student|employee|staff|ride|trip|transaction|uid)"
             r"(?:,? (?:number|no\.?|code|reference|ref|id|key|nr\.?))?"
             r"(?: (?:on|for|of) (?:the|my|our) [\w-]+)?(?: is| was| is now)?:?"
             r"(?=\s+#?(?=[\w-]*\d)(?=[\w-]*[A-Za-z_-]|\d{4})[\w-]{4,}\b)",
@@ -677,6 +750,36 @@ KINDS: tuple[Kind, ...] = (
                 r"partner)(?: is called| called| named|,)?(?= (?-i:[A-Z])[^\W\d_])",
                 "name",
             ),
+            # "I attend the Clifton branch", "at your Grünerløkka location": the branch or site the customer uses
+            Trigger(
+                r"\b(?:I|we) (?:attend|go to|use|visit|train at|work out at|shop at)(?: your| the)?"
+                r"(?= (?-i:[A-Z])[\w-]*(?: (?-i:[A-Z])[\w-]*)? "
+                r"(?P<noun>branch|location|site|club|gym|campus|studio|store)\b)"
+                r"|\bat your(?= (?-i:[A-Z])[\w-]*(?: (?-i:[A-Z])[\w-]*)? "
+                r"(?P<noun2>branch|location|site|club|gym|campus|studio|store)\b)",
+                "name",
+            ),
+            # "we're going from 9 Elm Row, Edinburgh EH7 4AA to 52 Kelvin Drive, Glasgow G20 8QG"
+            Trigger(
+                r"\b(?:moving|going|relocating|move|moves)(?: house| home)? from(?= \d[\w/-]*,? (?-i:[A-Z]))",
+                "from_address",
+                label="Moving from",
+            ),
+            Trigger(
+                r"\b(?:moving|going|relocating|move|moves)(?: house| home)? from \d[^.;]*? to"
+                r"(?= \d[\w/-]*,? (?-i:[A-Z]))",
+                "address",
+                label="Moving to",
+            ),
+            # "the doctor has changed my tablets to amlodipine 10mg": what the customer's thing is now
+            r"\b(?:changed|switched|moved|updated) (?:my|our) (?P<noun>(?-i:[a-z]+)) to(?= (?:an? |the )?[\w-]*\d|"
+            r" (?-i:[a-z]+ [\w-]*\d))",
+            # "Kwabena Asante, MSc Data Science, second year": a degree and its subject
+            Trigger(
+                r"(?<![\w-])(?=(?-i:MSc|BSc|BA|MA|MEng|BEng|PhD|MBA|LLB|LLM|MPhil|BEd|MEd) (?-i:[A-Z]))",
+                "phrase",
+                label="Course",
+            ),
             # "dad of Freja in year 4"
             Trigger(
                 r"\b(?:dad|mum|mom|father|mother|parent|guardian) (?:of|to)(?= (?-i:[A-Z])[^\W\d_])",
@@ -701,7 +804,7 @@ _NOT_DETAILS = _wordset(
     name surname email e-mail phone mobile number address order account plan tier subscription company employer
     business organisation organization card postcode issue problem question concern error request complaint ticket
     bill invoice english german french spanish language guess point worry fault mistake bad apologies reference
-    booking policy claim seat seats licence license
+    booking policy claim seat seats licence license password pin username login mind
     """
 )
 _RESOLUTION_WORDS = _wordset(
@@ -805,7 +908,7 @@ _NOT_DEVICES = _wordset("error problem issue ticket order invoice refund account
 
 _DEVICE_NOUNS = _wordset(
     "mesh router modem phone laptop printer tablet app reader scanner camera watch tv console speaker terminal "
-    "headset monitor server"
+    "headset monitor server sensor hub thermostat doorbell bulb bulbs plug camera lock"
 )
 
 
@@ -828,6 +931,9 @@ def _read_device(text: str) -> str:
         elif words and bare.casefold() in _DEVICE_NOUNS:
             words.append(bare)
             break
+        elif words and bare.isalpha() and bare.islower() and following.rstrip(",;:!?.").casefold() in _DEVICE_NOUNS:
+            words.append(bare)  # "HomeLink door sensor"
+            continue
         else:
             break
         if bare != word:  # punctuation ends it
@@ -838,8 +944,27 @@ def _read_device(text: str) -> str:
 def _read_value(reader: str, text: str) -> str:
     text = text.lstrip(" :#")
     if reader == "seats":
-        found = re.match(r"(\d[\d,]*) (seats|licen[cs]es|user licen[cs]es|agents|users)\b", text, re.IGNORECASE)
+        found = re.match(
+            r"(\d[\d,]*) ((?:[a-z-]+ )?(?:seats|licen[cs]es|agents|users|desks|employees))\b", text, re.IGNORECASE
+        )
         return f"{found.group(1)} {found.group(2)}" if found else ""
+    if reader == "role":
+        found = _compiled(rf"^((?:[\w-]+ ){{0,2}}{_TITLES})(?=\s*(?:[,.;!]|$|\s(?:at|for|of|with|@|in)\b))").match(text)
+        return found.group(1) if found else ""
+    if reader == "lowername":  # "theo van dijk": no word of it an ordinary English word
+        lower = re.match(r"[a-z]+(?: [a-z]+){1,2}(?=,)", text)
+        common = _STOPWORDS | _BOUNDARY_WORDS | _NOT_NAMES | _NAME_STOP | _wordset("for with about after before")
+        ordinary = [w for w in (lower.group(0).split() if lower else []) if w not in _NAME_PARTICLES]
+        if not lower or any(w in common or re.search(r"(?:ing|ed|ly|s)$", w) for w in ordinary):
+            return ""
+        return _read_name(lower.group(0))
+    if reader == "city":
+        place = re.match(r"[A-Z][a-z]+", text)
+        months = _wordset("january february march april may june july august september october november december")
+        city = place.group(0) if place else ""
+        if not city or city.casefold() in _NOT_NAMES | months or _compiled(rf"^{_ROLES}$").match(city):
+            return ""
+        return city
     if reader == "word":
         found = re.match(r"[^\W\d_]+", text)
         return found.group(0) if found else ""
@@ -867,7 +992,9 @@ def _read_value(reader: str, text: str) -> str:
         return code if re.search(r"\d", code) else ""
     if reader == "plan":
         found = re.match(
-            r"(?:(?:the|a|our)\s+)?([\w -]{2,30}?) (plan|tier|subscription|package|edition)\b", text, re.IGNORECASE
+            r"(?:(?:the|a|our)\s+)?([\w -]{2,30}?) (plan|tier|subscription|package|edition|membership|pass)\b",
+            text,
+            re.IGNORECASE,
         )
         if found:
             return f"{found.group(1).strip()} {found.group(2).casefold()}"
@@ -882,6 +1009,9 @@ def _read_value(reader: str, text: str) -> str:
         )
         address = found.group(1).strip(" ,") if found else ""
         return address if re.search(r"\d", address) else ""  # "the address is wrong" is not an address
+    if reader == "from_address":  # "9 Elm Row, Edinburgh EH7 4AA to 52 Kelvin Drive": the first of two
+        found = re.match(r"(.+?)\s+to\s+\d", text)
+        return _read_value("address", found.group(1)) if found else ""
     if reader == "token":  # "4C", "B2"
         found = re.match(r"[\w-]*\d[\w-]*", text)
         return found.group(0) if found else ""
@@ -930,7 +1060,7 @@ def _phone_context(before: str) -> bool:
     """A phone-shaped number is the customer's phone when a word about calling comes before it ("you can reach me
     on", "my number changed, it's") and no word saying it is some other number ("e-ticket, number is", "account")."""
     words = re.findall(r"[\w-]+", before.casefold())[-8:]
-    strong = _wordset("phone mobile cell landline reach call ring text whatsapp sms tel contact")
+    strong = _wordset("phone mobile cell landline reach reachable contactable call ring text whatsapp sms tel contact")
     other = _wordset(
         "account ticket e-ticket order imei card booking policy claim reference ref serial meter reading sort invoice "
         "case tracking iban patient member id membership reservation confirmation parcel code"
@@ -949,6 +1079,18 @@ def _about_someone_else(before: str) -> bool:
             r"\b(?:e-?mailed|wrote to|write to|sent(?: \w+){0,2} to|forwarded(?: \w+){0,2} to|cc'?d?|copied|from)"
             r"\s*:?\s*$",
             before,
+            re.IGNORECASE,
+        )
+    )
+
+
+def _third_party(sentence: str) -> bool:
+    """A sentence about someone else's details: "his", "her", "their" ("that's his not mine"), "my brother's"."""
+    return bool(
+        re.search(
+            r"\b(?:his|her|hers|their|theirs)\b|\b(?:partner|husband|wife|brother|sister|son|daughter|colleague|friend|"
+            r"flatmate|roommate|boss|manager|mum|mom|dad|father|mother)'s\b",
+            sentence,
             re.IGNORECASE,
         )
     )
@@ -1012,12 +1154,14 @@ def facts_in(body: str, asked: str = "") -> list[Fact]:
                         continue  # a number shaped like a phone, with nothing saying it is one
                     if kind.key == "email" and _about_someone_else(before):
                         continue
+                    if kind.key in ("email", "phone") and _third_party(sentence):
+                        continue  # "my partner Rui set up his own account, rui.c@sapo.pt, that's his not mine"
                     value = _read_value(reader, rest)
                     if reader == "name" and shouted:
                         value = " ".join(word[:1] + word[1:].lower() for word in value.split())
                     if kind.key in ("name", "surname") and value and value.split()[0].casefold() in _NOT_NAMES:
                         continue  # "I'm Sorry", "It's Monday"
-                    noun = found.groupdict().get("noun") or ""
+                    noun = found.groupdict().get("noun") or found.groupdict().get("noun2") or ""
                     if (
                         kind.key == "detail"
                         and not label
@@ -1033,14 +1177,25 @@ def facts_in(body: str, asked: str = "") -> list[Fact]:
                         continue
                     if kind.key == "preference" and reader == "head" and value.casefold() in {*_CHANNELS, "email"}:
                         continue  # "Email is best." is read as a contact channel
-                    add(kind, template.format(value) if value else "", changed, fact_label)
-                    if kind.key == "name" and value:  # "Priya Raman from Northwind Logistics"
+                    if kind.key == "name" and value:
+                        # "It's Kapoor, Arjun Kapoor, with two o's": the name spelled out in full after the short one
                         after = rest.lstrip(" :#")[len(value) :] if rest.lstrip(" :#").startswith(value) else ""
+                        fuller = _read_name(after.lstrip(" ,")) if after.startswith(",") else ""
+                        if len(fuller.split()) > len(value.split()) and value in fuller.split():
+                            value, after = fuller, after.lstrip(" ,")[len(fuller) :]
+                    add(kind, template.format(value, noun=noun) if value else "", changed, fact_label)
+                    if kind.key == "name" and value:  # "Priya Raman from Northwind Logistics"
+                        role = _ROLE_AFTER_NAME.match(after)
+                        if role:  # "Ingrid Solberg, ops lead at Fjordline Studio"
+                            add(_KIND["role"], role.group("role"), changed)
                         employer = _NAME_THEN_EMPLOYER.match(after)
                         if employer:
                             add(_KIND["employer"], _read_value("phrase", after[employer.end() :]), changed)
                         # "Tom Okonjo, 3 Hawthorn Close, Didcot OX11 7GH."
-                        if _compiled(r"^,\s*\d[\w/-]*,? (?-i:[A-Z])").match(after):
+                        # "Chloé Martin, flat 3B, 18 Rue des Lilas, Lyon."
+                        if _compiled(r"^,\s*(?:\d[\w/-]*,? (?-i:[A-Z])|(?:flat|unit|apt|apartment|suite) \w+,)").match(
+                            after
+                        ):
                             add(_KIND["address"], _read_value("address", after.lstrip(" ,")), changed)
     signed = _SIGN_OFF.search(body.strip())
     name = (signed.group("name") or signed.group("signed")) if signed else ""
@@ -1095,7 +1250,20 @@ _REPLY_WORDS = {
     },
 }
 _ASKED_NAME = re.compile(
-    r"\b(?:who (?:am I|are you|is this)|who's this|your (?:full )?name|(?:first|full) name)\b", re.IGNORECASE
+    r"\b(?:who (?:am I|are you|is this)|who's this|your (?:full )?name|(?:first|full) name|holder(?:'s)? name)\b",
+    re.IGNORECASE,
+)
+# "Which authenticator are you using?", "which router model is it": the reply names a product
+_ASKED_PRODUCT = re.compile(
+    r"\b(?:which|what)(?: kind of| type of| make of| make and model of)? (?:the |your )?([a-z]+)(?: model)?"
+    r"(?: is it| are you using| do you (?:use|have)| have you got| did you buy)",
+    re.IGNORECASE,
+)
+# "is it a fibre or copper line?", "Matte or glossy again?": the reply picks one of two
+_ASKED_CHOICE = re.compile(
+    r"\b(?:an? |the )?(?P<a>[a-z][\w-]*) or (?:an? |the )?(?P<b>[a-z][\w-]*)(?: (?!again\b)(?P<noun>[a-z]+))?"
+    r"(?: again| instead| this time)?\?",
+    re.IGNORECASE,
 )
 _REPLY_LEAD = re.compile(
     r"^(?:(?:it's|its|it is|that's|that is|sure|yes|yeah|yep|ok|okay|sorry|hi|hello|hey|thanks|thank you|so|um|"
@@ -1111,6 +1279,8 @@ def _asked_for(staff: str) -> list[tuple[Kind, str]]:
     found: list[tuple[int, Kind, str]] = [(m.start(), _KIND["name"], "") for m in _ASKED_NAME.finditer(asking)]
     for word in re.finditer(r"[\w-]+", asking):
         key = _REPLY_WORDS.get(word.group(0).casefold())
+        if re.match(r"\s*holder", asking[word.end() :], re.IGNORECASE):
+            continue  # "the account holder's name" asks for a name
         if key and not any(start == word.start() for start, _, _ in found):
             label = word.group(0) if key == "reference" else ""
             if key == "surname" or not (key == "name" and found):
@@ -1118,6 +1288,12 @@ def _asked_for(staff: str) -> list[tuple[Kind, str]]:
     for noun in re.finditer(r"\b(?:which|what(?:'s| is)?) (?:the |your )?([a-z]+)\?", asking, re.IGNORECASE):
         if noun.group(1).casefold() not in _REPLY_WORDS and noun.group(1).casefold() not in _NOT_DETAILS:
             found.append((noun.start(1), _KIND["detail"], noun.group(1).capitalize()))
+    for product in _ASKED_PRODUCT.finditer(asking):
+        if product.group(1).casefold() not in _REPLY_WORDS:
+            found.append((product.start(1), _KIND["product"], ""))
+    for choice in _ASKED_CHOICE.finditer(asking):
+        options = f"choice:{choice.group('a')}|{choice.group('b')}:{choice.group('noun') or ''}"
+        found.append((choice.start(), _KIND["preference"] if not choice.group("noun") else _KIND["detail"], options))
     return [(kind, label) for _, kind, label in sorted(found, key=lambda row: row[0])]
 
 
@@ -1137,6 +1313,8 @@ def _reply_value(kind: Kind, text: str, rest: str) -> str:
         found = re.match(r"#?(\d{2,}(?: \d{2,})+(?![\w-])|[A-Za-z0-9][\w/-]*)", text)
         code = found.group(1) if found else ""
         return code if re.search(r"\d", code) else ""
+    if kind.key == "product":  # "Hub 4", "Microsoft Authenticator on an iPhone 13"
+        return _read_device(text) if len(text.split()) <= 8 else ""
     if kind.key == "detail":
         return text if re.fullmatch(r"[\w.-]+(?: [\w.-]+){0,2}", text) and text.casefold() not in _NOT_NAMES else ""
     if kind.key == "email":
@@ -1162,6 +1340,14 @@ def _answers_to(staff: str, body: str) -> list[Fact]:
             if index in used:
                 continue
             text = _REPLY_LEAD.sub("", piece).rstrip(".,;!?")
+            if label.startswith("choice:"):  # "Hub 4. fibre" after "is it a fibre or copper line?"
+                _, options, noun = label.split(":")
+                first = text.split()[0].casefold() if text.split() else ""
+                if first in options.casefold().split("|"):
+                    used.add(index)
+                    facts.append(Fact(kind, first, False, noun.capitalize()))
+                    break
+                continue
             value = _reply_value(kind, text, _REPLY_LEAD.sub("", cleaned[starts[index] :]))
             if not value:
                 continue
@@ -1254,7 +1440,32 @@ def _staff_question(history: list[dict[str, Any]]) -> str:
     """The staff message just before the customer's, when it asks something: the customer's message answers it."""
     last = history[-1] if len(history) > 1 else {}
     found = _STAFF_MESSAGE.match(str(last.get("content") or "")) if last.get("role") == "system" else None
-    return found.group("text") if found and "?" in found.group("text") else ""
+    asks = found and (
+        "?" in found.group("text")
+        or re.search(r"\bplease (?:confirm|send|provide|give|share|tell)\b", found.group("text"), re.IGNORECASE)
+    )
+    return found.group("text") if found and asks else ""
+
+
+# A reference the staff gave the customer: "For reference, your membership ID is CW-3307."
+_TOLD_REFERENCE = re.compile(
+    r"\byour (?:new )?(?P<label>membership|member|booking|reservation|case|claim|policy|customer|reference|ticket|"
+    r"confirmation|tracking)(?: (?:id|number|no\.?|reference|ref|code))? is(?: now)?:? "
+    r"#?(?P<code>(?=[\w-]*\d)(?=[\w-]*[A-Za-z_-]|\d{4})[A-Za-z0-9][\w-]{3,})\b",
+    re.IGNORECASE,
+)
+
+
+def _staff_told(history: list[dict[str, Any]]) -> list[Fact]:
+    """References in the staff message just before the customer's: the customer was told them, they are theirs."""
+    last = history[-1] if len(history) > 1 else {}
+    found = _STAFF_MESSAGE.match(str(last.get("content") or "")) if last.get("role") == "system" else None
+    if not found:
+        return []
+    return [
+        Fact(_KIND["reference"], f"{m.group('label').casefold()} {m.group('code').rstrip('-')}", False)
+        for m in _TOLD_REFERENCE.finditer(found.group("text"))
+    ]
 
 
 def _body(event: str) -> tuple[str, re.Match[str] | None]:
@@ -1275,12 +1486,13 @@ class OfflineBackend:
         solved = _SOLVED_EVENT.match(event)
         replied = any(c["function"]["name"] == "send_message" for m in exchange for c in m.get("tool_calls") or [])
         asked = _staff_question(messages[:event_at])
+        told = _staff_told(messages[:event_at])
         if solved:
             response = self._consolidate(solved, system, step) if not exchange else _stop("Core memory is current.")
         elif not exchange:
-            response = self._first_step(event, system, available, asked)
+            response = self._first_step(event, system, available, asked, told)
         elif "send_message" in available and not replied:
-            response = self._reply(event, system, exchange, step, available, asked)
+            response = self._reply(event, system, exchange, step, available, asked, told)
         else:
             # Nothing left to do. No text: the loop would deliver text to the customer as a second reply.
             response = LLMResponse(content=None, tool_calls=[])
@@ -1293,7 +1505,14 @@ class OfflineBackend:
     def summarize(self, *, instruction: str, text: str, max_tokens: int, fallback: str) -> str:
         return fallback
 
-    def _first_step(self, event: str, system: str, available: set[str], asked: str) -> LLMResponse:
+    def _first_step(
+        self,
+        event: str,
+        system: str,
+        available: set[str],
+        asked: str,
+        told: list[Fact] = [],  # noqa: B006
+    ) -> LLMResponse:
         body, match = _body(event)
         questions = [s for s in sentences(body) if is_question(s)]
         query = " or ".join(keywords(" ".join(questions) or body))
@@ -1301,7 +1520,7 @@ class OfflineBackend:
             _call(0, 0, "conversation_search", query=query),
             _call(0, 1, "archival_memory_search", query=query),
         ]
-        facts = facts_in(body, asked)
+        facts = facts_in(body, asked) + told
         listed: set[str] = set()
         for kind in [f.kind for f in facts] + [k for q in questions for k in _asked_kinds(q)]:
             if kind.target == "archival" and kind.key not in listed:
@@ -1337,13 +1556,20 @@ class OfflineBackend:
         return LLMResponse(content=None, tool_calls=[call])
 
     def _reply(
-        self, event: str, system: str, exchange: list[dict[str, Any]], step: int, available: set[str], asked: str
+        self,
+        event: str,
+        system: str,
+        exchange: list[dict[str, Any]],
+        step: int,
+        available: set[str],
+        asked: str,
+        told: list[Fact] = [],  # noqa: B006
     ) -> LLMResponse:
         body, _ = _body(event)
         found = _Findings.read(exchange)
         calls: list[ToolCallRequest] = []
         noted = list(found.noted)
-        for fact in facts_in(body, asked):
+        for fact in facts_in(body, asked) + told:
             if fact.kind.target != "archival":
                 continue
             current = found.passages_of(fact.kind.key)

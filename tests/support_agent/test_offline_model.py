@@ -246,7 +246,7 @@ PHRASINGS_SESSION_8 = [
     ),
     (
         "Hi team, Chioma Eze, IT admin for Kestrel Health. We have 180 users on the Enterprise plan.",
-        ["Name: Chioma Eze", "Works at Kestrel Health", "Plan: Enterprise plan", "Seats: 180 users"],
+        ["Name: Chioma Eze", "Role: IT admin", "Works at Kestrel Health", "Plan: Enterprise plan", "Seats: 180 users"],
     ),
     ("Webhooks return 401.\n-- Rafael Souza, platform eng @ QuarryTech", ["Name: Rafael Souza", "Works at QuarryTech"]),
     ("POLICY HOLDER IS GRAHAM MCALLISTER. ADJUSTER NEVER CAME.", ["Name: Graham Mcallister"]),
