@@ -158,7 +158,8 @@ _SIGN_OFF = _compiled(
 )
 _BARE_NAME = _compiled(
     rf"^(?:{_GREETING}[,!.]?\s+)?"
-    r"(?P<name>(?-i:[A-Z][\w'\u2019-]*(?: [A-Z][\w'\u2019-]*){1,2}))[.,!]?$",
+    r"(?P<name>(?-i:[A-Z][\w'\u2019-]*(?: (?:(?:de|da|van|von|der|den|di|du|le|la|el|al|dos|del) )?[A-Z][\w'\u2019-]*)"
+    r"{1,2}))[.,!]?$",
 )
 # After a name: "from Northwind Logistics", "here, IT lead at Fjordline AS", ", owner of Blue Fern".
 _NAME_THEN_EMPLOYER = _compiled(
@@ -209,7 +210,8 @@ KINDS: tuple[Kind, ...] = (
             r"|(?:policy|account|card|booking)\s?holder(?:'s name)?|(?:booked|reserved|registered) under(?: the name)?"
             r"|under the name(?: of)?)(?: is| was)?:?",
             Trigger(
-                r"(?:^|[,!.]\s*)(?:(?:so|and|now|yes|ok|okay|again)[,]?\s+)?(?:this is|it's|it is|here is|here's)"
+                r"(?:^|[,!.]\s*)(?:(?:so|and|now|yes|ok|okay|again|hi|hello|hey)[,]?\s+)?"
+                r"(?:this is|it's|it is|here is|here's)"
                 r"(?=\s+(?-i:[A-Z]))",
                 "name",
                 capitalised=True,
@@ -255,7 +257,8 @@ KINDS: tuple[Kind, ...] = (
             r"\bI(?: now| currently)? work (?:at|for)",
             r"\bI'?m (?:now )?(?:working|employed) (?:at|for)",
             # "I've started working at Deloitte", "I just joined Polar Freight"
-            r"\bI(?:'ve| have)?(?: just| now| recently)? (?:started|begun|began) (?:working |a (?:new )?job )?"
+            r"\bI(?:'ve| have|'m| am)?(?: just| now| recently)? (?:started|begun|began|start|starting) "
+            r"(?:working |a (?:new )?job )?"
             r"(?:at|for|with)",
             r"\bI(?:'ve| have)?(?: just| now| recently)? joined(?= (?-i:[A-Z]))",
             r"\b(?:my|our) (?:company|employer|business|organi[sz]ation) is(?: called)?",
@@ -297,6 +300,12 @@ KINDS: tuple[Kind, ...] = (
             r"(?= the (?:[\w-]+ ){1,2}?(?:plan|tier|membership|pass|subscription)\b)",
             # "- Product: PayDay Cloud, Business edition": a capitalised plan as a clause of its own
             r"(?:[,;]\s*)(?=(?-i:[A-Z])[\w-]* (?:plan|tier|edition|membership)\s*(?:[,.;!]|$))",
+            # "Please upgrade us to Business Hosting from today": a plan named by its capitals
+            Trigger(
+                r"\b(?:upgrade|downgrade|switch|move)(?: me| us| my account| our account) to(?: the)?"
+                r"(?= (?-i:[A-Z])[\w-]*(?: (?-i:[A-Z])[\w-]*){0,2}\b)",
+                "name",
+            ),
             # "switched from the monthly pass to the annual one": the new one takes the old one's noun
             Trigger(
                 r"\b(?:switched|moved|changed|upgraded|downgraded|went) from (?:the |my |our |an? )?(?:[\w-]+ ){1,2}?"
@@ -671,9 +680,10 @@ KINDS: tuple[Kind, ...] = (
             # stored line keeps what the code is ("Reference: patient ID PT-55821")
             r"\b(?:booking|reservation|confirmation|reference|ref|case|tracking|serial|licen[cs]e|contract|"
             r"policy|claim|membership|imei|e-?ticket|ticket|patient|dispute|sort code|iban|pnr|vin|member|"
-            r"voucher|warranty|return|rma|quote|shipment|parcel|student|employee|staff|ride|trip|transaction|uid)"
+            r"voucher|warranty|return|rma|quote|shipment|parcel|student|employee|staff|ride|trip|transaction|uid|job|"
+            r"repair|service|work order)"
             r"(?:,? (?:number|no\.?|code|reference|ref|id|key|nr\.?))?"
-            r"(?: (?:on|for|of) (?:the|my|our) [\w-]+)?(?: is| was| is now)?:?"
+            r"(?: (?:on|for|of) (?:the|my|our) [\w-]+)?(?: is| was| is now| says| reads)?:?"
             r"(?=\s+#?(?=[\w-]*\d)(?=[\w-]*[A-Za-z_-]|\d{4})[\w-]{4,}\b)",
         ),
         (
@@ -1099,7 +1109,24 @@ def _third_party(sentence: str) -> bool:
 def _code_label(matched: str, *, shouted: bool = False) -> str:
     """What a code is, from the words that introduced it: "patient ID", "booking" (from "booking reference"),
     "transfer" (from "reference on the transfer was"); "" for a bare "reference"."""
-    framing = {"is", "was", "now", "on", "for", "of", "the", "my", "our", "number", "no", "reference", "ref", "nr"}
+    framing = {
+        "is",
+        "was",
+        "now",
+        "on",
+        "for",
+        "of",
+        "the",
+        "my",
+        "our",
+        "number",
+        "no",
+        "reference",
+        "ref",
+        "nr",
+        "says",
+    }
+    framing |= {"reads"}
     words = [w for w in re.findall(r"[\w-]+", matched) if w.casefold() not in framing]
     return " ".join(w if w.isupper() and len(w) <= 4 and not shouted else w.casefold() for w in words)
 
@@ -1159,7 +1186,11 @@ def facts_in(body: str, asked: str = "") -> list[Fact]:
                     value = _read_value(reader, rest)
                     if reader == "name" and shouted:
                         value = " ".join(word[:1] + word[1:].lower() for word in value.split())
-                    if kind.key in ("name", "surname") and value and value.split()[0].casefold() in _NOT_NAMES:
+                    if (
+                        (kind.key in ("name", "surname") or reader == "name")
+                        and value
+                        and value.split()[0].casefold() in _NOT_NAMES
+                    ):
                         continue  # "I'm Sorry", "It's Monday"
                     noun = found.groupdict().get("noun") or found.groupdict().get("noun2") or ""
                     if (
@@ -1246,6 +1277,8 @@ _REPLY_WORDS = {
             "vin",
             "voucher",
             "warranty",
+            "student",
+            "job",
         ]
     },
 }
@@ -1355,6 +1388,11 @@ def _answers_to(staff: str, body: str) -> list[Fact]:
             if kind.key == "reference" and label:
                 value = f"{_code_label(label)} {value}"
             facts.append(Fact(kind, value, False, label if kind.key == "detail" else ""))
+            following = _REPLY_LEAD.sub("", pieces[index + 1]).rstrip(".,;!?") if index + 1 < len(pieces) else ""
+            full = _reply_value(_KIND["name"], following, following) if kind.key == "surname" and following else ""
+            if len(full.split()) > 1 and full.split()[-1] == value:  # "Zieliński, Tomasz Zieliński"
+                used.add(index + 1)
+                facts.append(Fact(_KIND["name"], full, True))
             break
     return facts
 

@@ -438,3 +438,135 @@ def test_a_new_reference_of_another_kind_does_not_replace_the_booking(actors, bl
     _turn(actors.customer, "The airline send me new e-ticket, number is 157-2398445521.")
     current = ArchivalPassage.objects.filter(customer=actors.customer, invalidated_at__isnull=True)
     assert sorted(p.text for p in current) == ["Reference: booking code K7YQ2M", "Reference: e-ticket 157-2398445521"]
+
+
+# Session 8, second round (confirmation_8 to _10): job titles, labelled list lines, memberships and passes, branches,
+# moves between two addresses, a changed thing of the customer's, degrees, lower-case names, a name spelled out after
+# a short one, counts of desks and employees, more kinds of reference; contacts in a sentence about someone else.
+PHRASINGS_SESSION_8B = [
+    (
+        "Hi! Ingrid Solberg, ops lead at Fjordline Studio. We've got the Team membership with 6 hot desks at your "
+        "Grünerløkka location.",
+        [
+            "Name: Ingrid Solberg",
+            "Role: ops lead",
+            "Works at Fjordline Studio",
+            "Plan: Team membership",
+            "Seats: 6 hot desks",
+            "Location: Grünerløkka",
+        ],
+    ),
+    (
+        "Quick summary of our setup:\n- Company: Mabena Accounting (Pty) Ltd\n- Product: PayDay Cloud, Business "
+        "edition\n- Employees on payroll: 48\n- Me: Lindiwe Mabena, payroll administrator",
+        [
+            "Works at Mabena Accounting Pty Ltd",
+            "Plan: Business edition",
+            "Uses PayDay Cloud",
+            "Seats: 48 employees",
+            "Name: Lindiwe Mabena",
+            "Role: payroll administrator",
+        ],
+    ),
+    ("- tables updated\n- we've grown: 52 employees from next month", ["Seats: 52 employees"]),
+    ("from next month we'd like 8 dedicated desks instead of the hot desks", ["Seats: 8 dedicated desks"]),
+    (
+        "My membership number is GM-204417 and I attend the Clifton branch. I am on the Off-Peak membership.",
+        ["Account: GM-204417", "Reference: membership GM-204417", "Branch: Clifton", "Plan: Off-Peak membership"],
+    ),
+    ("switched from the monthly pass to the annual one today", ["Plan: annual pass"]),
+    ("Please upgrade us to Business Hosting from today, the shop is growing.", ["Plan: Business Hosting"]),
+    (
+        "im theo van dijk, account on the app is under theo.vd@gmail.com. ride id R-88127-X on 3 may.",
+        ["Name: Theo Van Dijk", "Email: theo.vd@gmail.com", "Reference: ride id R-88127-X"],
+    ),
+    ("It's Kapoor, Arjun Kapoor, with two o's.", ["Name: Arjun Kapoor"]),
+    (
+        "I'm Chloé Martin, flat 3B, 18 Rue des Lilas, Lyon.",
+        ["Name: Chloé Martin", "Address: flat 3B, 18 Rue des Lilas, Lyon"],
+    ),
+    (
+        "Student ID s2231874. Kwabena Asante, MSc Data Science, second year.",
+        ["Reference: student ID s2231874", "Name: Kwabena Asante", "Course: MSc Data Science"],
+    ),
+    ("Morning! Bas de Groot. Job number OP-33019.", ["Name: Bas de Groot", "Reference: job OP-33019"]),
+    ("my name is Femi Adeyemi and I'm in Croydon", ["Name: Femi Adeyemi", "Lives in Croydon"]),
+    (
+        "we're going from 9 Elm Row, Edinburgh EH7 4AA to 52 Kelvin Drive, Glasgow G20 8QG.",
+        ["Moving from: 9 Elm Row, Edinburgh EH7 4AA", "Moving to: 52 Kelvin Drive, Glasgow G20 8QG"],
+    ),
+    ("name on booking is Oksana Petrenko", ["Name: Oksana Petrenko"]),
+    ("the doctor has changed my tablets to amlodipine 10mg from this month", ["Tablets: amlodipine 10mg"]),
+    ("i play on an Xbox Series X", ["Uses Xbox Series X"]),
+    ("Bought a HomeLink door sensor too, for the back door.", ["Uses HomeLink door sensor"]),
+    ("* hub: HomeLink Hub 2", ["Uses HomeLink Hub 2"]),
+    ("I'm usually reachable on +47 912 34 567.", ["Phone: +47 912 34 567"]),
+    ("please leave orders with the concierge", ["Prefers leave orders with the concierge"]),
+    ("also i start a new job at Farfetch", ["Works at Farfetch"]),
+    ("hi it's Tomasz speaking, the ticket says BK-5072", ["Name: Tomasz", "Reference: ticket BK-5072"]),
+    # Not the customer's: a partner's email, a brother's account, a flatmate's order; not a request: "I don't use".
+    ("my partner Rui set up his own account on the hub, rui.c@sapo.pt, that's his not mine.", ["Partner: Rui"]),
+    ("my brother's number is 07700 900 123, he uses the console too", []),
+    ("My flatmate Inès ordered separately (her order is FD-558240) and hers came fine.", []),
+    ("please ring the landline, I don't use the mobile.", []),
+    # Not names, cities, roles or details: lower-case complaints after "im", a department, a password, a weekday.
+    ("im waiting for ages, this is ridiculous. im stuck at home, no internet.", []),
+    ("I'm in Sales, and I changed my password to Hunter22 yesterday.", []),
+    ("Dmitri Volkov, finance at Lumenstack.", ["Name: Dmitri Volkov", "Works at Lumenstack"]),
+    ("Can you move me to Friday please. I'm in March's cohort.", []),
+]
+
+REPLIES_8B = [
+    (
+        "Can I take the account holder's name and the postcode?",
+        "Dariusz Nowak. LS6 2AB",
+        ["Name: Dariusz Nowak", "Postcode: LS6 2AB"],
+    ),
+    (
+        "And which router model is it, and is it a fibre or copper line?",
+        "Hub 4. fibre",
+        ["Uses Hub 4", "Line: fibre"],
+    ),
+    ("Matte or glossy again?", "matte this time please", ["Prefers matte"]),
+    ("Is it a fibre or copper line?", "no idea sorry", []),
+    (
+        "Which authenticator are you using?",
+        "Microsoft Authenticator on an iPhone 13",
+        ["Uses iPhone 13", "Uses Microsoft Authenticator"],
+    ),
+    (
+        "Please upload a newer one. Also, please confirm your date of birth.",
+        "12/04/1990. I've uploaded a bank statement instead.",
+        ["Date of birth: 12/04/1990"],
+    ),
+    (
+        "What's your student number and full name please?",
+        "LS-4410, Ana Beatriz Souza",
+        ["Reference: student LS-4410", "Name: Ana Beatriz Souza"],
+    ),
+    (
+        "Could I take your surname for the collection slip?",
+        "Zieliński, Tomasz Zieliński",
+        ["Surname: Zieliński", "Name: Tomasz Zieliński"],
+    ),
+]
+
+
+def test_facts_in_reads_the_second_round_of_phrasings():
+    for text, expected in PHRASINGS_SESSION_8B:
+        assert [fact.line for fact in facts_in(text)] == expected, text
+
+
+def test_a_reply_to_a_staff_question_second_round():
+    for staff, reply, expected in REPLIES_8B:
+        assert [fact.line for fact in facts_in(reply, staff)] == expected, (staff, reply)
+
+
+def test_a_reference_the_staff_gave_is_the_customers():
+    from support_agent.offline_model import _staff_told
+
+    staff = "[2026-11-06 10:00] Support staff wrote to the customer: Hi Ingrid. Your membership ID is CW-3307."
+    history = [{"role": "system", "content": "core"}, {"role": "system", "content": staff}]
+    assert [fact.line for fact in _staff_told(history)] == ["Reference: membership CW-3307"]
+    other = "[2026-11-06 10:00] Support staff wrote to the customer: We refunded order FD-558240 to your card."
+    assert _staff_told([{"role": "system", "content": "core"}, {"role": "system", "content": other}]) == []
