@@ -702,6 +702,9 @@ KINDS: tuple[Kind, ...] = (
             "ticket",
             "membership",
             "code",
+            "student",
+            "job",
+            "ride",
         ),
     ),
     # A new surname keeps the given names on file ("surname is Gallagher btw": Name: Aoibheann Gallagher).
