@@ -570,3 +570,25 @@ def test_a_reference_the_staff_gave_is_the_customers():
     assert [fact.line for fact in _staff_told(history)] == ["Reference: membership CW-3307"]
     other = "[2026-11-06 10:00] Support staff wrote to the customer: We refunded order FD-558240 to your card."
     assert _staff_told([{"role": "system", "content": "core"}, {"role": "system", "content": other}]) == []
+
+
+def test_a_long_reply_to_a_staff_question_reads_a_bounded_run_after_each_piece(monkeypatch):
+    """Each piece of a reply reads at most REPLY_RUN_CHARS of what follows it (an address that runs on): reading the
+    whole rest for every piece made a reply of thousands of lines quadratic. The address still runs on."""
+    from support_agent.offline_model import extraction
+
+    lead = extraction._REPLY_LEAD
+    read: list[int] = []
+
+    class Recording:
+        def sub(self, repl, text, count=0):
+            read.append(len(text))
+            return lead.sub(repl, text, count=count)
+
+    monkeypatch.setattr(extraction, "_REPLY_LEAD", Recording())
+    reply = "Thanks,\n" * 2000 + "14 Quay Street, Galway H91 X2Y3"
+    facts = extraction._answers_to("What is the delivery address?", reply)
+    assert max(read) <= extraction.REPLY_RUN_CHARS
+    assert [fact.value for fact in facts] == [
+        extraction._answers_to("What is the delivery address?", "14 Quay Street, Galway H91 X2Y3")[0].value
+    ]
