@@ -57,12 +57,14 @@ _QUESTION_START = re.compile(
     re.IGNORECASE,
 )
 _QUESTION_PHRASE = re.compile(r"\b(?:remind me|tell me|do you (?:know|remember|have)|let me know)\b", re.IGNORECASE)
-# A request to change a detail states the new value even when phrased as a question.
+# A request to change a detail states the new value even when phrased as a question. (A gap between two words of a
+# pattern is at most 200 characters here and below: an unbounded lazy gap tried from every "my"/"I"/"we" made a long
+# sentence of them quadratic.)
 # So does a request to send something somewhere of theirs ("can you ship it to my office at Unit 4, ...?").
 _CHANGE_REQUEST = re.compile(
-    r"\b(?:update|change|set|correct)\s+my\b[^?]*?\bto\b|"
-    r"\b(?:send|ship|deliver|post|forward|redirect)\b[^?]*?\bto (?:my|our) (?:new )?(?:office|home|house|flat|work|"
-    r"apartment|place|address)\b",
+    r"\b(?:update|change|set|correct)\s+my\b[^?]{0,200}?\bto\b|"
+    r"\b(?:send|ship|deliver|post|forward|redirect)\b[^?]{0,200}?\bto (?:my|our) (?:new )?"
+    r"(?:office|home|house|flat|work|apartment|place|address)\b",
     re.IGNORECASE,
 )
 _ADDITION = re.compile(r"\b(?:too|as well|another|second|in addition)\b", re.IGNORECASE)
@@ -262,7 +264,7 @@ KINDS: tuple[Kind, ...] = (
             # "policyholder, plan Paws Plus": the word first, then the plan's name
             r"\bplan:?(?= (?-i:[A-Z])[\w-]*(?: (?-i:[A-Z])[\w-]*)?\s*(?:[,.;!]|$))",
             # "We have 180 users on the Enterprise plan"
-            r"\b(?:I|we)\b[^.;]*?\bon(?= the [\w -]{2,30}? (?:plan|tier|subscription|edition)\b)",
+            r"\b(?:I|we)\b[^.;]{0,200}?\bon(?= the [\w -]{2,30}? (?:plan|tier|subscription|edition)\b)",
             # "We've got the Team membership with 6 hot desks", "I have the Family plan"
             r"\b(?:I|we)(?:'ve| have)? (?:have|got)"
             r"(?= the (?:[\w-]+ ){1,2}?(?:plan|tier|membership|pass|subscription)\b)",
@@ -367,7 +369,7 @@ KINDS: tuple[Kind, ...] = (
         "product",
         (
             r"\b(?:I|we)(?: now| mostly| also)? use(?! to\b)",
-            r"\b(?:I|we)\b[^.;]*?\band (?:also )?use(?: your| the| our)?(?= [\w-]+)(?! to\b)",
+            r"\b(?:I|we)\b[^.;]{0,200}?\band (?:also )?use(?: your| the| our)?(?= [\w-]+)(?! to\b)",
             r"\b(?:I|we)(?:'m|'re| am| are)(?: now)? using",
             r"\b(?:I|we)(?: have)? switched to(?! the \w+ (?:plan|tier))(?! \d)",
             r"^(?:(?:so|also|btw|fyi|update)[,:]?\s+)?(?:just\s+|now\s+)?switched to(?! the \w+ (?:plan|tier))(?! \d)",
@@ -710,7 +712,7 @@ KINDS: tuple[Kind, ...] = (
         "customer",
         True,
         "number",
-        (r"\bcard\b[^.;]*?\b(?:ends?|ending)(?: in| with)?(?= \d{4}\b)",),
+        (r"\bcard\b[^.;]{0,200}?\b(?:ends?|ending)(?: in| with)?(?= \d{4}\b)",),
         ("card",),
     ),
     # Anything else the customer names as theirs: "My insurer is Bupa", "our tenant is kestrelhealth.onmicrosoft.com".
@@ -747,7 +749,7 @@ KINDS: tuple[Kind, ...] = (
                 label="Moving from",
             ),
             Trigger(
-                r"\b(?:moving|going|relocating|move|moves)(?: house| home)? from \d[^.;]*? to"
+                r"\b(?:moving|going|relocating|move|moves)(?: house| home)? from \d[^.;]{0,200}? to"
                 r"(?= \d[\w/-]*,? (?-i:[A-Z]))",
                 "address",
                 label="Moving to",
