@@ -24,11 +24,8 @@ from memory.embeddings import (
 )
 from memory.models import EMBEDDING_DIMENSIONS, MessageEmbedding
 from tests.memory.fake_embedder import use_fake
+from tests.memory.learned_pools import cosine
 from tickets.models import Organization, TicketMessage
-
-
-def _cosine(a, b):
-    return sum(x * y for x, y in zip(a, b, strict=True))
 
 
 def test_local_minilm_loads_offline_once_per_process_and_embeds_meaning(settings, monkeypatch):
@@ -44,8 +41,8 @@ def test_local_minilm_loads_offline_once_per_process_and_embeds_meaning(settings
         ["I want a refund for the double charge", "Please give me my money back, I was billed twice", "Printer jam"]
     )
     assert len(refund) == EMBEDDING_DIMENSIONS
-    assert abs(_cosine(refund, refund) - 1) < 1e-4  # unit vectors: cosine is a dot product
-    assert _cosine(refund, money_back) > _cosine(refund, printer) + 0.2
+    assert abs(cosine(refund, refund) - 1) < 1e-4  # unit vectors: cosine is a dot product
+    assert cosine(refund, money_back) > cosine(refund, printer) + 0.2
     assert query_embed("refund") == embedder.embed(["refund"])[0]
 
 

@@ -28,6 +28,7 @@ from memory.tasks import embed_pending_task
 from tests.conftest import build_actors
 from tests.memory import fake_embedder
 from tests.memory.fake_embedder import use_fake
+from tests.memory.learned_pools import cosine, pool_of
 from tickets.models import TicketMessage
 from tickets.services import TicketChanges, message_ingest, ticket_upsert
 
@@ -202,29 +203,12 @@ def test_two_sweeps_at_once_store_a_messages_sentences_once(actors, fake, monkey
     assert [position for position, _, _ in _stored(message=message)] == [0, 1]
 
 
-def _cosine(a, b):
-    return sum(x * y for x, y in zip(a, b, strict=True))
-
-
-def _pool_of(monkeypatch, search):
-    seen = {}
-    scores = selectors._learned_scores
-
-    def capture(pool, facts, *, query):
-        seen.update(pool)
-        return scores(pool, facts, query=query)
-
-    monkeypatch.setattr(selectors, "_learned_scores", capture)
-    search()
-    return seen
-
-
 def test_search_reads_each_candidates_best_sentence(actors, fake, monkeypatch):
     long = _say(actors, "Thanks for the refund! It was billed twice. My router broke.", seconds=0)
     short = _say(actors, "Modem news and a refund.", seconds=1, ticket="other")
     message_embeddings_compute(message_ids=[long.pk, short.pk])
 
-    pool = _pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query="wifi?"))
+    pool = pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query="wifi?"))
     # "Dana Whitfield: My router broke." is the query's concept alone; the whole turn is four concepts.
     assert pool[long.pk].sim == pytest.approx(0.5, abs=1e-6)
     assert pool[long.pk].sentence == pytest.approx(1.0, abs=1e-6)
@@ -255,7 +239,7 @@ def test_passages_read_their_sentences_too(actors, fake, monkeypatch):
         return lambda: selectors.passage_search(organization=actors.org, customer=customer, query="wifi?")
 
     for customer in (actors.customer, None):  # one customer's passages, and the organisation's (staff)
-        pool = _pool_of(monkeypatch, search(customer))
+        pool = pool_of(monkeypatch, search(customer))
         assert pool[long.pk].sim == pytest.approx(0.5, abs=1e-6)
         assert pool[long.pk].sentence == pytest.approx(1.0, abs=1e-6)
 
@@ -265,11 +249,11 @@ def test_a_sentence_is_read_against_the_query_without_the_names(actors, fake, mo
     long = _say(actors, "Thanks for the refund! My router broke.", seconds=0)
     message_embeddings_compute(message_ids=[long.pk])
     query = "Dana's wifi?"
-    pool = _pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query=query))
+    pool = pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query=query))
     unnamed = selectors._unnamed_vector(
         fake.name, fake.embed([query])[0], [(fake.name, _done(fake.embed(["dana"])[0]))]
     )
-    best = max(_cosine(v, unnamed) for v in fake.embed(sentence_texts("Dana Whitfield", long.body)))
+    best = max(cosine(v, unnamed) for v in fake.embed(sentence_texts("Dana Whitfield", long.body)))
     assert pool[long.pk].sentence == pytest.approx(best, abs=1e-6)
 
 
@@ -302,13 +286,13 @@ def test_the_second_connection_hands_over_the_vector_the_sentences_are_read_agai
     for concurrent in (True, False):
         monkeypatch.setattr(selectors, "CONCURRENT_READS", concurrent)
         query_cache_clear()
-        pool = _pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query=query))
+        pool = pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query=query))
         values.append(pool[long.pk].sentence)
     # The first search read its vector features and its sentences on the second connection, the second neither.
     assert handed == ["_every_vector_feature", "_sentence_similarities"]
     dana = (fake.name, _done(fake.embed(["dana"])[0]))
     unnamed = selectors._unnamed_vector(fake.name, fake.embed([query])[0], [dana])
-    best = max(_cosine(v, unnamed) for v in fake.embed(sentence_texts("Dana Whitfield", long.body)))
+    best = max(cosine(v, unnamed) for v in fake.embed(sentence_texts("Dana Whitfield", long.body)))
     assert values == [pytest.approx(best, abs=1e-6)] * 2
 
 
@@ -327,8 +311,8 @@ def test_a_failed_second_connection_reads_the_sentences_on_the_callers(settings,
         return read(**kwargs)
 
     monkeypatch.setattr(selectors, "_sentence_similarities", broken_on_a_worker)
-    pool = _pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query="wifi?"))
-    best = max(_cosine(v, fake.embed(["wifi?"])[0]) for v in fake.embed(sentence_texts("Dana Whitfield", long.body)))
+    pool = pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query="wifi?"))
+    best = max(cosine(v, fake.embed(["wifi?"])[0]) for v in fake.embed(sentence_texts("Dana Whitfield", long.body)))
     assert pool[long.pk].sentence == pytest.approx(best, abs=1e-6)
 
 

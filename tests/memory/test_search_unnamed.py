@@ -16,6 +16,7 @@ from memory.query_parts import name_words, named_words
 from memory.services import Provenance, passage_insert
 from tests.memory import fake_embedder
 from tests.memory.fake_embedder import use_fake
+from tests.memory.learned_pools import cosine, pool_of
 from tickets.models import TicketMessage
 from tickets.services import TicketChanges, message_ingest, ticket_upsert
 
@@ -57,10 +58,6 @@ def _less_names(query_vector, name_vectors):
     return _unit([q - selectors.UNNAMED_NAME_WEIGHT * m for q, m in zip(query_vector, mean, strict=True)])
 
 
-def _cosine(a, b):
-    return sum(x * y for x, y in zip(a, b, strict=True))
-
-
 @pytest.fixture
 def fake(settings, monkeypatch):
     # The fake embedder reads "dana" as a concept of its own: an author's name in "<author>: <text>" then weighs in
@@ -94,20 +91,6 @@ def _say(actors, body, *, author, seconds, customer=None):
     return message
 
 
-def _pool_of(monkeypatch, search):
-    """The candidates the learned score was given by ``search()``."""
-    seen = {}
-    scores = selectors._learned_scores
-
-    def capture(pool, facts, *, query):
-        seen.update(pool)
-        return scores(pool, facts, query=query)
-
-    monkeypatch.setattr(selectors, "_learned_scores", capture)
-    search()
-    return seen
-
-
 def test_a_candidates_similarity_to_the_query_without_names_is_read_with_its_vector(actors, fake, monkeypatch):
     router = _say(actors, "My router died again.", author="Dana Whitfield", seconds=0)
     thanks = _say(actors, "Thanks for the help!", author="Dana Whitfield", seconds=1)
@@ -117,7 +100,7 @@ def test_a_candidates_similarity_to_the_query_without_names_is_read_with_its_vec
     fake.calls.clear()
 
     query = "What router problem did Dana have?"
-    pool = _pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query=query))
+    pool = pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query=query))
     # Embedded: the query, and the one name word it mentions (the other customer's "Router" is not a name here).
     assert sorted(call[0] for call in fake.calls) == sorted([query, "dana"])
     # "Dana Whitfield: My router died again." is (router + dana) / sqrt 2; thanks is dana only.
@@ -126,17 +109,17 @@ def test_a_candidates_similarity_to_the_query_without_names_is_read_with_its_vec
     unnamed = _less_names(fake.embed([query])[0], fake.embed(["dana"]))
     for message in (router, thanks):
         stored = fake.embed([f"{message.author_name}: {message.body}"])[0]
-        assert pool[message.pk].unnamed == pytest.approx(_cosine(stored, unnamed), abs=1e-6)
+        assert pool[message.pk].unnamed == pytest.approx(cosine(stored, unnamed), abs=1e-6)
     assert pool[router.pk].unnamed > 0.7 > 0.1 > pool[thanks.pk].unnamed  # the name's weight is mostly gone
 
     # A name's vector is cached like a query's: the next search naming Dana embeds only its query.
     fake.calls.clear()
-    _pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query="Dana's modem?"))
+    pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query="Dana's modem?"))
     assert fake.calls == [["Dana's modem?"]]
 
     # A query naming no one is embedded once, and the candidates' meaning stands for the unnamed feature.
     fake.calls.clear()
-    pool = _pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query="router problem"))
+    pool = pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query="router problem"))
     assert fake.calls == [["router problem"]]
     assert all(candidate.unnamed is None for candidate in pool.values())
 
@@ -180,11 +163,11 @@ def test_passages_read_the_unnamed_similarity_too(actors, fake, monkeypatch):
     def search(customer):
         return lambda: selectors.passage_search(organization=actors.org, customer=customer, query="Dana's router?")
 
-    pool = _pool_of(monkeypatch, search(actors.customer))
+    pool = pool_of(monkeypatch, search(actors.customer))
     unnamed = _less_names(fake.embed(["Dana's router?"])[0], fake.embed(["dana"]))
     for passage in (made, loose):
         stored = fake.embed([passage.text])[0]
-        assert pool[passage.pk].unnamed == pytest.approx(_cosine(stored, unnamed), abs=1e-6)
+        assert pool[passage.pk].unnamed == pytest.approx(cosine(stored, unnamed), abs=1e-6)
     # Organisation-wide there is no one customer's people to leave out: the meaning stands for it.
-    pool = _pool_of(monkeypatch, search(None))
+    pool = pool_of(monkeypatch, search(None))
     assert {pk: c.unnamed for pk, c in pool.items()} == {made.pk: None, loose.pk: None}
