@@ -664,7 +664,7 @@ postings AS (
 )
 SELECT p.id, sum(
     ln(1 + (st.n - coalesce(df.n, 0) + 0.5) / (coalesce(df.n, 0) + 0.5))
-    * p.tf * %s / (p.tf + %s * (1 - %s + %s * length(h.doc) / st.avgdl))
+    * p.tf * %s / (p.tf + %s * (1 - %s + %s * h.len / st.avgdl))
 ) AS score
 FROM postings p JOIN hits h USING (id) LEFT JOIN df USING (lexeme) CROSS JOIN stats st
 GROUP BY p.id ORDER BY score DESC, p.id DESC LIMIT %s
@@ -681,22 +681,76 @@ _NEAR_POSTINGS_SQL = """near AS (
 )"""
 _NO_NEAR_POSTINGS_SQL = "near AS (SELECT id, lexeme, tf FROM own WHERE false)"
 
-# Messages: neighbours come from a window over the whole scope, so the scope is read once (one
-# customer's rows); only rows matching a query word, themselves or by a neighbour, are scored.
+# Messages, one statement of their own: a row's neighbours' words come from a window over the whole scope (one
+# customer's rows, read once). Each row's text is cut to the query's terms in C (weighted A, then only A kept: every
+# position of a kept lexeme stays) and unnested once; a row's neighbours' postings are then its previous and next
+# rows' postings, joined by id, not their texts concatenated and unnested again; and an author's name is parsed once
+# per author, not once per row. ``len``, the row's own number of lexemes (its author's name included), normalises by
+# length. It scores as the statement it replaced (tests/memory/test_search_statements.py) and costs half as much
+# (docs/performance.md, session 9).
 _MESSAGE_HITS_SQL = """
-scoped AS (
-    SELECT m.id, {doc} AS doc, {near} AS near FROM {table} WHERE {where}
-    WINDOW w AS (PARTITION BY m.ticket_id ORDER BY m.created_at, m.id)
+WITH terms AS (
+    SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme
 ),
-stats AS MATERIALIZED (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
-hits AS (SELECT s.id, s.doc, s.near FROM scoped s, orq WHERE s.doc @@ orq.q OR s.near @@ orq.q)
+term_list AS (
+    SELECT array_agg(lexeme) AS lexemes, to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS q FROM terms
+),
+authors AS MATERIALIZED (
+    SELECT d.author_name, d.doc, ts_filter(setweight(d.doc, 'A', t.lexemes), '{{a}}') AS cut
+    FROM (SELECT a.author_name, {author_doc} AS doc FROM (
+        SELECT DISTINCT m.author_name FROM {table} WHERE {where}
+    ) a) d, term_list t
+),
+scoped AS MATERIALIZED (
+    SELECT id, len, author_name, body, lag(id) OVER w AS previous_id, lead(id) OVER w AS next_id FROM (
+        SELECT m.id, m.ticket_id, m.created_at, length(m.search_vector || a.doc) AS len, m.author_name,
+            CASE WHEN m.search_vector @@ t.q THEN ts_filter(setweight(m.search_vector, 'A', t.lexemes), '{{a}}')
+            ELSE ''::tsvector END AS body
+        FROM {table} JOIN authors a ON a.author_name = m.author_name, term_list t
+        WHERE {where} OFFSET 0
+    ) cut
+    WINDOW w AS (PARTITION BY ticket_id ORDER BY created_at, id)
+),
+stats AS MATERIALIZED (SELECT count(*)::float AS n, greatest(avg(len), 1)::float AS avgdl FROM scoped),
+body_postings AS MATERIALIZED (
+    SELECT s.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float AS tf
+    FROM scoped s, term_list t, unnest(s.body) u
+    WHERE length(s.body) > 0 AND u.lexeme = ANY(t.lexemes)
+),
+own AS MATERIALIZED (
+    SELECT id, lexeme, sum(tf) AS tf FROM (
+        SELECT id, lexeme, tf FROM body_postings
+        UNION ALL
+        SELECT s.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float
+        FROM authors a JOIN scoped s USING (author_name), term_list t, unnest(a.cut) u
+        WHERE u.lexeme = ANY(t.lexemes)
+    ) parts GROUP BY id, lexeme
+),
+near AS (
+    {near}
+),
+df AS (SELECT lexeme, count(*)::float AS n FROM own GROUP BY lexeme),
+postings AS (
+    SELECT id, lexeme, sum(tf) AS tf FROM (
+        SELECT id, lexeme, tf FROM own
+        UNION ALL SELECT id, lexeme, %s * tf FROM near
+    ) both_sides GROUP BY id, lexeme
+)
+SELECT p.id, sum(
+    ln(1 + (st.n - coalesce(df.n, 0) + 0.5) / (coalesce(df.n, 0) + 0.5))
+    * p.tf * %s / (p.tf + %s * (1 - %s + %s * h.len / st.avgdl))
+) AS score
+FROM postings p JOIN scoped h USING (id) LEFT JOIN df USING (lexeme) CROSS JOIN stats st
+GROUP BY p.id ORDER BY score DESC, p.id DESC LIMIT %s
 """
+_MESSAGE_NEAR_SQL = """SELECT s.id, b.lexeme, b.tf FROM scoped s JOIN body_postings b ON b.id = s.previous_id
+    UNION ALL SELECT s.id, b.lexeme, b.tf FROM scoped s JOIN body_postings b ON b.id = s.next_id"""
 # One customer's passages: read through the customer index and matched in memory. (Through the GIN index,
 # PostgreSQL would fetch every organisation's matching rows first and filter them afterwards.)
 _PASSAGE_HITS_SQL = """
 scoped AS MATERIALIZED (SELECT m.id, m.search_vector AS doc FROM {table} WHERE {where}),
 stats AS MATERIALIZED (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
-hits AS (SELECT s.id, s.doc, ''::tsvector AS near FROM scoped s, orq WHERE s.doc @@ orq.q)
+hits AS (SELECT s.id, s.doc, ''::tsvector AS near, length(s.doc) AS len FROM scoped s, orq WHERE s.doc @@ orq.q)
 """
 # The whole organisation: BM25 ranks the newest ORGANIZATION_TEXT_CANDIDATES passages that share a word with
 # the query; scoring every match made a search grow with the organisation (0.97 s p95 at 100,000 passages).
@@ -707,7 +761,7 @@ hits AS (SELECT s.id, s.doc, ''::tsvector AS near FROM scoped s, orq WHERE s.doc
 ORGANIZATION_TEXT_CANDIDATES = 5000
 _ORGANIZATION_PASSAGE_HITS_SQL = """
 hits AS MATERIALIZED (
-    SELECT m.id, m.search_vector AS doc, ''::tsvector AS near FROM {table}, orq
+    SELECT m.id, m.search_vector AS doc, ''::tsvector AS near, length(m.search_vector) AS len FROM {table}, orq
     WHERE {where} AND m.search_vector @@ to_tsquery('simple', {tsquery})
     ORDER BY m.id DESC LIMIT {candidates}
 ),
@@ -726,7 +780,13 @@ def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> li
 
 def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[tuple[int, float]]:
     """(id, BM25 score) of the scope's best ``limit`` rows for the query, best first."""
-    params = [query, *scope.params]
+    params = [query, *scope.params * hits_sql.count("{where}")]
+    bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
+    if hits_sql.lstrip().startswith("WITH"):  # a whole statement of its own (one customer's messages)
+        sql = hits_sql.format(table=scope.table, where=scope.sql_where, **_message_doc())
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
+            return [(row[0], float(row[1])) for row in cursor.fetchall()]
     if "{tsquery}" in hits_sql:
         tsquery = _or_tsquery(query)
         if tsquery is None:
@@ -737,9 +797,7 @@ def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> lis
         where=scope.sql_where,
         candidates=int(ORGANIZATION_TEXT_CANDIDATES),
         tsquery="%s",
-        **_message_doc(),
     )
-    bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     with connection.cursor() as cursor:
         near = _NO_NEAR_POSTINGS_SQL if hits_sql is _ORGANIZATION_PASSAGE_HITS_SQL else _NEAR_POSTINGS_SQL
         sql = _BM25_SQL.format(hits_and_stats=hits, near_postings=near)
@@ -760,11 +818,10 @@ def _or_tsquery(query: str) -> str | None:
 
 
 def _message_doc() -> dict[str, str]:
-    doc = "m.search_vector || to_tsvector('english', m.author_name)" if AUTHOR_IN_TEXT else "m.search_vector"
-    near = "''::tsvector"
-    if NEIGHBOUR_WEIGHT:
-        near = "coalesce(lag(m.search_vector) OVER w, '') || coalesce(lead(m.search_vector) OVER w, '')"
-    return {"doc": doc, "near": near}
+    """The parts of _MESSAGE_HITS_SQL that follow AUTHOR_IN_TEXT and NEIGHBOUR_WEIGHT."""
+    author_doc = "to_tsvector('english', a.author_name)" if AUTHOR_IN_TEXT else "''::tsvector"
+    near = _MESSAGE_NEAR_SQL if NEIGHBOUR_WEIGHT else "SELECT id, lexeme, tf FROM body_postings WHERE false"
+    return {"author_doc": author_doc, "near": near}
 
 
 def _vector_ranking(

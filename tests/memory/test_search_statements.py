@@ -62,8 +62,23 @@ def _conversation(actors, name, turns=TURNS, customer=None):
     return messages
 
 
+# A customer's messages as they were read before each row was cut to the query's terms: whole neighbours concatenated,
+# every row's author name parsed, rows matched by the OR-ed query.
+PLAIN_MESSAGE_HITS_SQL = """
+scoped AS (
+    SELECT m.id, m.search_vector || to_tsvector('english', m.author_name) AS doc,
+        coalesce(lag(m.search_vector) OVER w, '') || coalesce(lead(m.search_vector) OVER w, '') AS near
+    FROM {table} WHERE {where}
+    WINDOW w AS (PARTITION BY m.ticket_id ORDER BY m.created_at, m.id)
+),
+stats AS MATERIALIZED (SELECT count(*)::float AS n, greatest(avg(length(doc)), 1)::float AS avgdl FROM scoped),
+hits AS (SELECT s.id, s.doc, s.near, length(s.doc) AS len FROM scoped s, orq WHERE s.doc @@ orq.q OR s.near @@ orq.q)
+"""
+
+
 def _plain_bm25(monkeypatch):
     """The statement as it was: every word of every hit (and of its neighbours) unnested, then matched to the terms."""
+    monkeypatch.setattr(selectors, "_MESSAGE_HITS_SQL", PLAIN_MESSAGE_HITS_SQL)
     cut = "unnest(ts_filter(setweight(h.doc, 'A', t.lexemes), '{{a}}')) u"
     assert cut in selectors._BM25_SQL
     monkeypatch.setattr(selectors, "_BM25_SQL", selectors._BM25_SQL.replace(cut, "unnest(h.doc) u"))
@@ -104,13 +119,13 @@ def test_bm25_reads_only_the_query_terms_and_scores_as_the_plain_statement(actor
             text=f"Router router note {index}: refund of the outage" + " router" * index,
             provenance=Provenance(reason="test"),
         )
-    searches = [(_message_scope(actors.customer), selectors._MESSAGE_HITS_SQL)]
-    searches += [(_passage_scope(actors, actors.customer), selectors._PASSAGE_HITS_SQL)]
-    searches += [(_passage_scope(actors, None), selectors._ORGANIZATION_PASSAGE_HITS_SQL)]
+    searches = [(_message_scope(actors.customer), "_MESSAGE_HITS_SQL")]
+    searches += [(_passage_scope(actors, actors.customer), "_PASSAGE_HITS_SQL")]
+    searches += [(_passage_scope(actors, None), "_ORGANIZATION_PASSAGE_HITS_SQL")]
 
     def scores():
         return [
-            selectors._text_scores(scope=scope, query=query, limit=50, hits_sql=hits)
+            selectors._text_scores(scope=scope, query=query, limit=50, hits_sql=getattr(selectors, hits))
             for scope, hits in searches
             for query in QUERIES
         ]
