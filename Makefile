@@ -40,12 +40,13 @@ chromium:
 
 # gunicorn and the Celery worker write their Prometheus samples to one folder, so /metrics counts both.
 run: install
-	rm -rf .data/metrics && mkdir -p .data/metrics
+	@# Prometheus samples of a previous run's dead processes are dropped (in SUPPORTMEM_DATA_DIR when it is set).
+	METRICS="$${SUPPORTMEM_DATA_DIR:-$(CURDIR)/.data}/metrics"; rm -rf "$$METRICS" && mkdir -p "$$METRICS"
 	@# serve: migrate, load the demo, collect static, then gunicorn (+ Celery with REDIS_URL) as its children;
 	@# it owns the embedded PostgreSQL, so Ctrl-C (once: graceful, twice: kill) always stops the database too.
 	@# The demo (and its /widget/demo/ page) is on by default only with the embedded database.
 	export SUPPORTMEM_DEMO=$${SUPPORTMEM_DEMO:-$$([ -n "$$DATABASE_URL" ] && echo false || echo true)}; \
-	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.data/metrics $(PY) manage.py serve --host $(HOST) --port $(PORT)
+	PROMETHEUS_MULTIPROC_DIR="$${SUPPORTMEM_DATA_DIR:-$(CURDIR)/.data}/metrics" $(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.metadata
 import logging
 import os
 import tempfile
@@ -58,12 +59,14 @@ def source_dir() -> Path:
 
 
 def cache_key(source: Path) -> str:
-    """Changes when the weights, the recipe or ONNX Runtime change."""
-    import onnxruntime
+    """Changes when the weights, the recipe or ONNX Runtime change.
 
+    ONNX Runtime's version is read from its package metadata, not by importing it: gunicorn's master asks for the
+    cached model before it forks, and a worker forked from a process that imported onnxruntime aborts when it exits
+    (C++ "std::system_error: Invalid argument" from state the import set up)."""
     digest = hashlib.sha256()
     digest.update(RECIPE.encode())
-    digest.update(onnxruntime.__version__.encode())
+    digest.update(importlib.metadata.version("onnxruntime").encode())
     for name in ("config.json", "tokenizer.json"):
         digest.update((source / name).read_bytes())
     weights = source / "model.safetensors"
@@ -73,10 +76,15 @@ def cache_key(source: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def model_file(models_dir: Path, source: Path | None = None) -> Path:
+    """Where the converted model for these packaged weights is cached (it may not be there yet)."""
+    return models_dir / f"all-MiniLM-L6-v2-int8-{cache_key(source or source_dir())}.onnx"
+
+
 def model_path(models_dir: Path, source: Path | None = None) -> Path:
     """The converted model for these packaged weights, converting it first if it is not cached yet."""
     source = source or source_dir()
-    target = models_dir / f"all-MiniLM-L6-v2-int8-{cache_key(source)}.onnx"
+    target = model_file(models_dir, source)
     if target.exists():
         return target
     models_dir.mkdir(parents=True, exist_ok=True)

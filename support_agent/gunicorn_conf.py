@@ -18,13 +18,21 @@ from support_agent.env import data_dir_from_env, env_int
 service_prepare()
 if os.environ.get("SUPPORTMEM_EMBEDDINGS", "local") == "local":
     # Convert the int8 embedding model once, here, before the workers fork: a worker converting it in
-    # post_worker_init could outlive gunicorn's boot timeout on a busy machine. A no-op once it is cached.
+    # post_worker_init could outlive gunicorn's boot timeout on a busy machine. The conversion runs in a child
+    # process: a worker forked from a master that imported torch or onnxruntime aborts when it exits.
     import logging
+    import multiprocessing
 
-    from memory.onnx_embedder import model_path
+    from memory.onnx_embedder import model_file, model_path
 
+    _models_dir = data_dir_from_env() / "models"
     try:
-        model_path(data_dir_from_env() / "models")
+        if not model_file(_models_dir).exists():
+            _converter = multiprocessing.get_context("spawn").Process(target=model_path, args=(_models_dir,))
+            _converter.start()
+            _converter.join()
+            if _converter.exitcode != 0:
+                raise RuntimeError(f"the conversion process exited with {_converter.exitcode}")
     except Exception as exc:  # a missing extra or a failed export: the server still serves full-text search
         logging.getLogger(__name__).warning("could not prepare the local embedding model: %s", exc)
 
