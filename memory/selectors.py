@@ -1006,10 +1006,22 @@ def _learned_rank(
     # by full text.
     vector_job = None
     pending_names: list[tuple[str, Future[list[float]]]] | None = None
+    # The organisation's passages: the nearest rows' (HNSW) search likewise runs on the second connection while
+    # this one ranks by full text; the similarities of text candidates outside them are read here afterwards.
+    nearest_job = None
     if pending is not None and VECTOR_WEIGHT > 0 and scope.vector_features_sql and _concurrent_reads_safe():
         vector_job = _worker_submit(_every_vector_feature, scope=scope, query=query, pending=pending, depth=depth)
     elif pending is not None:
         pending_names = _named_vectors_start(scope, query)
+        if VECTOR_WEIGHT > 0 and _concurrent_reads_safe():
+            nearest_job = _worker_submit(
+                _nearest_when_embedded,
+                scope=scope,
+                pending=pending,
+                limit=depth,
+                vector_sql=vector_sql,
+                distance=distance,
+            )
     candidates: dict[int, _Candidate] = {}
     if TEXT_WEIGHT > 0:
         # Every match's score (the SQL scores them all anyway): a vector candidate's words count too.
@@ -1039,6 +1051,12 @@ def _learned_rank(
             pending_names = _named_vectors_start(scope, query)
         unnamed_vector = _unnamed_vector(model, vector, pending_names)
         sentence_target = unnamed_vector or vector
+        nearest = None
+        if nearest_job is not None:
+            try:
+                nearest = nearest_job.result()
+            except DatabaseError:
+                logger.warning("nearest rows on a second connection failed; reading them on this one", exc_info=True)
         rows = _vector_features(
             scope=scope,
             model=model,
@@ -1048,6 +1066,7 @@ def _learned_rank(
             vector_sql=vector_sql,
             distance=distance,
             unnamed_vector=unnamed_vector,
+            nearest=nearest,
         )
     if rows is not None:
         for place, (pk, sim, near, unnamed_sim) in enumerate(rows, 1):
@@ -1301,10 +1320,12 @@ def _vector_features(
     vector_sql: str,
     distance: str,
     unnamed_vector: list[float] | None = None,
+    nearest: list[tuple[int, float]] | None = None,
 ) -> list[tuple[int, float, float, float | None]]:
     """(id, similarity, best neighbour's similarity, similarity to ``unnamed_vector``) of the ``limit`` nearest rows,
     then of the ``wanted`` rows that are not among them; nearest first. The last is None without that vector (and
-    organisation-wide, where no names are read)."""
+    organisation-wide, where no names are read). Organisation-wide, ``nearest`` is that search's result when it
+    was already read (``_nearest_when_embedded``)."""
     literal = _vector_literal(vector)
     if scope.vector_features_sql:
         sql = scope.vector_features_sql.format(where=scope.sql_where)
@@ -1319,9 +1340,10 @@ def _vector_features(
                 for row in cursor.fetchall()
             ]
     # The organisation's passages: the (HNSW) ranking with its rows' similarities, then the wanted rows' ones.
-    nearest = _nearest_similarities(
-        scope=scope, model=model, literal=literal, limit=limit, vector_sql=vector_sql, distance=distance
-    )
+    if nearest is None:
+        nearest = _nearest_similarities(
+            scope=scope, model=model, literal=literal, limit=limit, vector_sql=vector_sql, distance=distance
+        )
     found = {pk for pk, _ in nearest}
     rest = sorted({pk for pk in wanted if pk not in found})
     sims = {}
@@ -1374,6 +1396,19 @@ def _unnamed_vector(
     ]
     norm = math.sqrt(sum(x * x for x in unnamed))
     return [x / norm for x in unnamed] if norm > 0 else None
+
+
+def _nearest_when_embedded(
+    *, scope: _Scope, pending: tuple[str, Future[list[float]]], limit: int, vector_sql: str, distance: str
+) -> list[tuple[int, float]] | None:
+    """On a worker thread: ``_nearest_similarities`` for the query's vector once it is embedded; None without one."""
+    found = _query_vector_wait(pending)
+    if found is None:
+        return None
+    model, vector = found
+    return _nearest_similarities(
+        scope=scope, model=model, literal=_vector_literal(vector), limit=limit, vector_sql=vector_sql, distance=distance
+    )
 
 
 def _nearest_similarities(

@@ -115,6 +115,41 @@ def test_vector_features_on_a_second_connection_give_the_same_pages(settings, mo
     assert _pages(actors) == serial  # and made again
 
 
+def _organization_pages(actors):
+    pages = []
+    for query in QUERIES:
+        query_cache_clear()
+        found = selectors.passage_search(organization=actors.org, customer=None, query=query, page_size=25)
+        pages.append([(row.pk, row.score) for row in found.results])
+    return pages
+
+
+@pytest.mark.django_db(transaction=True)
+def test_organisation_wide_the_nearest_rows_are_read_on_a_second_connection(settings, monkeypatch, spied):
+    use_fake(settings)
+    actors = build_actors()
+    _history(actors)
+    passage_insert(
+        organization=actors.org,
+        customer=actors.other_customer,
+        text="Another customer's router keeps rebooting.",
+        provenance=Provenance(reason="test"),
+    )
+    monkeypatch.setattr(selectors, "CONCURRENT_READS", False)
+    serial = _organization_pages(actors)
+    assert not spied
+    monkeypatch.setattr(selectors, "CONCURRENT_READS", True)
+    assert _organization_pages(actors) == serial
+    assert spied.count("_nearest_when_embedded") == len(QUERIES)
+    assert any(len(page) > 3 for page in serial)
+
+    def broken(**kwargs):
+        raise DatabaseError("too many connections")
+
+    monkeypatch.setattr(selectors, "_nearest_when_embedded", broken)
+    assert _organization_pages(actors) == serial  # read again on the caller's connection
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_cut_read_or_a_failed_connection_falls_back_to_the_callers(settings, monkeypatch, spied):
     use_fake(settings)
