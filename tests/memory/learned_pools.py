@@ -17,9 +17,9 @@ def pool_of(monkeypatch: Any, search: Callable[[], Any]) -> dict[int, Any]:
     seen: dict[int, Any] = {}
     scores = selectors._learned_scores
 
-    def capture(pool, facts, *, query):
+    def capture(pool, facts, *, query, **options):
         seen.update(pool)
-        return scores(pool, facts, query=query)
+        return scores(pool, facts, query=query, **options)
 
     monkeypatch.setattr(selectors, "_learned_scores", capture)
     search()
