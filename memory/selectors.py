@@ -948,8 +948,9 @@ LEARNED_SENTENCE = 2.15
 # question; L2 30 on the linear and 10 on the hidden weights, on standardised features, folded back to raw features
 # here); 16 units and L2 10 chosen by leave-one-conversation-out on tune (recall@10 all / categories 1-3: 0.8251 /
 # 0.7089 linear, 0.8361 / 0.7305 with the layer). What a sum cannot say: a feature that counts only when another is
-# high or low. Passages (and organisation-wide searches) keep the step-7 linear score (LEARNED_* above): they read no
-# neighbour similarity (near is 0), which the layer was not fitted for (archival validate fell with it: 0.815 -> 0.805).
+# high or low. Passage search (one customer's or organisation-wide) keeps the step-7 linear score (LEARNED_* above):
+# passages read no neighbour similarity (near is 0), which the layer was not fitted for (archival validate fell with it:
+# 0.815 -> 0.805).
 # An empty LEARNED_HIDDEN gives messages the step-7 score too.
 LEARNED_MESSAGE_WEIGHTS = (
     0.66,  # text

@@ -209,7 +209,7 @@ def test_the_hidden_layer_adds_tanh_units_of_the_same_features(actors, fake, mon
     asks_named[4], asks_named[8] = 1.5, -1.0
     monkeypatch.setattr(selectors, "LEARNED_HIDDEN", (text_unit, (-0.2, tuple(asks_named), -2.0)))
     monkeypatch.setattr(selectors, "LEARNED_MESSAGE_WEIGHTS", selectors._learned_weights())
-    # Without neighbours the layer is not used (what passage search and organisation-wide searches read).
+    # Without neighbours the layer is not used (passage search, one customer's or organisation-wide).
     assert selectors._learned_scores(pool, facts, query=query) == linear
     scores = selectors._learned_scores(pool, facts, query=query, neighbours=True)
     assert scores[asked.pk] - linear[asked.pk] == pytest.approx(
