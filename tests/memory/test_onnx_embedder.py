@@ -4,6 +4,7 @@ to the float model it comes from."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 from pathlib import Path
 
@@ -59,7 +60,10 @@ def test_conversion_lands_in_the_data_folder_once_keyed_by_the_weights(converted
     assert first.suffix == ".onnx"
     # int8 matrices (the token embedding table stays float): smaller than the float weights
     assert first.stat().st_size < 0.8 * (source_dir() / "model.safetensors").stat().st_size
-    assert [p.name for p in models_dir.iterdir() if not p.name.startswith(".")] == [first.name]  # no scratch
+    # No scratch left beside it. A data folder used before may also hold an earlier recipe's file: kept, since a
+    # process still running the earlier code may be reading it.
+    names = [p.name for p in models_dir.iterdir() if not p.name.startswith(".")]
+    assert first.name in names and all(re.fullmatch(r"all-MiniLM-L6-v2-int8-[0-9a-f]{16}\.onnx", n) for n in names)
 
     def must_not_convert(source, target):
         raise AssertionError("converting again")
@@ -159,10 +163,27 @@ def test_local_is_the_onnx_embedder_and_local_torch_the_old_one(settings):
     assert isinstance(embedder_get("local-torch"), LocalEmbedder)
 
 
-def test_switching_to_the_onnx_model_reembeds_what_the_old_one_made(actors, settings, converted):
-    use_fake(settings, key="old-local", name=LocalEmbedder.name)  # rows as the torch model recorded them
+# The float torch model, and the int8 recipe with the attention left in float (sessions 5-8).
+EARLIER_MODELS = [LocalEmbedder.name, "sentence-transformers/all-MiniLM-L6-v2@onnx-int8"]
+
+
+def test_the_recipe_makes_every_weighted_projection_int8(converted):
+    import onnx
+
+    graph = onnx.load(str(model_path(Path(django_settings.DATA_DIR) / "models"))).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("QAttention") == 6 and "Attention" not in ops  # the fused attention's Q/K/V projection
+    assert ops.count("MatMulInteger") == 18  # per layer: attention output and the two feed-forward matrices
+    weights = {tensor.name for tensor in graph.initializer}
+    assert not [node for node in graph.node if node.op_type == "MatMul" and set(node.input) & weights]
+    assert OnnxEmbedder.name not in EARLIER_MODELS  # the vectors changed, so the recorded name did
+
+
+@pytest.mark.parametrize("earlier", EARLIER_MODELS)
+def test_switching_to_the_onnx_model_reembeds_what_an_earlier_one_made(actors, settings, converted, earlier):
+    use_fake(settings, key="old-local", name=earlier)  # rows as an earlier local model recorded them
     call_command("embed_pending", stdout=io.StringIO())
-    assert set(MessageEmbedding.objects.values_list("model", flat=True)) == {LocalEmbedder.name}
+    assert set(MessageEmbedding.objects.values_list("model", flat=True)) == {earlier}
     settings.SUPPORTMEM_EMBEDDINGS = "local"
     assert stale_messages(model=OnnxEmbedder.name).count() == MessageEmbedding.objects.count() > 0
     out = io.StringIO()
