@@ -63,6 +63,12 @@ def test_search_benchmark_keeps_a_load_and_measures_it_again(settings):
 
     with pytest.raises(CommandError, match="No benchmark organisation"):
         call_command("search_benchmark", "--reuse", "acme")
+    # Built under another embedder: its vectors would not be searched, so the figures would be full text's alone.
+    model = ArchivalPassage.objects.values_list("embedding_model", flat=True).first()
+    ArchivalPassage.objects.update(embedding_model="an-earlier-model")
+    with pytest.raises(CommandError, match="built with the embedder 'an-earlier-model'"):
+        call_command("search_benchmark", "--reuse", slug, "--queries", "2")
+    ArchivalPassage.objects.update(embedding_model=model)
 
     # From cold: the server restarts, its files leave the OS page cache, and the heap is read only by the searches.
     cold = io.StringIO()

@@ -31,6 +31,7 @@ from django.db import connection
 
 from memory.embeddings import embedder_get, query_cache_clear, query_embed
 from memory.locality import embedded_restart, page_cache_evict, tables_cluster
+from memory.models import ArchivalPassage
 from memory.selectors import SearchPage, passage_search
 from memory.synthetic import PassagePlan, passages_copy
 from tickets.models import Customer, Organization
@@ -189,10 +190,21 @@ class Command(BaseCommand):
         organization = Organization.objects.filter(slug=slug, slug__startswith="search-bench-").first()
         if organization is None:
             raise CommandError(f"No benchmark organisation {slug!r} (a --keep run prints its slug).")
+        # Its vectors carry the model name they were made under; searches read only the current embedder's, so an
+        # organisation built before the embedder changed would be searched by full text alone (a wrong figure).
+        built_with = (
+            ArchivalPassage.objects.filter(organization=organization).values_list("embedding_model", flat=True).first()
+        )
+        current = embedder_get().name
+        if built_with is not None and built_with != current:
+            raise CommandError(
+                f"{slug} was built with the embedder {built_with!r}, the current one is {current!r}: its vectors "
+                "would not be searched. Build a new one (--sizes N --keep)."
+            )
         query_embed("warm up the model")
         customers = list(Customer.objects.filter(organization=organization).order_by("pk"))
         if cold:
-            self._make_cold()
+            self._make_cold()  # after the check above: the timed searches start from empty caches
         # Nothing may read the passages before the timed searches: the planner's row estimate stands in for
         # a count (counting would read the table back into the caches).
         self.stdout.write(f"about {_estimated_rows()} passages, {len(customers)} customers (reused {slug})")
