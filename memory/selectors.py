@@ -948,9 +948,9 @@ LEARNED_SENTENCE = 2.15
 # question; L2 30 on the linear and 10 on the hidden weights, on standardised features, folded back to raw features
 # here); 16 units and L2 10 chosen by leave-one-conversation-out on tune (recall@10 all / categories 1-3: 0.8251 /
 # 0.7089 linear, 0.8361 / 0.7305 with the layer). What a sum cannot say: a feature that counts only when another is
-# high or low. Passage search (one customer's or organisation-wide) keeps the step-7 linear score (LEARNED_* above):
-# passages read no neighbour similarity (near is 0), which the layer was not fitted for (archival validate fell with it:
-# 0.815 -> 0.805).
+# high or low. Passage search does not use this layer: passages read no neighbour similarity (near is 0), which the
+# layer was not fitted for (archival validate fell with it: 0.815 -> 0.805); one customer's passages have their own
+# (step 9, below), organisation-wide passage search keeps the step-7 linear score (LEARNED_* above).
 # An empty LEARNED_HIDDEN gives messages the step-7 score too.
 LEARNED_MESSAGE_WEIGHTS = (
     0.66,  # text
@@ -1007,6 +1007,71 @@ LEARNED_HIDDEN: tuple[tuple[float, tuple[float, ...], float], ...] = (
         0.0457, 0.222, 0.975, -0.531, 0.0844, 0.456, 0.258, 0.99), 0.641),
     (1.64, (1.06, 0.738, -1.56, 0.0866, 0.0565, -0.339, -0.0994, -0.781, -0.433,
         0.177, -0.513, 0.486, -0.286, -0.881, -1.56, 0.918, 0.178), -0.609),
+)
+# fmt: on
+# Step 9 (docs/recall.md): one customer's passage search adds its own hidden layer, the same form as step 8's (16 tanh
+# units over the same seventeen features, linear weights LEARNED_PASSAGE_WEIGHTS fitted with it), fitted on the
+# archival passages of tune only (softmax per question; L2 30 on the linear and 10 on the hidden weights, standardised,
+# folded back to raw features here). Passages read no neighbour similarity: near is always 0 for them, and its weights
+# here are 0. Chosen by leave-one-conversation-out on tune (archival recall@10 all / categories 1-3: 0.8013 / 0.7145
+# linear refitted, 0.8145 / 0.7176 with the layer); validate 0.815 / 0.678 (step 7) -> 0.821 / 0.687.
+# Organisation-wide passage search keeps the step-7 linear score (not measured: memory_eval asks one customer).
+# An empty LEARNED_PASSAGE_HIDDEN gives one customer's passages the step-7 score too.
+LEARNED_PASSAGE_WEIGHTS = (
+    0.39,  # text
+    0.24,  # meaning
+    0.00,  # near
+    0.40,  # place
+    -0.02,  # asks
+    1.77,  # reply
+    0.10,  # support
+    1.37,  # dated
+    0.37,  # named
+    0.07,  # words
+    0.06,  # opens
+    -0.07,  # timed
+    0.29,  # when timed
+    0.38,  # peer text
+    0.10,  # peer meaning
+    0.22,  # unnamed
+    0.54,  # sentence
+)
+# fmt: off
+LEARNED_PASSAGE_HIDDEN: tuple[tuple[float, tuple[float, ...], float], ...] = (
+    # (bias, (text, meaning, near, place, asks, reply, support, dated, named,
+    #         words, opens, timed, when timed, peer text, peer meaning, unnamed, sentence), output)
+    (-3.11, (1.91, -0.15, 0.0, -0.0102, 0.0994, -0.268, 0.193, 1.6, 0.22,
+        0.158, 0.583, -0.0879, 0.205, -0.194, -0.0694, 0.283, 0.498), 0.46),
+    (-1.06, (-0.681, 0.4, 0.0, 0.0973, -0.213, 1.56, -0.312, 1.36, 0.664,
+        0.396, -0.299, 0.327, 2.07, -0.27, -1.37, 0.0841, 0.149), 0.656),
+    (2.59, (-0.513, -0.107, 0.0, -1.12, 0.512, -0.567, -0.0906, -0.575, -0.904,
+        -0.115, 0.446, -0.0166, -0.22, 0.105, -0.523, 0.0558, -0.713), -0.576),
+    (-2.71, (-0.172, -0.597, 0.0, 0.0628, -0.497, 3.02, 0.218, -0.565, -0.149,
+        0.599, 0.575, 0.817, 0.284, 0.0514, 0.775, 0.459, 0.74), 0.653),
+    (2.59, (-2.52, -0.126, 0.0, 0.845, -0.309, 0.134, -0.00684, 0.0294, -0.197,
+        -0.185, 0.702, 0.0354, -0.294, 0.951, 0.499, -0.39, -0.131), -0.568),
+    (2.57, (-1.43, 0.307, 0.0, -0.197, 0.319, -0.736, -0.052, -0.489, -0.742,
+        -0.156, -0.0876, 0.602, -0.273, -0.489, -0.251, 0.04, -0.279), -0.507),
+    (1.48, (-1.55, 0.724, 0.0, 2.09, 0.00673, 1.92, -0.145, -1.18, -0.303,
+        0.278, -0.861, -0.236, -1.21, 0.157, -1.06, -0.0434, -0.559), -0.608),
+    (-1.28, (0.7, 0.316, 0.0, 0.14, -0.105, -0.208, 0.0311, 0.0294, 0.233,
+        -0.0294, 0.579, 0.0795, -1.13, 0.891, 0.254, 0.391, 0.643), 0.439),
+    (-1.4, (2.89, -0.343, 0.0, -0.707, 0.203, -0.17, 0.0143, 0.381, 0.351,
+        0.115, 0.178, -0.157, 0.533, -0.965, -0.645, -0.243, -0.236), 0.616),
+    (-0.908, (-1.63, -0.171, 0.0, -0.721, -0.108, 0.438, 0.0422, 1.25, 0.376,
+        0.0485, 0.0301, 0.158, -0.315, 0.474, 0.509, -0.156, 0.403), 0.414),
+    (3.28, (-1.1, 0.127, 0.0, -0.627, 0.0192, 0.155, -0.336, -0.953, -0.555,
+        -0.114, -0.285, -0.00781, -0.026, -0.512, -0.518, 0.21, -0.284), -0.463),
+    (-2.16, (0.578, -0.171, 0.0, 0.596, -0.192, -3.7, 0.189, 0.155, 0.303,
+        -0.0545, 0.0561, 0.778, -0.397, 0.0373, 0.652, 0.461, 1.0), 0.573),
+    (-0.111, (-0.473, 1.03, 0.0, 0.0164, 0.204, -0.262, 0.0615, 1.43, 0.575,
+        -0.331, -0.613, -0.297, 0.247, -0.109, 0.618, 0.388, 0.502), 0.508),
+    (-1.29, (0.7, 0.322, 0.0, 0.141, -0.109, -0.193, 0.0306, 0.013, 0.228,
+        -0.0276, 0.582, 0.0875, -1.14, 0.9, 0.259, 0.394, 0.646), 0.441),
+    (-1.29, (0.314, 0.493, 0.0, 0.72, -0.158, -1.71, -0.19, 0.531, 0.176,
+        0.276, 0.299, 0.678, -0.54, -0.692, -1.68, 0.452, 0.312), 0.497),
+    (1.9, (1.3, 0.776, 0.0, -0.568, 0.0918, -0.125, -0.377, -0.0787, -0.0979,
+        0.22, 0.25, 0.486, -1.05, -1.55, -1.34, 0.6, -0.0987), -0.679),
 )
 # fmt: on
 # Chosen on tune by leave-one-conversation-out (0.5 / 0.7 / 1.0: recall@10 0.8212 / 0.8234 / 0.8228; embedding the
@@ -1169,7 +1234,13 @@ def _learned_rank(
         for pk, sim in sentence_sims.items():
             if pk in pool:
                 pool[pk].sentence = sim
-    scores = _learned_scores(pool, facts, query=query, neighbours=bool(scope.smoothed_vector_sql))
+    scores = _learned_scores(
+        pool,
+        facts,
+        query=query,
+        neighbours=bool(scope.smoothed_vector_sql),
+        passages=facts_sql == _PASSAGE_FACTS_SQL and scope.customer_id is not None,
+    )
     ranked = sorted(scores.items(), key=lambda item: (-item[1], -item[0]))
     return _distinct(ranked, facts) if DEDUPLICATE else ranked
 
@@ -1261,11 +1332,18 @@ CONCURRENT_VECTOR_ROWS = 2000
 
 
 def _learned_scores(
-    pool: dict[int, _Candidate], facts: dict[int, tuple[Any, ...]], *, query: str, neighbours: bool = False
+    pool: dict[int, _Candidate],
+    facts: dict[int, tuple[Any, ...]],
+    *,
+    query: str,
+    neighbours: bool = False,
+    passages: bool = False,
 ) -> dict[int, float]:
     """The learned score of each candidate: the weighted sum of the features listed above LEARNED_RANKING; with
     ``neighbours`` (the search read each candidate's neighbours' similarity: one customer's messages) and a
-    LEARNED_HIDDEN layer, LEARNED_MESSAGE_WEIGHTS' sum plus the layer's units over the same features (step 8)."""
+    LEARNED_HIDDEN layer, LEARNED_MESSAGE_WEIGHTS' sum plus the layer's units over the same features (step 8); with
+    ``passages`` (one customer's passage search) and a LEARNED_PASSAGE_HIDDEN layer, LEARNED_PASSAGE_WEIGHTS' sum
+    plus that layer's units (step 9)."""
     best_text = max((c.text for c in pool.values() if c.text_place), default=0.0) or 1.0
     best_sim = max((c.sim for c in pool.values() if c.sim is not None), default=0.0)
     best_sim = best_sim if best_sim > 0 else 1.0
@@ -1323,10 +1401,14 @@ def _learned_scores(
     if not rows:
         return {}
     features = np.asarray(rows, dtype=np.float64)
-    if not (neighbours and LEARNED_HIDDEN):
+    if neighbours and LEARNED_HIDDEN:
+        linear, layer = LEARNED_MESSAGE_WEIGHTS, LEARNED_HIDDEN
+    elif passages and not neighbours and LEARNED_PASSAGE_HIDDEN:
+        linear, layer = LEARNED_PASSAGE_WEIGHTS, LEARNED_PASSAGE_HIDDEN
+    else:
         return dict(zip(ids, (features @ np.array(_learned_weights())).tolist(), strict=True))
-    weights, biases, outputs = _hidden_layer(LEARNED_HIDDEN)
-    scores = features @ np.array(LEARNED_MESSAGE_WEIGHTS) + np.tanh(features @ weights.T + biases) @ outputs
+    weights, biases, outputs = _hidden_layer(layer)
+    scores = features @ np.array(linear) + np.tanh(features @ weights.T + biases) @ outputs
     return dict(zip(ids, scores.tolist(), strict=True))
 
 
@@ -1355,7 +1437,8 @@ def _learned_weights() -> tuple[float, ...]:
 
 @functools.lru_cache(maxsize=4)
 def _hidden_layer(units: tuple[tuple[float, tuple[float, ...], float], ...]) -> tuple[Any, Any, Any]:
-    """LEARNED_HIDDEN as arrays: (units x features input weights, biases, output weights)."""
+    """A hidden layer (LEARNED_HIDDEN, LEARNED_PASSAGE_HIDDEN) as arrays: (units x features input weights, biases,
+    output weights)."""
     return (
         np.array([unit[1] for unit in units], dtype=np.float64),
         np.array([unit[0] for unit in units], dtype=np.float64),

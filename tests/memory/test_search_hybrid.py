@@ -78,7 +78,8 @@ def test_results_carry_their_fused_score_best_first(actors, fake, django_capture
     _embed_now(django_capture_on_commit_callbacks, lambda: _store(actors, [TEXT_ONLY, VECTOR_ONLY, *FILLERS]))
     results = passage_search(organization=actors.org, customer=actors.customer, query=QUERY).results
     scores = [p.score for p in results]
-    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    # The learned score: one customer's passages add a hidden layer (step 9), whose units can make it negative.
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
 
 
 def test_text_is_searchable_before_its_embedding_lands(actors, fake):

@@ -1,7 +1,8 @@
 """The learned ranking (``LEARNED_RANKING``): a score over features that PostgreSQL reads for each candidate, their
-weighted sum plus one small hidden layer over the same features (``LEARNED_HIDDEN``).
+weighted sum plus one small hidden layer over the same features (``LEARNED_HIDDEN`` for one customer's messages,
+``LEARNED_PASSAGE_HIDDEN`` for one customer's passages).
 
-The weights were fitted on LoCoMo's tune half and confirmed on validate (docs/recall.md, steps 4 and 8); these tests
+The weights were fitted on LoCoMo's tune half and confirmed on validate (docs/recall.md, steps 4, 8 and 9); these tests
 pin what each feature is, what the hidden layer adds, and that the search orders by the score.
 """
 
@@ -223,23 +224,61 @@ def test_the_hidden_layer_adds_tanh_units_of_the_same_features(actors, fake, mon
     assert selectors._learned_scores(pool, facts, query=query, neighbours=True) == linear
 
 
-def test_the_shipped_hidden_layer_reads_every_feature():
+def test_passages_have_a_hidden_layer_of_their_own(actors, fake, monkeypatch):
+    chat = _ticket(actors, "chat")
+    asked = _say(actors, chat, "Which printer model do you have?", when=WHEN, author="Sam", role="staff")
+    reply = _say(actors, chat, "An HP LaserJet 4250 from the office.", when=WHEN + timedelta(seconds=1))
+    facts = selectors._facts(selectors._MESSAGE_FACTS_SQL, [asked.pk, reply.pk])
+    pool = {  # passages read no neighbour similarity: near is 0
+        asked.pk: _Candidate(text=4.0, text_place=1, sim=0.8, near=0.0, vector_place=1),
+        reply.pk: _Candidate(text=1.0, text_place=2, sim=0.3, near=0.0, vector_place=0),
+    }
+    query = "What printer model did Dana say in March 2025?"
+    monkeypatch.setattr(selectors, "LEARNED_PASSAGE_HIDDEN", ())
+    linear = selectors._learned_scores(pool, facts, query=query, passages=True)  # no layer: the step-7 score
+    assert linear == selectors._learned_scores(pool, facts, query=query)
     features = len(selectors._learned_weights())
-    assert len(selectors.LEARNED_MESSAGE_WEIGHTS) == features
-    assert selectors.LEARNED_HIDDEN
-    for bias, weights, output in selectors.LEARNED_HIDDEN:
-        assert len(weights) == features
-        assert all(math.isfinite(x) for x in (bias, output, *weights))
+    text_unit = (0.5, (2.0,) + (0.0,) * (features - 1), 3.0)  # reads the text feature: 1 and 1/4
+    doubled = tuple(2.0 * weight for weight in selectors._learned_weights())
+    monkeypatch.setattr(selectors, "LEARNED_PASSAGE_HIDDEN", (text_unit,))
+    monkeypatch.setattr(selectors, "LEARNED_PASSAGE_WEIGHTS", doubled)
+    # Step 8's message layer is not read: only the passages' own weights and units.
+    monkeypatch.setattr(selectors, "LEARNED_HIDDEN", ((9.0, (9.0,) * features, 9.0),))
+    scores = selectors._learned_scores(pool, facts, query=query, passages=True)
+    assert scores[asked.pk] == pytest.approx(2.0 * linear[asked.pk] + 3.0 * math.tanh(0.5 + 2.0))
+    assert scores[reply.pk] == pytest.approx(2.0 * linear[reply.pk] + 3.0 * math.tanh(0.5 + 2.0 / 4.0))
+    # Not one customer's passages (organisation-wide passage search): the step-7 score.
+    assert selectors._learned_scores(pool, facts, query=query) == linear
 
 
-def test_message_search_scores_with_the_hidden_layer_and_passage_search_without(actors, fake, monkeypatch):
+@pytest.mark.parametrize(
+    ("weights", "layer"),
+    [("LEARNED_MESSAGE_WEIGHTS", "LEARNED_HIDDEN"), ("LEARNED_PASSAGE_WEIGHTS", "LEARNED_PASSAGE_HIDDEN")],
+)
+def test_the_shipped_hidden_layers_read_every_feature(weights, layer):
+    features = len(selectors._learned_weights())
+    assert len(getattr(selectors, weights)) == features
+    assert getattr(selectors, layer)
+    for bias, unit_weights, output in getattr(selectors, layer):
+        assert len(unit_weights) == features
+        assert all(math.isfinite(x) for x in (bias, output, *unit_weights))
+
+
+def test_the_passage_layer_gives_near_no_weight():
+    # Passages read no neighbour similarity (near is 0 for them): the passage layer has nothing to weigh it by.
+    near = 2
+    assert selectors.LEARNED_PASSAGE_WEIGHTS[near] == 0.0
+    assert all(unit_weights[near] == 0.0 for _, unit_weights, _ in selectors.LEARNED_PASSAGE_HIDDEN)
+
+
+def test_each_search_scores_with_its_own_layer(actors, fake, monkeypatch):
     chat = _ticket(actors, "chat")
     _say(actors, chat, "The printer model is an HP LaserJet.", when=WHEN)
     seen = []
     scores = selectors._learned_scores
 
     def capture(pool, facts, *, query, **options):
-        seen.append(options.get("neighbours", False))
+        seen.append((options.get("neighbours", False), options.get("passages", False)))
         return scores(pool, facts, query=query, **options)
 
     monkeypatch.setattr(selectors, "_learned_scores", capture)
@@ -251,7 +290,9 @@ def test_message_search_scores_with_the_hidden_layer_and_passage_search_without(
         provenance=Provenance(reason="test"),
     )
     passage_search(organization=actors.org, customer=actors.customer, query="printer model")
-    assert seen == [True, False]
+    passage_search(organization=actors.org, customer=None, query="printer model")
+    # one customer's messages: step 8's layer; one customer's passages: step 9's; organisation-wide passages: linear
+    assert seen == [(True, False), (False, True), (False, False)]
 
 
 @pytest.mark.parametrize(
