@@ -641,6 +641,24 @@ NEIGHBOUR_WEIGHT = 0.5
 # The author's name counts as a word of the message ("What did Dana say about ...").
 AUTHOR_IN_TEXT = True
 
+# BM25 from the postings of the query's terms (``own``: each row's; ``near``: its neighbours'), joined to the rows that
+# carry each row's length (``{rows}``): shared by the statements below.
+_BM25_SCORES_SQL = """\
+df AS (SELECT lexeme, count(*)::float AS n FROM own GROUP BY lexeme),
+postings AS (
+    SELECT id, lexeme, sum(tf) AS tf FROM (
+        SELECT id, lexeme, tf FROM own
+        UNION ALL SELECT id, lexeme, %s * tf FROM near
+    ) both_sides GROUP BY id, lexeme
+)
+SELECT p.id, sum(
+    ln(1 + (st.n - coalesce(df.n, 0) + 0.5) / (coalesce(df.n, 0) + 0.5))
+    * p.tf * %s / (p.tf + %s * (1 - %s + %s * h.len / st.avgdl))
+) AS score
+FROM postings p JOIN {rows} h USING (id) LEFT JOIN df USING (lexeme) CROSS JOIN stats st
+GROUP BY p.id ORDER BY score DESC, p.id DESC LIMIT %s
+"""
+
 # A row's words are cut to the query's terms in C before they are unnested (the terms weighted A, then only A kept;
 # ts_filter keeps every position of a lexeme it keeps, so term frequencies are unchanged): unnesting every word of
 # every matching row and joining each to the terms cost a third of the statement. The IN filter still decides.
@@ -657,20 +675,7 @@ own AS (
     WHERE u.lexeme IN (SELECT lexeme FROM terms)
 ),
 {near_postings},
-df AS (SELECT lexeme, count(*)::float AS n FROM own GROUP BY lexeme),
-postings AS (
-    SELECT id, lexeme, sum(tf) AS tf FROM (
-        SELECT id, lexeme, tf FROM own
-        UNION ALL SELECT id, lexeme, %s * tf FROM near
-    ) both_sides GROUP BY id, lexeme
-)
-SELECT p.id, sum(
-    ln(1 + (st.n - coalesce(df.n, 0) + 0.5) / (coalesce(df.n, 0) + 0.5))
-    * p.tf * %s / (p.tf + %s * (1 - %s + %s * h.len / st.avgdl))
-) AS score
-FROM postings p JOIN hits h USING (id) LEFT JOIN df USING (lexeme) CROSS JOIN stats st
-GROUP BY p.id ORDER BY score DESC, p.id DESC LIMIT %s
-"""
+""" + _BM25_SCORES_SQL.replace("{rows}", "hits")  # noqa: S608  (this module's own SQL)
 
 # The query's words in the turns around each hit (messages). Passages have no neighbours: organisation-wide, scanning
 # the empty ``near`` of 5,000 hits cost as much as reading their own words, so that search skips it. (One customer's
@@ -731,20 +736,7 @@ own AS MATERIALIZED (
 near AS (
     {near}
 ),
-df AS (SELECT lexeme, count(*)::float AS n FROM own GROUP BY lexeme),
-postings AS (
-    SELECT id, lexeme, sum(tf) AS tf FROM (
-        SELECT id, lexeme, tf FROM own
-        UNION ALL SELECT id, lexeme, %s * tf FROM near
-    ) both_sides GROUP BY id, lexeme
-)
-SELECT p.id, sum(
-    ln(1 + (st.n - coalesce(df.n, 0) + 0.5) / (coalesce(df.n, 0) + 0.5))
-    * p.tf * %s / (p.tf + %s * (1 - %s + %s * h.len / st.avgdl))
-) AS score
-FROM postings p JOIN scoped h USING (id) LEFT JOIN df USING (lexeme) CROSS JOIN stats st
-GROUP BY p.id ORDER BY score DESC, p.id DESC LIMIT %s
-"""
+""" + _BM25_SCORES_SQL.replace("{rows}", "scoped")  # noqa: S608  (this module's own SQL)
 _MESSAGE_NEAR_SQL = """SELECT s.id, b.lexeme, b.tf FROM scoped s JOIN body_postings b ON b.id = s.previous_id
     UNION ALL SELECT s.id, b.lexeme, b.tf FROM scoped s JOIN body_postings b ON b.id = s.next_id"""
 # One customer's passages: read through the customer index and matched in memory. (Through the GIN index,
