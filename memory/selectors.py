@@ -1178,12 +1178,7 @@ def _learned_rank(
             pending_names = _named_vectors_start(scope, query)
         unnamed_vector = _unnamed_vector(model, vector, pending_names)
         sentence_target = unnamed_vector or vector
-        nearest = None
-        if nearest_job is not None:
-            try:
-                nearest = nearest_job.result()
-            except DatabaseError:
-                logger.warning("nearest rows on a second connection failed; reading them on this one", exc_info=True)
+        nearest = _worker_result(nearest_job, "nearest rows")
         rows = _vector_features(
             scope=scope,
             model=model,
@@ -1215,12 +1210,7 @@ def _learned_rank(
     facts = _facts(facts_sql, list(pool))
     pool = {pk: c for pk, c in pool.items() if pk in facts}
     if LEARNED_SENTENCE and sentence_target is not None:
-        sentence_sims = None
-        if sentences_job is not None:
-            try:
-                sentence_sims = sentences_job.result()
-            except DatabaseError:
-                logger.warning("sentences on a second connection failed; reading them on this one", exc_info=True)
+        sentence_sims = _worker_result(sentences_job, "sentences")
         if sentence_sims is None:
             sentence_sims = _sentence_similarities(scope=scope, ids=list(pool), model=model, target=sentence_target)
         for pk, sim in sentence_sims.items():
@@ -1262,6 +1252,18 @@ def _worker_submit(function: Callable[..., T], /, **kwargs: Any) -> Future[T]:
             _workers = (os.getpid(), ThreadPoolExecutor(CONCURRENT_WORKERS, thread_name_prefix="search-read"))
         pool = _workers[1]
     return pool.submit(_worker_run, function, kwargs)
+
+
+def _worker_result(job: Future[T] | None, what: str) -> T | None:
+    """What a second connection read, or None when nothing was handed to it or it failed (none left, the server
+    restarted): the caller then reads it on its own connection."""
+    if job is None:
+        return None
+    try:
+        return job.result()
+    except DatabaseError:
+        logger.warning("%s on a second connection failed; reading them on this one", what, exc_info=True)
+        return None
 
 
 def _worker_run(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
