@@ -28,6 +28,7 @@ from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import QuerySet
 
+from memory import postings
 from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
 from memory.models import ArchivalPassage, MemoryBlock
 from memory.query_dates import query_periods
@@ -122,6 +123,7 @@ class _Scope:
     vector_features_sql: str = ""  # similarities of the nearest rows and of given rows, in one scan
     customer_id: int | None = None  # one customer's rows: the names of their conversations' people are read
     sentences_sql: str = ""  # the best similarity among given rows' sentences (step 7)
+    postings: postings.Filter | None = None  # one customer's messages: BM25 from the words kept in the process
 
     def add(self, clause: str, *params: Any) -> None:
         self.where.append(clause)
@@ -179,6 +181,7 @@ def message_search(
         scope.add("m.created_at >= %s", start)
     if end:
         scope.add("m.created_at <= %s", end)
+    scope.postings = postings.Filter(public_only=not include_internal, start=start, end=end)
     ranked = _hybrid_rank(
         scope=scope,
         query=query,
@@ -425,6 +428,11 @@ def text_measures(text: str) -> tuple[int, bool]:
     return measures
 
 
+def text_measures_clear() -> None:
+    """Forget the texts measured (a customer's messages were erased)."""
+    _MEASURES.clear()
+
+
 # White space as PostgreSQL's regular expressions see it under C.UTF-8 (glibc's iswspace: no-break spaces are not).
 _SPACES = re.compile("[ \t\n\v\f\r\u1680\u2000-\u2006\u2008-\u200a\u2028\u2029\u205f\u3000]+")
 
@@ -659,6 +667,10 @@ FROM postings p JOIN {rows} h USING (id) LEFT JOIN df USING (lexeme) CROSS JOIN 
 GROUP BY p.id ORDER BY score DESC, p.id DESC LIMIT %s
 """
 
+# One customer's messages are scored from their words kept in the process (memory/postings.py), as
+# _MESSAGE_HITS_SQL scores them; False: by the statement on every search.
+POSTINGS_IN_PROCESS = True
+
 # A row's words are cut to the query's terms in C before they are unnested (the terms weighted A, then only A kept;
 # ts_filter keeps every position of a lexeme it keeps, so term frequencies are unchanged): unnesting every word of
 # every matching row and joining each to the terms cost a third of the statement. The IN filter still decides.
@@ -774,6 +786,11 @@ def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> li
 
 def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[tuple[int, float]]:
     """(id, BM25 score) of the scope's best ``limit`` rows for the query, best first."""
+    if hits_sql is _MESSAGE_HITS_SQL and scope.postings is not None and scope.customer_id and POSTINGS_IN_PROCESS:
+        weights = postings.Weights(k1=BM25_K1, b=BM25_B, neighbour=NEIGHBOUR_WEIGHT, author_in_text=AUTHOR_IN_TEXT)
+        return postings.bm25_scores(
+            customer_id=scope.customer_id, query=query, rows_filter=scope.postings, weights=weights, limit=limit
+        )
     params = [query, *scope.params * hits_sql.count("{where}")]
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     if hits_sql.lstrip().startswith("WITH"):  # a whole statement of its own (one customer's messages)

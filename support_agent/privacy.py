@@ -10,6 +10,7 @@ test_erasure_canaries.py scans every text and JSON column of every table afterwa
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from typing import Any
@@ -20,8 +21,10 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import Q
 
+from memory import postings
 from memory.embeddings import query_cache_clear
 from memory.models import ArchivalPassage, MemoryBlock, PendingMemoryEdit
+from memory.selectors import text_measures_clear
 from support_agent.models import AgentRun, AgentStep, CustomerMerge
 from support_agent.tokens import count_tokens
 from tickets.models import Customer, OutboundAttempt, OutboundDelivery, Ticket, TicketMessage
@@ -104,6 +107,7 @@ def customer_erase(*, customer: Customer) -> dict[str, int]:
         # Last: deleting the rows above wrote one more history row each ("-", with the final value).
         counts.update(_history_deleted(customer_id, owned))
         transaction.on_commit(_text_caches_clear)
+        transaction.on_commit(functools.partial(postings.kept_forget, customer_id))
     return {label: count for label, count in sorted(counts.items()) if count}
 
 
@@ -166,7 +170,9 @@ def _history_deleted(customer_id: int, owned: dict[type[models.Model], list[Any]
 
 
 def _text_caches_clear() -> None:
-    """In-process caches keyed by text: search queries (their vectors) and token counts. Emptied whole: they
-    refill within a few requests, and a key cannot be traced back to a customer."""
+    """In-process caches keyed by text: search queries (their vectors), token counts and the measures of searched
+    messages' texts. Emptied whole: they refill within a few requests, and a key cannot be traced back to a
+    customer."""
     query_cache_clear()
     count_tokens.cache_clear()
+    text_measures_clear()

@@ -36,7 +36,9 @@ def fake(settings):
     return use_fake(settings)
 
 
-def _conversation(actors, name, turns=TURNS, customer=None):
+def _conversation(actors, name, turns=TURNS, customer=None, start=WHEN, public=True):
+    """One conversation of ``turns`` (author, text), a minute apart from ``start``; Dana's turns are the customer's
+    (always public), the others staff turns (internal notes unless ``public``)."""
     customer = customer or actors.customer
     ticket = ticket_upsert(
         organization=actors.org,
@@ -44,8 +46,8 @@ def _conversation(actors, name, turns=TURNS, customer=None):
         integration_id=None,
         external_id=f"statements-{name}",
         changes=TicketChanges(subject=name, channel="chat"),
-        created_at=WHEN,
-        source_updated_at=WHEN,
+        created_at=start,
+        source_updated_at=start,
     )
     messages = []
     for index, (author, body) in enumerate(turns):
@@ -55,7 +57,8 @@ def _conversation(actors, name, turns=TURNS, customer=None):
             body=body,
             author_role="customer" if author == "Dana" else "staff",
             author_name=author,
-            created_at=WHEN + timedelta(minutes=index),
+            created_at=start + timedelta(minutes=index),
+            is_public=public or author == "Dana",
             announce=False,
         )
         messages.append(message)

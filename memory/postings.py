@@ -1,0 +1,338 @@
+"""One customer's message words kept in the process: BM25 without reading every row on every search.
+
+``selectors._MESSAGE_HITS_SQL`` scores a query over one customer's messages by reading all of them: each row's
+words, its length, its neighbours in the conversation and its author's name. That read is the same from one search
+to the next until the customer's messages change, and it was the largest part of a search (docs/performance.md,
+session 10). Here a customer's rows are read once, each with its lexemes and their counts (the ``search_vector``
+PostgreSQL keeps), and a search asks the database only for a fingerprint of those rows: their number, the highest
+id and the sum of their row versions' transaction ids (``xmin``). Any insert, update, delete or move of one of the
+customer's messages changes the fingerprint (an updated row is a new row version with a newer transaction id), and
+the rows are read again. The scores are those of the statement, term by term (tests/memory/test_postings.py).
+
+Each process keeps the customers it searched lately, up to ``KEPT_ROWS`` rows in all, each for ``KEPT_SECONDS``
+after its last search.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+# Rows kept per process across customers (the least recently searched customer goes first). A row costs about
+# a kilobyte: its lexemes' postings and its few facts.
+KEPT_ROWS = 100_000
+KEPT_SECONDS = 3600.0
+
+# The fingerprint of a customer's rows, the same of those up to the highest id this process kept (when only rows
+# above it are new, just those are read), and the query's distinct terms (english stems), in one round trip.
+_FINGERPRINT_SQL = (
+    "SELECT count(*), coalesce(max(m.id), 0), coalesce(sum(m.xmin::text::bigint), 0), "
+    "count(*) FILTER (WHERE m.id <= %s), coalesce(sum(m.xmin::text::bigint) FILTER (WHERE m.id <= %s), 0), "
+    "ARRAY(SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme) "
+    "FROM tickets_ticketmessage m WHERE m.customer_id = %s"
+)
+# Rows above an id, each with its lexemes and how often each occurs (a lexeme stored without positions counts once).
+_ROWS_SQL = (
+    "SELECT m.id, m.ticket_id, m.created_at, m.is_public, m.author_name, w.lexemes, w.counts "
+    "FROM tickets_ticketmessage m, LATERAL (SELECT array_agg(u.lexeme) AS lexemes, "
+    "array_agg(coalesce(array_length(u.positions, 1), 1)) AS counts FROM unnest(m.search_vector) u) w "
+    "WHERE m.customer_id = %s AND m.id > %s"
+)
+_AUTHORS_SQL = (
+    "SELECT a.name, w.lexemes, w.counts FROM unnest(%s::text[]) AS a(name), LATERAL (SELECT array_agg(u.lexeme) "
+    "AS lexemes, array_agg(coalesce(array_length(u.positions, 1), 1)) AS counts "
+    "FROM unnest(to_tsvector('english', a.name)) u) w"
+)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which of the customer's rows a search reads (``message_search``'s arguments)."""
+
+    public_only: bool = False
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return self.public_only or self.start is not None or self.end is not None
+
+
+@dataclass(frozen=True)
+class Weights:
+    """BM25's constants and how the statement reads a row (``selectors``' settings at the time of the search)."""
+
+    k1: float
+    b: float
+    neighbour: float  # a neighbouring turn's words count at this weight
+    author_in_text: bool  # the author's name counts as words of the row
+
+
+@dataclass
+class _Rows:
+    """One customer's rows (each at a place: its index in the lists): what BM25 reads of them. Never changed once
+    searched: more rows make a new one (``extended``) that shares what did not change."""
+
+    ids: list[int] = field(default_factory=list)
+    tickets: list[int | None] = field(default_factory=list)
+    times: list[datetime] = field(default_factory=list)
+    public: list[bool] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)  # each row's number of lexemes
+    lengths_with_author: list[int] = field(default_factory=list)  # the same with its author's name's lexemes
+    index: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)  # lexeme -> (places, counts)
+    author_words: dict[str, dict[str, int]] = field(default_factory=dict)  # author name -> lexeme -> count
+    by_author: dict[str, list[int]] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)  # the places in conversation order (ticket, time, id)
+    previous: dict[int, int] = field(default_factory=dict)  # every row's previous and next row in its conversation
+    following: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, customer_id: int) -> _Rows:
+        return cls().extended(customer_id)
+
+    def extended(self, customer_id: int) -> _Rows:
+        """These rows and the customer's rows above the highest id among them."""
+        with connection.cursor() as cursor:
+            cursor.execute(_ROWS_SQL, [customer_id, max(self.ids, default=0)])
+            found = cursor.fetchall()
+            names = sorted({row[4] for row in found} - self.author_words.keys())
+            authors = []
+            if names:
+                cursor.execute(_AUTHORS_SQL, [names])
+                authors = cursor.fetchall()
+        author_words = dict(self.author_words)
+        for author, lexemes, counts in authors:
+            author_words[author] = dict(zip(lexemes or (), counts or (), strict=True))
+        rows = _Rows(
+            ids=[*self.ids],
+            tickets=[*self.tickets],
+            times=[*self.times],
+            public=[*self.public],
+            authors=[*self.authors],
+            lengths=[*self.lengths],
+            lengths_with_author=[*self.lengths_with_author],
+            index=dict(self.index),
+            author_words=author_words,
+            by_author=dict(self.by_author),
+        )
+        copied: set[str] = set()  # the lexemes whose lists are this object's own already
+        copied_authors: set[str] = set()
+        for pk, ticket, created, public, author, lexemes, counts in found:
+            place = len(rows.ids)
+            rows.ids.append(pk)
+            rows.tickets.append(ticket)
+            rows.times.append(created)
+            rows.public.append(public)
+            rows.authors.append(author)
+            rows.lengths.append(len(lexemes or ()))
+            rows.lengths_with_author.append(len({*(lexemes or ()), *author_words.get(author, {})}))
+            if author not in copied_authors:
+                rows.by_author[author] = [*rows.by_author.get(author, ())]
+                copied_authors.add(author)
+            rows.by_author[author].append(place)
+            for lexeme, count in zip(lexemes or (), counts or (), strict=True):
+                if lexeme not in copied:
+                    places, kept_counts = rows.index.get(lexeme, ((), ()))
+                    rows.index[lexeme] = ([*places], [*kept_counts])
+                    copied.add(lexeme)
+                postings = rows.index[lexeme]
+                postings[0].append(place)
+                postings[1].append(count)
+        rows.order = sorted(range(len(rows.ids)), key=rows._conversation_key)
+        rows.previous, rows.following = _neighbours(rows, rows.order)
+        return rows
+
+    def _conversation_key(self, place: int) -> tuple[bool, int, datetime, int]:
+        ticket = self.tickets[place]
+        return ticket is None, ticket or 0, self.times[place], self.ids[place]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class _Kept:
+    """The customers' rows this process read lately, by customer, each under the fingerprint it was read at, least
+    recently searched first. A customer not searched for ``KEPT_SECONDS`` is dropped: an erased customer's words
+    leave every process within that time, not only the one that erased them (``forget``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: OrderedDict[int, tuple[tuple[Any, ...], _Rows, float]] = OrderedDict()
+        self._count = 0
+
+    def get(self, customer_id: int) -> tuple[tuple[Any, ...], _Rows] | None:
+        """The customer's rows and the fingerprint they were read at, if this process kept them."""
+        with self._lock:
+            self._expire()
+            kept = self._rows.get(customer_id)
+            if kept is None:
+                return None
+            self._rows[customer_id] = (kept[0], kept[1], time.monotonic())
+            self._rows.move_to_end(customer_id)
+            return kept[0], kept[1]
+
+    def put(self, customer_id: int, fingerprint: tuple[Any, ...], rows: _Rows) -> None:
+        with self._lock:
+            self._pop(customer_id)
+            if len(rows) > KEPT_ROWS:
+                return
+            self._rows[customer_id] = (fingerprint, rows, time.monotonic())
+            self._count += len(rows)
+            while self._count > KEPT_ROWS:
+                self._pop(next(iter(self._rows)))
+
+    def forget(self, customer_id: int) -> None:
+        with self._lock:
+            self._pop(customer_id)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self._count = 0
+
+    def _pop(self, customer_id: int) -> None:
+        kept = self._rows.pop(customer_id, None)
+        if kept is not None:
+            self._count -= len(kept[1])
+
+    def _expire(self) -> None:
+        oldest = time.monotonic() - KEPT_SECONDS
+        while self._rows:
+            customer_id, (_, _, used) = next(iter(self._rows.items()))
+            if used >= oldest:
+                return
+            self._pop(customer_id)
+
+
+_kept = _Kept()
+
+
+def kept_clear() -> None:
+    """Forget every customer's rows (tests; a process that wants its memory back)."""
+    _kept.clear()
+
+
+def kept_forget(customer_id: int) -> None:
+    """Forget one customer's rows in this process (their messages were erased)."""
+    _kept.forget(customer_id)
+
+
+def bm25_scores(
+    *, customer_id: int, query: str, rows_filter: Filter, weights: Weights, limit: int
+) -> list[tuple[int, float]]:
+    """(id, BM25 score) of the customer's best ``limit`` messages for the query, best first (ties: newest id first),
+    as ``selectors._MESSAGE_HITS_SQL`` scores them."""
+    kept = _kept.get(customer_id)
+    kept_highest = kept[0][1] if kept is not None else 0
+    with connection.cursor() as cursor:
+        cursor.execute(_FINGERPRINT_SQL, [kept_highest, kept_highest, query, customer_id])
+        count, highest, versions, count_up_to_kept, versions_up_to_kept, terms = cursor.fetchone()
+    if not count:
+        _kept.forget(customer_id)  # none left (erased, merged away): their words need not stay here
+        return []
+    if not terms:
+        return []
+    fingerprint = (count, highest, versions)
+    if kept is not None and kept[0] == fingerprint:
+        rows = kept[1]
+    else:
+        if kept is not None and (kept[0][0], kept[0][2]) == (count_up_to_kept, versions_up_to_kept):
+            rows = kept[1].extended(customer_id)  # the kept rows are as they were: only newer ones to read
+        else:
+            rows = _Rows.read(customer_id)
+        _kept.put(customer_id, fingerprint, rows)
+    return _score(rows, sorted(terms), rows_filter, weights, limit)
+
+
+def _score(rows: _Rows, terms: list[str], rows_filter: Filter, weights: Weights, limit: int) -> list[tuple[int, float]]:
+    lengths = rows.lengths_with_author if weights.author_in_text else rows.lengths
+    author_words = rows.author_words if weights.author_in_text else {}
+    kept = _in_scope(rows, rows_filter)
+    if kept is None:
+        previous, following = rows.previous, rows.following
+        scoped, total_length = len(rows), sum(lengths)
+        in_scope: Callable[[int], bool] = _every
+    else:
+        previous, following = _neighbours(rows, kept)
+        scoped, total_length = len(kept), sum(lengths[place] for place in kept)
+        in_scope = frozenset(kept).__contains__
+    if not scoped:
+        return []
+    own: dict[tuple[int, str], float] = {}
+    body: dict[int, list[tuple[str, int]]] = {}
+    for term in terms:
+        postings = rows.index.get(term)
+        if postings is None:
+            continue
+        for place, count in zip(*postings, strict=True):
+            if in_scope(place):
+                own[place, term] = float(count)
+                body.setdefault(place, []).append((term, count))
+    for author, words in author_words.items():
+        cut = [(term, words[term]) for term in terms if term in words]
+        if not cut:
+            continue
+        for place in rows.by_author.get(author, ()):
+            if in_scope(place):
+                for term, count in cut:
+                    own[place, term] = own.get((place, term), 0.0) + count
+    documents = Counter(term for _, term in own)
+    postings_of = dict(own)
+    if weights.neighbour:
+        for place, matched in body.items():
+            for neighbour in (following.get(place), previous.get(place)):
+                if neighbour is not None:
+                    for term, count in matched:
+                        key = (neighbour, term)
+                        postings_of[key] = postings_of.get(key, 0.0) + weights.neighbour * count
+    n = float(scoped)
+    average = max(total_length / scoped, 1.0)
+    idf = {term: math.log(1 + (n - documents[term] + 0.5) / (documents[term] + 0.5)) for term in terms}
+    k1, b = weights.k1, weights.b
+    scores: dict[int, float] = {}
+    for (place, term), tf in postings_of.items():
+        term_score = idf[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths[place] / average))
+        scores[place] = scores.get(place, 0.0) + term_score
+    ranked = sorted(
+        ((rows.ids[place], score) for place, score in scores.items()), key=lambda item: (-item[1], -item[0])
+    )
+    return ranked[:limit]
+
+
+def _in_scope(rows: _Rows, rows_filter: Filter) -> list[int] | None:
+    """The places of the rows the filter keeps, in conversation order; None: every row."""
+    if not rows_filter:
+        return None
+    start, end = rows_filter.start, rows_filter.end
+    return [
+        place
+        for place in rows.order
+        if (rows.public[place] or not rows_filter.public_only)
+        and (start is None or rows.times[place] >= start)
+        and (end is None or rows.times[place] <= end)
+    ]
+
+
+def _every(place: int) -> bool:
+    return True
+
+
+def _neighbours(rows: _Rows, kept: Iterable[int]) -> tuple[dict[int, int], dict[int, int]]:
+    """Each kept row's previous and next kept row in its conversation (the same ticket, or both outside any)."""
+    previous: dict[int, int] = {}
+    following: dict[int, int] = {}
+    before: int | None = None
+    for place in kept:
+        if before is not None and rows.tickets[before] == rows.tickets[place]:
+            previous[place] = before
+            following[before] = place
+        before = place
+    return previous, following
