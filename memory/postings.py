@@ -15,10 +15,11 @@ after its last search.
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -266,45 +267,43 @@ def _score(rows: _Rows, terms: list[str], rows_filter: Filter, weights: Weights,
         in_scope = frozenset(kept).__contains__
     if not scoped:
         return []
-    own: dict[tuple[int, str], float] = {}
-    body: dict[int, list[tuple[str, int]]] = {}
-    for term in terms:
-        postings = rows.index.get(term)
-        if postings is None:
-            continue
-        for place, count in zip(*postings, strict=True):
-            if in_scope(place):
-                own[place, term] = float(count)
-                body.setdefault(place, []).append((term, count))
-    for author, words in author_words.items():
-        cut = [(term, words[term]) for term in terms if term in words]
-        if not cut:
-            continue
-        for place in rows.by_author.get(author, ()):
-            if in_scope(place):
-                for term, count in cut:
-                    own[place, term] = own.get((place, term), 0.0) + count
-    documents = Counter(term for _, term in own)
-    postings_of = dict(own)
-    if weights.neighbour:
-        for place, matched in body.items():
-            for neighbour in (following.get(place), previous.get(place)):
-                if neighbour is not None:
-                    for term, count in matched:
-                        key = (neighbour, term)
-                        postings_of[key] = postings_of.get(key, 0.0) + weights.neighbour * count
     n = float(scoped)
     average = max(total_length / scoped, 1.0)
-    idf = {term: math.log(1 + (n - documents[term] + 0.5) / (documents[term] + 0.5)) for term in terms}
-    k1, b = weights.k1, weights.b
+    k1, b, near = weights.k1, weights.b, weights.neighbour
     scores: dict[int, float] = {}
-    for (place, term), tf in postings_of.items():
-        term_score = idf[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths[place] / average))
-        scores[place] = scores.get(place, 0.0) + term_score
-    ranked = sorted(
-        ((rows.ids[place], score) for place, score in scores.items()), key=lambda item: (-item[1], -item[0])
-    )
-    return ranked[:limit]
+    for term in terms:  # one term at a time: its postings by place, its document frequency, then its scores
+        own: dict[int, float] = {}
+        body: list[tuple[int, int]] = []
+        places, counts = rows.index.get(term, ((), ()))
+        for place, count in zip(places, counts, strict=True):
+            if in_scope(place):
+                own[place] = float(count)
+                body.append((place, count))
+        for author, words in author_words.items():
+            in_name = words.get(term, 0)
+            if in_name:
+                for place in rows.by_author.get(author, ()):
+                    if in_scope(place):
+                        own[place] = own.get(place, 0.0) + in_name
+        if not own:
+            continue
+        documents = len(own)
+        frequencies = own
+        if near:
+            frequencies = dict(own)
+            for place, count in body:
+                for neighbour in (following.get(place), previous.get(place)):
+                    if neighbour is not None:
+                        frequencies[neighbour] = frequencies.get(neighbour, 0.0) + near * count
+        idf = math.log(1 + (n - documents + 0.5) / (documents + 0.5))
+        for place, tf in frequencies.items():
+            term_score = idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths[place] / average))
+            scores[place] = scores.get(place, 0.0) + term_score
+    return heapq.nsmallest(limit, ((rows.ids[place], score) for place, score in scores.items()), key=_best_first)
+
+
+def _best_first(item: tuple[int, float]) -> tuple[float, int]:
+    return -item[1], -item[0]
 
 
 def _in_scope(rows: _Rows, rows_filter: Filter) -> list[int] | None:
