@@ -22,8 +22,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
 
 from django.db import connection
 
@@ -31,6 +31,8 @@ from django.db import connection
 # a kilobyte: its lexemes' postings and its few facts.
 KEPT_ROWS = 100_000
 KEPT_SECONDS = 3600.0
+
+T = TypeVar("T")
 
 # The fingerprint of a customer's rows, the same of those up to the highest id this process kept (when only rows
 # above it are new, just those are read), and the query's distinct terms (english stems), in one round trip.
@@ -42,10 +44,17 @@ _FINGERPRINT_SQL = (
 )
 # Rows above an id, each with its lexemes and how often each occurs (a lexeme stored without positions counts once).
 _ROWS_SQL = (
-    "SELECT m.id, m.ticket_id, m.created_at, m.is_public, m.author_name, w.lexemes, w.counts "
+    "SELECT m.id, m.ticket_id, m.created_at, m.is_public, m.author_name, w.lexemes, w.counts, "
+    "m.created_at::date, md5(lower(btrim(m.body))), m.body "
     "FROM tickets_ticketmessage m, LATERAL (SELECT array_agg(u.lexeme) AS lexemes, "
     "array_agg(coalesce(array_length(u.positions, 1), 1)) AS counts FROM unnest(m.search_vector) u) w "
     "WHERE m.customer_id = %s AND m.id > %s"
+)
+# Whether a message of another customer lies in one of these tickets (the application never writes one: a message
+# is its ticket's customer's, and a merge moves both). The facts' next and first turns come from the kept rows only
+# when none does.
+_SHARED_TICKETS_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM tickets_ticketmessage n WHERE n.ticket_id = ANY(%s) AND n.customer_id <> %s)"
 )
 _AUTHORS_SQL = (
     "SELECT a.name, w.lexemes, w.counts FROM unnest(%s::text[]) AS a(name), LATERAL (SELECT array_agg(u.lexeme) "
@@ -77,7 +86,7 @@ class Weights:
 
 
 @dataclass
-class _Rows:
+class Rows:
     """One customer's rows (each at a place: its index in the lists): what BM25 reads of them. Never changed once
     searched: more rows make a new one (``extended``) that shares what did not change."""
 
@@ -94,16 +103,27 @@ class _Rows:
     order: list[int] = field(default_factory=list)  # the places in conversation order (ticket, time, id)
     previous: dict[int, int] = field(default_factory=dict)  # every row's previous and next row in its conversation
     following: dict[int, int] = field(default_factory=dict)
+    # What the learned ranking reads of a candidate besides (``facts``): its date (in the connection's time zone),
+    # the md5 of its trimmed lower-cased text, its text; and each row's place by id.
+    dates: list[date] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+    place_of: dict[int, int] = field(default_factory=dict)
+    shared_tickets: bool = False  # another customer's message lies in one of these rows' tickets
 
     @classmethod
-    def read(cls, customer_id: int) -> _Rows:
+    def read(cls, customer_id: int) -> Rows:
         return cls().extended(customer_id)
 
-    def extended(self, customer_id: int) -> _Rows:
+    def extended(self, customer_id: int) -> Rows:
         """These rows and the customer's rows above the highest id among them."""
         with connection.cursor() as cursor:
             cursor.execute(_ROWS_SQL, [customer_id, max(self.ids, default=0)])
             found = cursor.fetchall()
+            shared = self.shared_tickets
+            if not shared and found:
+                cursor.execute(_SHARED_TICKETS_SQL, [sorted({row[1] for row in found if row[1]}), customer_id])
+                shared = cursor.fetchone()[0]
             names = sorted({row[4] for row in found} - self.author_words.keys())
             authors = []
             if names:
@@ -112,7 +132,7 @@ class _Rows:
         author_words = dict(self.author_words)
         for author, lexemes, counts in authors:
             author_words[author] = dict(zip(lexemes or (), counts or (), strict=True))
-        rows = _Rows(
+        rows = Rows(
             ids=[*self.ids],
             tickets=[*self.tickets],
             times=[*self.times],
@@ -123,11 +143,20 @@ class _Rows:
             index=dict(self.index),
             author_words=author_words,
             by_author=dict(self.by_author),
+            dates=[*self.dates],
+            hashes=[*self.hashes],
+            bodies=[*self.bodies],
+            place_of=dict(self.place_of),
+            shared_tickets=shared,
         )
         copied: set[str] = set()  # the lexemes whose lists are this object's own already
         copied_authors: set[str] = set()
-        for pk, ticket, created, public, author, lexemes, counts in found:
+        for pk, ticket, created, public, author, lexemes, counts, day, text_hash, body in found:
             place = len(rows.ids)
+            rows.place_of[pk] = place
+            rows.dates.append(day)
+            rows.hashes.append(text_hash)
+            rows.bodies.append(body)
             rows.ids.append(pk)
             rows.tickets.append(ticket)
             rows.times.append(created)
@@ -159,61 +188,68 @@ class _Rows:
         return len(self.ids)
 
 
-class _Kept:
-    """The customers' rows this process read lately, by customer, each under the fingerprint it was read at, least
-    recently searched first. A customer not searched for ``KEPT_SECONDS`` is dropped: an erased customer's words
-    leave every process within that time, not only the one that erased them (``forget``)."""
+class Kept(Generic[T]):
+    """What this process read lately of some customers, by key (a customer, or a customer and a model: the key's
+    first item is the customer), each under the fingerprint it was read at, least recently searched first, up to
+    ``limit`` in all as ``size`` measures each (rows, bytes). A key not searched for ``KEPT_SECONDS`` is dropped:
+    an erased customer's data leaves every process within that time, not only the one that erased them
+    (``forget``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: Callable[[], int], size: Callable[[T], int]) -> None:
+        self._limit = limit
+        self._size = size
         self._lock = threading.Lock()
-        self._rows: OrderedDict[int, tuple[tuple[Any, ...], _Rows, float]] = OrderedDict()
+        self._kept: OrderedDict[tuple[int, ...], tuple[tuple[Any, ...], T, float]] = OrderedDict()
         self._count = 0
 
-    def get(self, customer_id: int) -> tuple[tuple[Any, ...], _Rows] | None:
-        """The customer's rows and the fingerprint they were read at, if this process kept them."""
+    def get(self, key: tuple[int, ...]) -> tuple[tuple[Any, ...], T] | None:
+        """The key's data and the fingerprint it was read at, if this process kept them."""
         with self._lock:
             self._expire()
-            kept = self._rows.get(customer_id)
+            kept = self._kept.get(key)
             if kept is None:
                 return None
-            self._rows[customer_id] = (kept[0], kept[1], time.monotonic())
-            self._rows.move_to_end(customer_id)
+            self._kept[key] = (kept[0], kept[1], time.monotonic())
+            self._kept.move_to_end(key)
             return kept[0], kept[1]
 
-    def put(self, customer_id: int, fingerprint: tuple[Any, ...], rows: _Rows) -> None:
+    def put(self, key: tuple[int, ...], fingerprint: tuple[Any, ...], value: T) -> None:
         with self._lock:
-            self._pop(customer_id)
-            if len(rows) > KEPT_ROWS:
+            self._pop(key)
+            limit = self._limit()
+            if self._size(value) > limit:
                 return
-            self._rows[customer_id] = (fingerprint, rows, time.monotonic())
-            self._count += len(rows)
-            while self._count > KEPT_ROWS:
-                self._pop(next(iter(self._rows)))
+            self._kept[key] = (fingerprint, value, time.monotonic())
+            self._count += self._size(value)
+            while self._count > limit:
+                self._pop(next(iter(self._kept)))
 
     def forget(self, customer_id: int) -> None:
+        """Drop every key of this customer."""
         with self._lock:
-            self._pop(customer_id)
+            for key in [key for key in self._kept if key[0] == customer_id]:
+                self._pop(key)
 
     def clear(self) -> None:
         with self._lock:
-            self._rows.clear()
+            self._kept.clear()
             self._count = 0
 
-    def _pop(self, customer_id: int) -> None:
-        kept = self._rows.pop(customer_id, None)
+    def _pop(self, key: tuple[int, ...]) -> None:
+        kept = self._kept.pop(key, None)
         if kept is not None:
-            self._count -= len(kept[1])
+            self._count -= self._size(kept[1])
 
     def _expire(self) -> None:
         oldest = time.monotonic() - KEPT_SECONDS
-        while self._rows:
-            customer_id, (_, _, used) = next(iter(self._rows.items()))
+        while self._kept:
+            key, (_, _, used) = next(iter(self._kept.items()))
             if used >= oldest:
                 return
-            self._pop(customer_id)
+            self._pop(key)
 
 
-_kept = _Kept()
+_kept: Kept[Rows] = Kept(lambda: KEPT_ROWS, len)
 
 
 def kept_clear() -> None:
@@ -231,16 +267,21 @@ def bm25_scores(
 ) -> list[tuple[int, float]]:
     """(id, BM25 score) of the customer's best ``limit`` messages for the query, best first (ties: newest id first),
     as ``selectors._MESSAGE_HITS_SQL`` scores them."""
-    kept = _kept.get(customer_id)
+    rows, terms = checked(customer_id, query)
+    return scores(rows, terms, rows_filter=rows_filter, weights=weights, limit=limit)
+
+
+def checked(customer_id: int, query: str) -> tuple[Rows | None, list[str]]:
+    """The customer's rows as they are now (read, or kept and checked by their fingerprint; None: the customer has
+    no messages) and the query's distinct terms, sorted."""
+    kept = _kept.get((customer_id,))
     kept_highest = kept[0][1] if kept is not None else 0
     with connection.cursor() as cursor:
         cursor.execute(_FINGERPRINT_SQL, [kept_highest, kept_highest, query, customer_id])
         count, highest, versions, count_up_to_kept, versions_up_to_kept, terms = cursor.fetchone()
     if not count:
         _kept.forget(customer_id)  # none left (erased, merged away): their words need not stay here
-        return []
-    if not terms:
-        return []
+        return None, sorted(terms or ())
     fingerprint = (count, highest, versions)
     if kept is not None and kept[0] == fingerprint:
         rows = kept[1]
@@ -248,12 +289,48 @@ def bm25_scores(
         if kept is not None and (kept[0][0], kept[0][2]) == (count_up_to_kept, versions_up_to_kept):
             rows = kept[1].extended(customer_id)  # the kept rows are as they were: only newer ones to read
         else:
-            rows = _Rows.read(customer_id)
-        _kept.put(customer_id, fingerprint, rows)
-    return _score(rows, sorted(terms), rows_filter, weights, limit)
+            rows = Rows.read(customer_id)
+        _kept.put((customer_id,), fingerprint, rows)
+    return rows, sorted(terms or ())
 
 
-def _score(rows: _Rows, terms: list[str], rows_filter: Filter, weights: Weights, limit: int) -> list[tuple[int, float]]:
+def scores(
+    rows: Rows | None, terms: list[str], *, rows_filter: Filter, weights: Weights, limit: int
+) -> list[tuple[int, float]]:
+    """``bm25_scores`` of rows ``checked`` returned."""
+    if rows is None or not terms:
+        return []
+    return _score(rows, terms, rows_filter, weights, limit)
+
+
+def facts(rows: Rows, ids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
+    """What ``selectors._MESSAGE_FACTS_SQL`` reads of each of these messages, but its word count: (conversation, date,
+    text hash, author, asks, turn, next turn, opens its conversation, text), for those among the rows; {} when
+    another customer's message shares one of their tickets (that statement reads every message of a ticket)."""
+    if rows.shared_tickets:
+        return {}
+    found = {}
+    for pk in ids:
+        place = rows.place_of.get(pk)
+        if place is None:
+            continue
+        ticket = rows.tickets[place]
+        following = rows.following.get(place) if ticket is not None else None
+        found[pk] = (
+            ticket,
+            rows.dates[place],
+            rows.hashes[place],
+            rows.authors[place],
+            rows.bodies[place].rstrip(" ").endswith("?"),
+            pk,
+            None if following is None else rows.ids[following],
+            ticket is None or place not in rows.previous,
+            rows.bodies[place],
+        )
+    return found
+
+
+def _score(rows: Rows, terms: list[str], rows_filter: Filter, weights: Weights, limit: int) -> list[tuple[int, float]]:
     lengths = rows.lengths_with_author if weights.author_in_text else rows.lengths
     author_words = rows.author_words if weights.author_in_text else {}
     kept = _in_scope(rows, rows_filter)
@@ -306,7 +383,7 @@ def _best_first(item: tuple[int, float]) -> tuple[float, int]:
     return -item[1], -item[0]
 
 
-def _in_scope(rows: _Rows, rows_filter: Filter) -> list[int] | None:
+def _in_scope(rows: Rows, rows_filter: Filter) -> list[int] | None:
     """The places of the rows the filter keeps, in conversation order; None: every row."""
     if not rows_filter:
         return None
@@ -324,7 +401,7 @@ def _every(place: int) -> bool:
     return True
 
 
-def _neighbours(rows: _Rows, kept: Iterable[int]) -> tuple[dict[int, int], dict[int, int]]:
+def _neighbours(rows: Rows, kept: Iterable[int]) -> tuple[dict[int, int], dict[int, int]]:
     """Each kept row's previous and next kept row in its conversation (the same ticket, or both outside any)."""
     previous: dict[int, int] = {}
     following: dict[int, int] = {}

@@ -28,7 +28,7 @@ from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import QuerySet
 
-from memory import postings
+from memory import kept_vectors, postings
 from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
 from memory.models import ArchivalPassage, MemoryBlock
 from memory.query_dates import query_periods
@@ -123,6 +123,7 @@ class _Scope:
     vector_features_sql: str = ""  # similarities of the nearest rows and of given rows, in one scan
     customer_id: int | None = None  # one customer's rows: the names of their conversations' people are read
     sentences_sql: str = ""  # the best similarity among given rows' sentences (step 7)
+    kept_words: postings.Rows | None = None  # the rows that BM25 read (this search's): the candidates' facts too
     postings: postings.Filter | None = None  # one customer's messages: BM25 from the words kept in the process
 
     def add(self, clause: str, *params: Any) -> None:
@@ -404,12 +405,18 @@ def _questions_to_answers(
     return [(pk, scores[pk]) for pk, _ in ranked]
 
 
-def _facts(facts_sql: str, ids: list[int]) -> dict[int, tuple[Any, ...]]:
+def _facts(facts_sql: str, ids: list[int], kept: postings.Rows | None = None) -> dict[int, tuple[Any, ...]]:
     """Each candidate's facts; its word count is taken here from the text the statement returns (in SQL, the
-    regular expression that split it was nearly half of the statement's time)."""
-    with connection.cursor() as cursor:
-        cursor.execute(facts_sql, [ids])
-        return {row[0]: (*row[1:8], text_measures(row[-1])[0], *row[8:]) for row in cursor.fetchall()}
+    regular expression that split it was nearly half of the statement's time). One customer's messages' facts come
+    from the rows this search's BM25 read (``kept``), when it read them in the process; the statement reads the rest
+    (a row newer than them)."""
+    found = postings.facts(kept, ids) if kept is not None and facts_sql is _MESSAGE_FACTS_SQL else {}
+    rest = [pk for pk in ids if pk not in found]
+    if rest:
+        with connection.cursor() as cursor:
+            cursor.execute(facts_sql, [rest])
+            found.update((row[0], row[1:]) for row in cursor.fetchall())
+    return {pk: (*row[:7], text_measures(row[-1])[0], *row[7:]) for pk, row in found.items()}
 
 
 # What the ranking reads of a text itself, (word_count, states_time), kept for the texts seen lately: one customer's
@@ -670,6 +677,9 @@ GROUP BY p.id ORDER BY score DESC, p.id DESC LIMIT %s
 # One customer's messages are scored from their words kept in the process (memory/postings.py), as
 # _MESSAGE_HITS_SQL scores them; False: by the statement on every search.
 POSTINGS_IN_PROCESS = True
+# One customer's message vectors and sentence vectors kept in the process too (memory/kept_vectors.py): the vector
+# features and sentence similarities of a search need no statement but the fingerprint's. False: the statements.
+VECTORS_IN_PROCESS = True
 
 # A row's words are cut to the query's terms in C before they are unnested (the terms weighted A, then only A kept;
 # ts_filter keeps every position of a lexeme it keeps, so term frequencies are unchanged): unnesting every word of
@@ -788,9 +798,9 @@ def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> lis
     """(id, BM25 score) of the scope's best ``limit`` rows for the query, best first."""
     if hits_sql is _MESSAGE_HITS_SQL and scope.postings is not None and scope.customer_id and POSTINGS_IN_PROCESS:
         weights = postings.Weights(k1=BM25_K1, b=BM25_B, neighbour=NEIGHBOUR_WEIGHT, author_in_text=AUTHOR_IN_TEXT)
-        return postings.bm25_scores(
-            customer_id=scope.customer_id, query=query, rows_filter=scope.postings, weights=weights, limit=limit
-        )
+        rows, terms = postings.checked(scope.customer_id, query)
+        scope.kept_words = rows
+        return postings.scores(rows, terms, rows_filter=scope.postings, weights=weights, limit=limit)
     params = [query, *scope.params * hits_sql.count("{where}")]
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     if hits_sql.lstrip().startswith("WITH"):  # a whole statement of its own (one customer's messages)
@@ -1176,6 +1186,7 @@ def _learned_rank(
     text_ids = [pk for pk, c in candidates.items() if c.text_place]
     rows: list[tuple[int, float, float, float | None]] | None = None
     sentence_target: list[float] | None = None  # the vector a candidate's sentences are compared to (step 7)
+    kept: kept_vectors.Features | None = None  # the features of every row, from the vectors kept in the process
     if vector_job is not None:
         try:
             every, sentence_target = vector_job.result()
@@ -1184,7 +1195,10 @@ def _learned_rank(
             vector_job = None
         else:
             wanted = set(text_ids)
-            if every is not None and len(every) >= CONCURRENT_VECTOR_ROWS and not wanted <= {row[0] for row in every}:
+            if isinstance(every, kept_vectors.Features):
+                kept = every
+                rows = kept.rows(depth, text_ids)
+            elif every is not None and len(every) >= CONCURRENT_VECTOR_ROWS and not wanted <= {row[0] for row in every}:
                 vector_job = None  # a large scope cut short with wanted rows past the cut: the statement that has them
             elif every is not None:  # what the statement's own filter keeps: the nearest ``depth``, then the wanted
                 rows = [row for place, row in enumerate(every, 1) if place <= depth or row[0] in wanted]
@@ -1196,17 +1210,21 @@ def _learned_rank(
         unnamed_vector = _unnamed_vector(model, vector, pending_names)
         sentence_target = unnamed_vector or vector
         nearest = _worker_result(nearest_job, "nearest rows")
-        rows = _vector_features(
-            scope=scope,
-            model=model,
-            vector=vector,
-            limit=depth,
-            wanted=text_ids,
-            vector_sql=vector_sql,
-            distance=distance,
-            unnamed_vector=unnamed_vector,
-            nearest=nearest,
-        )
+        kept = _kept_features(scope, model, vector, unnamed_vector)
+        if kept is not None:
+            rows = kept.rows(depth, text_ids)
+        else:
+            rows = _vector_features(
+                scope=scope,
+                model=model,
+                vector=vector,
+                limit=depth,
+                wanted=text_ids,
+                vector_sql=vector_sql,
+                distance=distance,
+                unnamed_vector=unnamed_vector,
+                nearest=nearest,
+            )
     if rows is not None:
         for place, (pk, sim, near, unnamed_sim) in enumerate(rows, 1):
             if pk not in candidates:
@@ -1219,15 +1237,17 @@ def _learned_rank(
         return []
     sentences_job = None
     model = pending[0] if pending is not None else ""
-    if LEARNED_SENTENCE and sentence_target is not None and scope.sentences_sql and _concurrent_reads_safe():
+    if kept is not None:
+        pass  # the sentences' similarities are read with the kept vectors' features
+    elif LEARNED_SENTENCE and sentence_target is not None and scope.sentences_sql and _concurrent_reads_safe():
         # Read on the second connection while this one reads the facts (step 7's cost, mostly hidden).
         sentences_job = _worker_submit(
             _sentence_similarities, scope=scope, ids=list(pool), model=model, target=sentence_target
         )
-    facts = _facts(facts_sql, list(pool))
+    facts = _facts(facts_sql, list(pool), kept=scope.kept_words)
     pool = {pk: c for pk, c in pool.items() if pk in facts}
     if LEARNED_SENTENCE and sentence_target is not None:
-        sentence_sims = _worker_result(sentences_job, "sentences")
+        sentence_sims = kept.sentences(list(pool)) if kept is not None else _worker_result(sentences_job, "sentences")
         if sentence_sims is None:
             sentence_sims = _sentence_similarities(scope=scope, ids=list(pool), model=model, target=sentence_target)
         for pk, sim in sentence_sims.items():
@@ -1314,16 +1334,20 @@ def search_workers_close() -> None:
 
 def _every_vector_feature(
     *, scope: _Scope, query: str, pending: tuple[str, Future[list[float]]], depth: int
-) -> tuple[list[tuple[int, float, float, float | None]] | None, list[float] | None]:
+) -> tuple[list[tuple[int, float, float, float | None]] | kept_vectors.Features | None, list[float] | None]:
     """On a worker thread: ``_vector_features`` of the scope's nearest ``max(depth, CONCURRENT_VECTOR_ROWS)`` rows,
-    nearest first, whatever the text ranking finds, and the query's vector without names (the query's own when it
-    names no one), which the sentences are compared to (step 7); (None, None): no query vector."""
+    nearest first, whatever the text ranking finds (every row's, with their sentences', from the vectors kept in
+    the process when they are), and the query's vector without names (the query's own when it names no one), which
+    the sentences are compared to (step 7); (None, None): no query vector."""
     pending_names = _named_vectors_start(scope, query)
     found = _query_vector_wait(pending)
     if found is None:
         return None, None
     model, vector = found
     unnamed_vector = _unnamed_vector(model, vector, pending_names)
+    kept = _kept_features(scope, model, vector, unnamed_vector)
+    if kept is not None:
+        return kept, unnamed_vector or vector
     rows = _vector_features(
         scope=scope,
         model=model,
@@ -1335,6 +1359,27 @@ def _every_vector_feature(
         unnamed_vector=unnamed_vector,
     )
     return rows, unnamed_vector or vector
+
+
+def _kept_features(
+    scope: _Scope, model: str, vector: list[float], unnamed_vector: list[float] | None
+) -> kept_vectors.Features | None:
+    """One customer's messages' vector features and best sentences from their vectors kept in the process (read
+    once, checked by a fingerprint); None for another scope, or with VECTORS_IN_PROCESS off."""
+    if not (VECTORS_IN_PROCESS and scope.customer_id and scope.postings is not None):
+        return None
+    if scope.vector_features_sql is not _MESSAGE_VECTOR_FEATURES_SQL:
+        return None
+    vectors = kept_vectors.checked(scope.customer_id, model)
+    if vectors is None:
+        return None
+    return vectors.features(
+        vector=vector,
+        unnamed=unnamed_vector,
+        sentence_target=(unnamed_vector or vector) if LEARNED_SENTENCE else None,
+        neighbour_weight=VECTOR_NEIGHBOUR_WEIGHT,
+        rows_filter=scope.postings,
+    )
 
 
 # The second connection reads at most this many nearest rows (a customer of a few thousand messages: all of them). When

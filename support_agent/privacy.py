@@ -21,7 +21,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import Q
 
-from memory import postings
+from memory import kept_vectors, postings
 from memory.embeddings import query_cache_clear
 from memory.models import ArchivalPassage, MemoryBlock, PendingMemoryEdit
 from memory.selectors import text_measures_clear
@@ -108,6 +108,7 @@ def customer_erase(*, customer: Customer) -> dict[str, int]:
         counts.update(_history_deleted(customer_id, owned))
         transaction.on_commit(_text_caches_clear)
         transaction.on_commit(functools.partial(postings.kept_forget, customer_id))
+        transaction.on_commit(functools.partial(kept_vectors.kept_forget, customer_id))
     return {label: count for label, count in sorted(counts.items()) if count}
 
 

@@ -91,13 +91,13 @@ def _ties_only(first, second):
 def _reads(monkeypatch):
     """Counts of the customer's rows read whole and read from above the kept ones."""
     counts = {"whole": 0, "newer": 0}
-    extended = postings._Rows.extended
+    extended = postings.Rows.extended
 
     def counting(self, customer_id):
         counts["newer" if self.ids else "whole"] += 1
         return extended(self, customer_id)
 
-    monkeypatch.setattr(postings._Rows, "extended", counting)
+    monkeypatch.setattr(postings.Rows, "extended", counting)
     return counts
 
 
@@ -205,17 +205,17 @@ def test_erasing_a_customer_forgets_their_words_in_this_process(actors, django_c
     _conversation(actors, "one")
     customer_id = actors.customer.pk
     selectors.message_search(customer=actors.customer, query="router outage", page_size=5)
-    assert postings._kept.get(customer_id) is not None
+    assert postings._kept.get((customer_id,)) is not None
     assert any("router" in text for text in selectors._MEASURES)
     with django_capture_on_commit_callbacks(execute=True):
         customer_erase(customer=actors.customer)
-    assert postings._kept.get(customer_id) is None
+    assert postings._kept.get((customer_id,)) is None
     assert not any("router" in text for text in selectors._MEASURES)
 
 
 def test_a_customer_not_searched_for_a_while_is_dropped(actors, monkeypatch):
     _conversation(actors, "one")
     _both(monkeypatch, actors.customer, "router")
-    assert postings._kept.get(actors.customer.pk) is not None
+    assert postings._kept.get((actors.customer.pk,)) is not None
     monkeypatch.setattr(postings, "KEPT_SECONDS", 0.0)
-    assert postings._kept.get(actors.customer.pk) is None
+    assert postings._kept.get((actors.customer.pk,)) is None

@@ -96,8 +96,10 @@ def spied(monkeypatch, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_vector_features_on_a_second_connection_give_the_same_pages(settings, monkeypatch, spied):
+@pytest.mark.parametrize("vectors_kept", [True, False])
+def test_vector_features_on_a_second_connection_give_the_same_pages(settings, monkeypatch, spied, vectors_kept):
     use_fake(settings)
+    monkeypatch.setattr(selectors, "VECTORS_IN_PROCESS", vectors_kept)
     actors = build_actors()
     _history(actors)
     monkeypatch.setattr(selectors, "CONCURRENT_READS", False)
@@ -105,8 +107,12 @@ def test_vector_features_on_a_second_connection_give_the_same_pages(settings, mo
     assert not spied
     monkeypatch.setattr(selectors, "CONCURRENT_READS", True)
     concurrent = _pages(actors)
-    # messages and passages: the vector features, then the candidates' best sentences (docs/recall.md, step 7)
-    assert spied == ["_every_vector_feature", "_sentence_similarities"] * 2 * len(QUERIES)
+    # messages and passages: the vector features, then the candidates' best sentences (docs/recall.md, step 7); the
+    # messages' sentences come with the features when their vectors are kept in the process
+    if vectors_kept:
+        assert spied == ["_every_vector_feature", "_every_vector_feature", "_sentence_similarities"] * len(QUERIES)
+    else:
+        assert spied == ["_every_vector_feature", "_sentence_similarities"] * 2 * len(QUERIES)
     assert concurrent == serial
     assert any(len(page) > 3 for page in serial)
     assert selectors._worker_connections  # a worker thread's own connection ...
@@ -153,6 +159,7 @@ def test_organisation_wide_the_nearest_rows_are_read_on_a_second_connection(sett
 @pytest.mark.django_db(transaction=True)
 def test_a_cut_read_or_a_failed_connection_falls_back_to_the_callers(settings, monkeypatch, spied):
     use_fake(settings)
+    monkeypatch.setattr(selectors, "VECTORS_IN_PROCESS", False)  # the statements' path (the kept vectors cut nothing)
     actors = build_actors()
     _history(actors)
     # Two candidates from each ranking: the second connection's three nearest rows miss some text candidates.
@@ -183,6 +190,31 @@ def test_a_cut_read_or_a_failed_connection_falls_back_to_the_callers(settings, m
 
     monkeypatch.setattr(selectors, "_every_vector_feature", broken)
     assert _pages(actors) == serial
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kept_vectors_read_on_the_callers_connection_when_the_second_one_fails(settings, monkeypatch, spied):
+    use_fake(settings)
+    actors = build_actors()
+    _history(actors)
+    monkeypatch.setattr(selectors, "CONCURRENT_READS", False)
+    serial = _pages(actors)
+    monkeypatch.setattr(selectors, "CONCURRENT_READS", True)
+    kept = []
+    features = selectors._kept_features
+
+    def recorded(*args):
+        found = features(*args)
+        kept.append(found is not None)
+        return found
+
+    def broken(**kwargs):
+        raise DatabaseError("too many connections")
+
+    monkeypatch.setattr(selectors, "_kept_features", recorded)
+    monkeypatch.setattr(selectors, "_every_vector_feature", broken)
+    assert _pages(actors) == serial
+    assert kept and all(kept[::2])  # each message search's features, from the kept vectors, on this connection
 
 
 @pytest.mark.django_db(transaction=True)

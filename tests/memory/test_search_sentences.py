@@ -264,10 +264,14 @@ def _done(value):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_second_connection_hands_over_the_vector_the_sentences_are_read_against(settings, monkeypatch):
+@pytest.mark.parametrize("vectors_kept", [True, False])
+def test_the_second_connection_hands_over_the_vector_the_sentences_are_read_against(
+    settings, monkeypatch, vectors_kept
+):
     """With the vector features read on a second connection (the people's names read there too), the sentences are
     still read against the query without the names: the same values as on one connection."""
     fake = use_fake(settings)
+    monkeypatch.setattr(selectors, "VECTORS_IN_PROCESS", vectors_kept)
     settings.SUPPORTMEM_SEARCH_CONCURRENT_READS = True
     monkeypatch.setitem(fake_embedder.CONCEPTS, "dana", 6)
     actors = build_actors()
@@ -288,8 +292,9 @@ def test_the_second_connection_hands_over_the_vector_the_sentences_are_read_agai
         query_cache_clear()
         pool = pool_of(monkeypatch, lambda: selectors.message_search(customer=actors.customer, query=query))
         values.append(pool[long.pk].sentence)
-    # The first search read its vector features and its sentences on the second connection, the second neither.
-    assert handed == ["_every_vector_feature", "_sentence_similarities"]
+    # The first search read its vector features and its sentences on the second connection (with the features, from
+    # the vectors kept in the process, when they are), the second neither.
+    assert handed == ["_every_vector_feature"] if vectors_kept else ["_every_vector_feature", "_sentence_similarities"]
     dana = (fake.name, _done(fake.embed(["dana"])[0]))
     unnamed = selectors._unnamed_vector(fake.name, fake.embed([query])[0], [dana])
     best = max(cosine(v, unnamed) for v in fake.embed(sentence_texts("Dana Whitfield", long.body)))
@@ -299,6 +304,7 @@ def test_the_second_connection_hands_over_the_vector_the_sentences_are_read_agai
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_second_connection_reads_the_sentences_on_the_callers(settings, monkeypatch):
     fake = use_fake(settings)
+    monkeypatch.setattr(selectors, "VECTORS_IN_PROCESS", False)  # the statement's path
     settings.SUPPORTMEM_SEARCH_CONCURRENT_READS = True
     actors = build_actors()
     long = _say(actors, "Thanks for the refund! My router broke.", seconds=0)
