@@ -1163,9 +1163,13 @@ def _learned_rank(
     # The organisation's passages: the nearest rows' (HNSW) search likewise runs on the second connection while
     # this one ranks by full text; the similarities of text candidates outside them are read here afterwards.
     nearest_job = None
-    if pending is not None and VECTOR_WEIGHT > 0 and scope.vector_features_sql and _concurrent_reads_safe():
+    # One customer's messages whose vectors this process keeps: checked here (a fingerprint) while the query is
+    # embedded, then compared in memory after the text ranking; no second connection, no thread but the model's.
+    vectors = _kept_vectors(scope, pending[0]) if pending is not None and VECTOR_WEIGHT > 0 else None
+    second_connection = vectors is None and _concurrent_reads_safe()
+    if pending is not None and VECTOR_WEIGHT > 0 and scope.vector_features_sql and second_connection:
         vector_job = _worker_submit(_every_vector_feature, scope=scope, query=query, pending=pending, depth=depth)
-    elif pending is not None:
+    elif pending is not None and vectors is None:
         pending_names = _named_vectors_start(scope, query)
         if VECTOR_WEIGHT > 0 and _concurrent_reads_safe():
             nearest_job = _worker_submit(
@@ -1210,7 +1214,7 @@ def _learned_rank(
         unnamed_vector = _unnamed_vector(model, vector, pending_names)
         sentence_target = unnamed_vector or vector
         nearest = _worker_result(nearest_job, "nearest rows")
-        kept = _kept_features(scope, model, vector, unnamed_vector)
+        kept = _kept_features(scope, model, vector, unnamed_vector, vectors)
         if kept is not None:
             rows = kept.rows(depth, text_ids)
         else:
@@ -1361,16 +1365,26 @@ def _every_vector_feature(
     return rows, unnamed_vector or vector
 
 
-def _kept_features(
-    scope: _Scope, model: str, vector: list[float], unnamed_vector: list[float] | None
-) -> kept_vectors.Features | None:
-    """One customer's messages' vector features and best sentences from their vectors kept in the process (read
-    once, checked by a fingerprint); None for another scope, or with VECTORS_IN_PROCESS off."""
+def _kept_vectors(scope: _Scope, model: str) -> kept_vectors.Vectors | None:
+    """One customer's message vectors by ``model`` kept in the process (read once, checked by a fingerprint); None
+    for another scope, a customer without messages, or with VECTORS_IN_PROCESS off."""
     if not (VECTORS_IN_PROCESS and scope.customer_id and scope.postings is not None):
         return None
     if scope.vector_features_sql is not _MESSAGE_VECTOR_FEATURES_SQL:
         return None
-    vectors = kept_vectors.checked(scope.customer_id, model)
+    return kept_vectors.checked(scope.customer_id, model)
+
+
+def _kept_features(
+    scope: _Scope,
+    model: str,
+    vector: list[float],
+    unnamed_vector: list[float] | None,
+    vectors: kept_vectors.Vectors | None = None,
+) -> kept_vectors.Features | None:
+    """One customer's messages' vector features and best sentences from their vectors kept in the process
+    (``vectors`` when this search checked them already); None when they are not (``_kept_vectors``)."""
+    vectors = vectors or _kept_vectors(scope, model)
     if vectors is None:
         return None
     return vectors.features(
@@ -1630,9 +1644,12 @@ def _named_vectors_start(scope: _Scope, query: str) -> list[tuple[str, Future[li
     when the search is not one customer's or the query names no one."""
     if scope.customer_id is None or not LEARNED_UNNAMED:
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(_PARTICIPANTS_SQL, [scope.customer_id])
-        names = [row[0] for row in cursor.fetchall()]
+    if scope.kept_words is not None:  # the rows this search's text ranking read in the process
+        names = sorted(author for author in scope.kept_words.by_author if author)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_PARTICIPANTS_SQL, [scope.customer_id])
+            names = [row[0] for row in cursor.fetchall()]
     started = (_query_vector_start(word) for word in named_words(query, names))
     return [pending for pending in started if pending is not None]
 

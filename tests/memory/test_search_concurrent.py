@@ -108,9 +108,9 @@ def test_vector_features_on_a_second_connection_give_the_same_pages(settings, mo
     monkeypatch.setattr(selectors, "CONCURRENT_READS", True)
     concurrent = _pages(actors)
     # messages and passages: the vector features, then the candidates' best sentences (docs/recall.md, step 7); the
-    # messages' sentences come with the features when their vectors are kept in the process
+    # messages' vectors, when kept in the process, are compared on the caller's thread (no second connection)
     if vectors_kept:
-        assert spied == ["_every_vector_feature", "_every_vector_feature", "_sentence_similarities"] * len(QUERIES)
+        assert spied == ["_every_vector_feature", "_sentence_similarities"] * len(QUERIES)
     else:
         assert spied == ["_every_vector_feature", "_sentence_similarities"] * 2 * len(QUERIES)
     assert concurrent == serial
@@ -190,31 +190,6 @@ def test_a_cut_read_or_a_failed_connection_falls_back_to_the_callers(settings, m
 
     monkeypatch.setattr(selectors, "_every_vector_feature", broken)
     assert _pages(actors) == serial
-
-
-@pytest.mark.django_db(transaction=True)
-def test_kept_vectors_read_on_the_callers_connection_when_the_second_one_fails(settings, monkeypatch, spied):
-    use_fake(settings)
-    actors = build_actors()
-    _history(actors)
-    monkeypatch.setattr(selectors, "CONCURRENT_READS", False)
-    serial = _pages(actors)
-    monkeypatch.setattr(selectors, "CONCURRENT_READS", True)
-    kept = []
-    features = selectors._kept_features
-
-    def recorded(*args):
-        found = features(*args)
-        kept.append(found is not None)
-        return found
-
-    def broken(**kwargs):
-        raise DatabaseError("too many connections")
-
-    monkeypatch.setattr(selectors, "_kept_features", recorded)
-    monkeypatch.setattr(selectors, "_every_vector_feature", broken)
-    assert _pages(actors) == serial
-    assert kept and all(kept[::2])  # each message search's features, from the kept vectors, on this connection
 
 
 @pytest.mark.django_db(transaction=True)
