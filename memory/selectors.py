@@ -1385,7 +1385,7 @@ def _kept_features(
     """One customer's messages' vector features and best sentences from their vectors kept in the process
     (``vectors`` when this search checked them already); None when they are not (``_kept_vectors``)."""
     vectors = vectors or _kept_vectors(scope, model)
-    if vectors is None:
+    if vectors is None or scope.postings is None:
         return None
     return vectors.features(
         vector=vector,
