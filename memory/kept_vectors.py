@@ -31,7 +31,8 @@ KEPT_BYTES = 128 * 2**20
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-# The fingerprint of a customer's messages and of their embedding rows, in one round trip.
+# The fingerprint of a customer's messages and of their embedding rows, in one round trip (a search reads it with
+# the words' fingerprint: postings.Checked).
 _FINGERPRINT_SQL = (
     "SELECT count(*), coalesce(max(m.id), 0), coalesce(sum(m.xmin::text::bigint), 0), "
     "(SELECT count(*) FROM memory_messageembedding e WHERE e.customer_id = %s), "
@@ -198,21 +199,23 @@ def _cosine(matrix: np.ndarray, norms: np.ndarray, vector: list[float]) -> np.nd
 _kept: postings.Kept[Vectors] = postings.Kept(lambda: KEPT_BYTES, lambda vectors: vectors.nbytes)
 
 
-def checked(customer_id: int, model: str) -> Vectors | None:
-    """The customer's message vectors by ``model`` as they are now (read, or kept and checked by their fingerprint);
-    None when they have no messages."""
+def checked(customer_id: int, model: str, fingerprint: tuple[int, ...] | None = None) -> Vectors | None:
+    """The customer's message vectors by ``model`` as they are now (read, or kept and checked by their fingerprint:
+    ``fingerprint`` when it was just read, postings.Checked's); None when they have no messages."""
     key = (customer_id, hash(model))
     kept = _kept.get(key)
-    with connection.cursor() as cursor:
-        cursor.execute(_FINGERPRINT_SQL, [customer_id, customer_id, customer_id])
-        fingerprint = (*cursor.fetchone(), model)
+    if fingerprint is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_FINGERPRINT_SQL, [customer_id, customer_id, customer_id])
+            fingerprint = tuple(cursor.fetchone())
     if not fingerprint[0]:
         _kept.forget(customer_id)
         return None
-    if kept is not None and kept[0] == fingerprint:
+    stamp = (*fingerprint, model)
+    if kept is not None and kept[0] == stamp:
         return kept[1]
     vectors = Vectors.read(customer_id, model)
-    _kept.put(key, fingerprint, vectors)
+    _kept.put(key, stamp, vectors)
     return vectors
 
 

@@ -35,11 +35,14 @@ KEPT_SECONDS = 3600.0
 T = TypeVar("T")
 
 # The fingerprint of a customer's rows, the same of those up to the highest id this process kept (when only rows
-# above it are new, just those are read), and the query's distinct terms (english stems), in one round trip.
+# above it are new, just those are read), the query's distinct terms (english stems), and the number and versions
+# of the rows' embeddings (memory/kept_vectors.py checks its vectors by them), in one round trip.
 _FINGERPRINT_SQL = (
     "SELECT count(*), coalesce(max(m.id), 0), coalesce(sum(m.xmin::text::bigint), 0), "
     "count(*) FILTER (WHERE m.id <= %s), coalesce(sum(m.xmin::text::bigint) FILTER (WHERE m.id <= %s), 0), "
-    "ARRAY(SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme) "
+    "ARRAY(SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme), "
+    "(SELECT count(*) FROM memory_messageembedding e WHERE e.customer_id = %s), "
+    "(SELECT coalesce(sum(e.xmin::text::bigint), 0) FROM memory_messageembedding e WHERE e.customer_id = %s) "
     "FROM tickets_ticketmessage m WHERE m.customer_id = %s"
 )
 # Rows above an id, each with its lexemes and how often each occurs (a lexeme stored without positions counts once).
@@ -267,22 +270,35 @@ def bm25_scores(
 ) -> list[tuple[int, float]]:
     """(id, BM25 score) of the customer's best ``limit`` messages for the query, best first (ties: newest id first),
     as ``selectors._MESSAGE_HITS_SQL`` scores them."""
-    rows, terms = checked(customer_id, query)
-    return scores(rows, terms, rows_filter=rows_filter, weights=weights, limit=limit)
+    found = checked(customer_id, query)
+    return scores(found.rows, found.terms, rows_filter=rows_filter, weights=weights, limit=limit)
 
 
-def checked(customer_id: int, query: str) -> tuple[Rows | None, list[str]]:
-    """The customer's rows as they are now (read, or kept and checked by their fingerprint; None: the customer has
-    no messages) and the query's distinct terms, sorted."""
+@dataclass(frozen=True)
+class Checked:
+    """A customer's rows as they are now (None: they have no messages), the query's distinct terms (sorted), and the
+    fingerprint read with them: the messages' (number, highest id, versions) and their embeddings' (number,
+    versions)."""
+
+    rows: Rows | None
+    terms: list[str]
+    fingerprint: tuple[int, int, int, int, int]
+
+
+def checked(customer_id: int, query: str) -> Checked:
+    """The customer's rows, read, or kept and checked by their fingerprint, and the query's terms."""
     kept = _kept.get((customer_id,))
     kept_highest = kept[0][1] if kept is not None else 0
     with connection.cursor() as cursor:
-        cursor.execute(_FINGERPRINT_SQL, [kept_highest, kept_highest, query, customer_id])
-        count, highest, versions, count_up_to_kept, versions_up_to_kept, terms = cursor.fetchone()
+        cursor.execute(_FINGERPRINT_SQL, [kept_highest, kept_highest, query, customer_id, customer_id, customer_id])
+        count, highest, versions, count_up_to_kept, versions_up_to_kept, terms, embedded, embedding_versions = (
+            cursor.fetchone()
+        )
+    terms = sorted(terms or ())
+    fingerprint = (count, highest, versions)
     if not count:
         _kept.forget(customer_id)  # none left (erased, merged away): their words need not stay here
-        return None, sorted(terms or ())
-    fingerprint = (count, highest, versions)
+        return Checked(None, terms, (*fingerprint, embedded, embedding_versions))
     if kept is not None and kept[0] == fingerprint:
         rows = kept[1]
     else:
@@ -291,7 +307,7 @@ def checked(customer_id: int, query: str) -> tuple[Rows | None, list[str]]:
         else:
             rows = Rows.read(customer_id)
         _kept.put((customer_id,), fingerprint, rows)
-    return rows, sorted(terms or ())
+    return Checked(rows, terms, (*fingerprint, embedded, embedding_versions))
 
 
 def scores(

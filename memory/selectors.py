@@ -124,6 +124,7 @@ class _Scope:
     customer_id: int | None = None  # one customer's rows: the names of their conversations' people are read
     sentences_sql: str = ""  # the best similarity among given rows' sentences (step 7)
     kept_words: postings.Rows | None = None  # the rows that BM25 read (this search's): the candidates' facts too
+    checked: postings.Checked | None = None  # the kept words as this search checked them, with the fingerprint
     postings: postings.Filter | None = None  # one customer's messages: BM25 from the words kept in the process
 
     def add(self, clause: str, *params: Any) -> None:
@@ -602,6 +603,9 @@ def _hybrid_rank(
             hits_sql=hits_sql,
             facts_sql=facts_sql,
         )
+    # One customer's kept words (and vectors) are checked first: the statement took twice as long beside the model
+    # run (docs/performance.md, session 11), which then overlaps the full-text scoring instead.
+    _words_checked(scope, query, hits_sql)
     pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
     text_ids = _text_ranking(scope=scope, query=query, limit=limit, hits_sql=hits_sql)
     found = _query_vector_wait(pending)
@@ -796,11 +800,10 @@ def _text_ranking(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> li
 
 def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> list[tuple[int, float]]:
     """(id, BM25 score) of the scope's best ``limit`` rows for the query, best first."""
-    if hits_sql is _MESSAGE_HITS_SQL and scope.postings is not None and scope.customer_id and POSTINGS_IN_PROCESS:
+    checked = _words_checked(scope, query, hits_sql)
+    if checked is not None and scope.postings is not None:
         weights = postings.Weights(k1=BM25_K1, b=BM25_B, neighbour=NEIGHBOUR_WEIGHT, author_in_text=AUTHOR_IN_TEXT)
-        rows, terms = postings.checked(scope.customer_id, query)
-        scope.kept_words = rows
-        return postings.scores(rows, terms, rows_filter=scope.postings, weights=weights, limit=limit)
+        return postings.scores(checked.rows, checked.terms, rows_filter=scope.postings, weights=weights, limit=limit)
     params = [query, *scope.params * hits_sql.count("{where}")]
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
     if hits_sql.lstrip().startswith("WITH"):  # a whole statement of its own (one customer's messages)
@@ -824,6 +827,17 @@ def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> lis
         sql = _BM25_SQL.format(hits_and_stats=hits, near_postings=near)
         cursor.execute(sql, [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
         return [(row[0], float(row[1])) for row in cursor.fetchall()]
+
+
+def _words_checked(scope: _Scope, query: str, hits_sql: str) -> postings.Checked | None:
+    """One customer's message words kept in the process, checked once a search (``scope.checked``, with the
+    fingerprint that checks their vectors too); None for another scope or with POSTINGS_IN_PROCESS off."""
+    if not (hits_sql is _MESSAGE_HITS_SQL and scope.postings is not None and scope.customer_id and POSTINGS_IN_PROCESS):
+        return None
+    if scope.checked is None:
+        scope.checked = postings.checked(scope.customer_id, query)
+        scope.kept_words = scope.checked.rows
+    return scope.checked
 
 
 def _or_tsquery(query: str) -> str | None:
@@ -1153,6 +1167,9 @@ def _learned_rank(
     *, scope: _Scope, query: str, limit: int, vector_sql: str, distance: str, hits_sql: str, facts_sql: str
 ) -> list[tuple[int, float]]:
     """Candidates of both rankings scored by the learned linear ranker, best first, duplicates dropped."""
+    # One customer's kept words (and vectors) are checked first: the statement took twice as long beside the model
+    # run (docs/performance.md, session 11), which then overlaps the full-text scoring instead.
+    _words_checked(scope, query, hits_sql)
     pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
     depth = min(max(limit, LEARNED_CANDIDATES), MAX_RESULTS)
     # One customer's vector features do not depend on the text ranking when every row's are read: they are read on
@@ -1372,7 +1389,8 @@ def _kept_vectors(scope: _Scope, model: str) -> kept_vectors.Vectors | None:
         return None
     if scope.vector_features_sql is not _MESSAGE_VECTOR_FEATURES_SQL:
         return None
-    return kept_vectors.checked(scope.customer_id, model)
+    fingerprint = scope.checked.fingerprint if scope.checked is not None else None
+    return kept_vectors.checked(scope.customer_id, model, fingerprint)
 
 
 def _kept_features(

@@ -113,6 +113,9 @@ def _assert_rows_equal(kept, statement):
 
 
 def _assert_same(customer, fake):
+    with connection.cursor() as cursor:  # a search checks the vectors by the fingerprint read with the words
+        cursor.execute(kept_vectors._FINGERPRINT_SQL, [customer.pk] * 3)
+        assert postings.checked(customer.pk, "router").fingerprint == tuple(cursor.fetchone())
     for rows_filter in FILTERS:
         for query in QUERIES:
             unnamed = fake.embed(["refund"])[0] if query == "router" else None
@@ -194,7 +197,7 @@ def test_kept_vectors_follow_every_change_of_the_messages(actors, fake, monkeypa
 
 def test_facts_from_the_kept_words_are_the_statements(actors):
     messages = _history(actors)
-    rows, _ = postings.checked(actors.customer.pk, "router")
+    rows = postings.checked(actors.customer.pk, "router").rows
     assert rows is not None
     ids = [m.pk for m in messages]
     kept = postings.facts(rows, ids)
@@ -222,7 +225,7 @@ def test_facts_are_read_by_the_statement_when_another_customers_message_shares_a
         announce=False,
     )
     TicketMessage.objects.filter(body="Someone else's turn").update(customer=actors.other_customer)
-    rows, _ = postings.checked(actors.customer.pk, "router")
+    rows = postings.checked(actors.customer.pk, "router").rows
     assert rows is not None and rows.shared_tickets
     ids = [m.pk for m in messages]
     assert postings.facts(rows, ids) == {}

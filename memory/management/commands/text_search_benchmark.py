@@ -122,6 +122,7 @@ def _same_rows(first: list[tuple[int, float]], second: list[tuple[int, float]]) 
 
 
 def _scores(scope: selectors._Scope, query: str) -> list[tuple[int, float]]:
+    scope.checked = scope.kept_words = None  # each search checks the kept words again, as message_search does
     return selectors._text_scores(
         scope=scope, query=query, limit=selectors.MAX_RESULTS, hits_sql=selectors._MESSAGE_HITS_SQL
     )
