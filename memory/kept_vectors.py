@@ -190,7 +190,9 @@ def _cosine(matrix: np.ndarray, norms: np.ndarray, vector: list[float]) -> np.nd
     if not len(matrix):
         return np.zeros(0)
     query = np.asarray(vector, dtype=np.float32)
-    dots = matrix @ query
+    # Not BLAS (``matrix @ query``): its threads, split over both cores for a few hundred rows, waited for a core
+    # the model's run or PostgreSQL held (a search's p95 of this step 5.7 ms against 0.7 at the median).
+    dots = np.einsum("ij,j->i", matrix, query)
     lengths = norms.astype(np.float64) * float(np.linalg.norm(query))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(lengths > 0, dots / np.where(lengths > 0, lengths, 1.0), np.nan)
