@@ -25,6 +25,7 @@ import numpy as np
 from django.db import connection
 
 from memory import postings
+from memory.models import EMBEDDING_DIMENSIONS
 
 KEPT_BYTES = 128 * 2**20
 
@@ -199,11 +200,15 @@ def _cosine(matrix: np.ndarray, norms: np.ndarray, vector: list[float]) -> np.nd
 
 
 _kept: postings.Kept[Vectors] = postings.Kept(lambda: KEPT_BYTES, lambda vectors: vectors.nbytes)
+# Customers (and models) whose vectors were read once and found larger than KEPT_BYTES, with their number of embedded
+# messages then: the statements serve them until they have fewer (reading them on every search would cost more).
+_too_large: dict[tuple[int, int], int] = {}
 
 
 def checked(customer_id: int, model: str, fingerprint: tuple[int, ...] | None = None) -> Vectors | None:
     """The customer's message vectors by ``model`` as they are now (read, or kept and checked by their fingerprint:
-    ``fingerprint`` when it was just read, postings.Checked's); None when they have no messages."""
+    ``fingerprint`` when it was just read, postings.Checked's); None when they have no messages, or more vectors than
+    a process keeps (``KEPT_BYTES``)."""
     key = (customer_id, hash(model))
     kept = _kept.get(key)
     if fingerprint is None:
@@ -213,10 +218,15 @@ def checked(customer_id: int, model: str, fingerprint: tuple[int, ...] | None = 
     if not fingerprint[0]:
         _kept.forget(customer_id)
         return None
+    embedded = fingerprint[3]
+    if embedded * EMBEDDING_DIMENSIONS * 4 > KEPT_BYTES or embedded >= _too_large.get(key, embedded + 1):
+        return None  # more than a process keeps
     stamp = (*fingerprint, model)
     if kept is not None and kept[0] == stamp:
         return kept[1]
     vectors = Vectors.read(customer_id, model)
+    if vectors.nbytes > KEPT_BYTES:
+        _too_large[key] = embedded
     _kept.put(key, stamp, vectors)
     return vectors
 
@@ -224,8 +234,11 @@ def checked(customer_id: int, model: str, fingerprint: tuple[int, ...] | None = 
 def kept_clear() -> None:
     """Forget every customer's vectors (tests; a process that wants its memory back)."""
     _kept.clear()
+    _too_large.clear()
 
 
 def kept_forget(customer_id: int) -> None:
     """Forget one customer's vectors in this process (their messages were erased)."""
     _kept.forget(customer_id)
+    for key in [key for key in _too_large if key[0] == customer_id]:
+        _too_large.pop(key, None)

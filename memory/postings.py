@@ -265,15 +265,6 @@ def kept_forget(customer_id: int) -> None:
     _kept.forget(customer_id)
 
 
-def bm25_scores(
-    *, customer_id: int, query: str, rows_filter: Filter, weights: Weights, limit: int
-) -> list[tuple[int, float]]:
-    """(id, BM25 score) of the customer's best ``limit`` messages for the query, best first (ties: newest id first),
-    as ``selectors._MESSAGE_HITS_SQL`` scores them."""
-    found = checked(customer_id, query)
-    return scores(found.rows, found.terms, rows_filter=rows_filter, weights=weights, limit=limit)
-
-
 @dataclass(frozen=True)
 class Checked:
     """A customer's rows as they are now (None: they have no messages), the query's distinct terms (sorted), and the
@@ -283,6 +274,7 @@ class Checked:
     rows: Rows | None
     terms: list[str]
     fingerprint: tuple[int, int, int, int, int]
+    kept: bool = True  # False: more rows than a process keeps (KEPT_ROWS); the statements score them
 
 
 def checked(customer_id: int, query: str) -> Checked:
@@ -299,6 +291,9 @@ def checked(customer_id: int, query: str) -> Checked:
     if not count:
         _kept.forget(customer_id)  # none left (erased, merged away): their words need not stay here
         return Checked(None, terms, (*fingerprint, embedded, embedding_versions))
+    if count > KEPT_ROWS:  # never kept: reading them on every search would cost more than the statement
+        _kept.forget(customer_id)
+        return Checked(None, terms, (*fingerprint, embedded, embedding_versions), kept=False)
     if kept is not None and kept[0] == fingerprint:
         rows = kept[1]
     else:
@@ -313,7 +308,8 @@ def checked(customer_id: int, query: str) -> Checked:
 def scores(
     rows: Rows | None, terms: list[str], *, rows_filter: Filter, weights: Weights, limit: int
 ) -> list[tuple[int, float]]:
-    """``bm25_scores`` of rows ``checked`` returned."""
+    """(id, BM25 score) of the best ``limit`` of rows ``checked`` returned for the query, best first (ties: newest id
+    first), as ``selectors._MESSAGE_HITS_SQL`` scores them."""
     if rows is None or not terms:
         return []
     return _score(rows, terms, rows_filter, weights, limit)

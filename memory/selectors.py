@@ -837,7 +837,7 @@ def _words_checked(scope: _Scope, query: str, hits_sql: str) -> postings.Checked
     if scope.checked is None:
         scope.checked = postings.checked(scope.customer_id, query)
         scope.kept_words = scope.checked.rows
-    return scope.checked
+    return scope.checked if scope.checked.kept else None
 
 
 def _or_tsquery(query: str) -> str | None:
@@ -1389,6 +1389,8 @@ def _kept_vectors(scope: _Scope, model: str) -> kept_vectors.Vectors | None:
         return None
     if scope.vector_features_sql is not _MESSAGE_VECTOR_FEATURES_SQL:
         return None
+    if scope.checked is not None and not scope.checked.kept:
+        return None  # more messages than a process keeps: their vectors are more still
     fingerprint = scope.checked.fingerprint if scope.checked is not None else None
     return kept_vectors.checked(scope.customer_id, model, fingerprint)
 

@@ -269,3 +269,30 @@ def test_a_customer_without_vectors_is_searched_by_the_statements(actors, fake):
     assert features.rows(10, []) == [] and features.sentences([1, 2]) == {}
     found = selectors.message_search(customer=actors.customer, query="router", page_size=5)
     assert found.results  # by their words alone
+
+
+def test_a_customer_with_more_than_a_process_keeps_is_searched_by_the_statements(actors, fake, monkeypatch):
+    _history(actors)
+    reads = _reads(monkeypatch)
+    statement_pages = _pages(actors, monkeypatch, kept=False)
+    monkeypatch.setattr(postings, "KEPT_ROWS", 3)  # more messages than a process keeps: neither words nor vectors read
+    assert _pages(actors, monkeypatch, kept=True) == statement_pages
+    assert reads["reads"] == 0 and postings._kept.get((actors.customer.pk,)) is None
+    monkeypatch.setattr(postings, "KEPT_ROWS", 1000)
+    # The words fit; the message vectors alone (14 x 1,536 bytes) would too, but with their sentences' they do not:
+    # read once, then left to the statements.
+    monkeypatch.setattr(kept_vectors, "KEPT_BYTES", 25_000)
+    assert _pages(actors, monkeypatch, kept=True) == statement_pages
+    assert reads["reads"] == 1 and kept_vectors._too_large
+    assert _pages(actors, monkeypatch, kept=True) == statement_pages
+    assert reads["reads"] == 1
+
+
+def _pages(actors, monkeypatch, *, kept):
+    monkeypatch.setattr(selectors, "VECTORS_IN_PROCESS", kept)
+    monkeypatch.setattr(selectors, "POSTINGS_IN_PROCESS", kept)
+    queries = ["router outage refund", "What did Dana say about the printer?", "double charge"]
+    return [
+        [m.pk for m in selectors.message_search(customer=actors.customer, query=q, page_size=5).results]
+        for q in queries
+    ]
