@@ -27,6 +27,7 @@ from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from memory import kept_vectors, postings
 from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
@@ -159,6 +160,7 @@ def message_search(
     scope: they are neither returned nor used as a neighbouring turn's words or vector.
     """
     offset, page_size = _page_bounds(page, page_size)
+    start, end = _aware(start), _aware(end)
     messages = TicketMessage.objects.filter(customer=customer)
     if not include_internal:
         messages = messages.filter(is_public=True)
@@ -199,6 +201,12 @@ def message_search(
     if not LEARNED_RANKING:
         ranked = _message_rerank(ranked, query=query)
     return _page_of(TicketMessage.objects.all(), ranked, offset=offset, page=page, page_size=page_size)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A date-time without a zone read in the current time zone, as the ORM reads it (the kept rows' filters compare
+    aware date-times)."""
+    return timezone.make_aware(moment) if moment is not None and timezone.is_naive(moment) else moment
 
 
 def message_search_organization(

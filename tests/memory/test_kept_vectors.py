@@ -296,3 +296,16 @@ def _pages(actors, monkeypatch, *, kept):
         [m.pk for m in selectors.message_search(customer=actors.customer, query=q, page_size=5).results]
         for q in queries
     ]
+
+
+def test_dates_without_a_zone_are_read_in_the_current_one(actors, fake, monkeypatch):
+    _history(actors)
+    aware = {"start": WHEN + timedelta(minutes=2), "end": WHEN + timedelta(days=4)}
+    naive = {key: value.replace(tzinfo=None) for key, value in aware.items()}  # UTC is the current time zone
+    for kept in (True, False):
+        monkeypatch.setattr(selectors, "VECTORS_IN_PROCESS", kept)
+        monkeypatch.setattr(selectors, "POSTINGS_IN_PROCESS", kept)
+        found = selectors.message_search(customer=actors.customer, query="router refund", **naive)
+        expected = selectors.message_search(customer=actors.customer, query="router refund", **aware)
+        assert [m.pk for m in found.results] == [m.pk for m in expected.results]
+        assert found.results
