@@ -1224,10 +1224,7 @@ def _learned_rank(
             vector_job = None
         else:
             wanted = set(text_ids)
-            if isinstance(every, kept_vectors.Features):
-                kept = every
-                rows = kept.rows(depth, text_ids)
-            elif every is not None and len(every) >= CONCURRENT_VECTOR_ROWS and not wanted <= {row[0] for row in every}:
+            if every is not None and len(every) >= CONCURRENT_VECTOR_ROWS and not wanted <= {row[0] for row in every}:
                 vector_job = None  # a large scope cut short with wanted rows past the cut: the statement that has them
             elif every is not None:  # what the statement's own filter keeps: the nearest ``depth``, then the wanted
                 rows = [row for place, row in enumerate(every, 1) if place <= depth or row[0] in wanted]
@@ -1239,7 +1236,7 @@ def _learned_rank(
         unnamed_vector = _unnamed_vector(model, vector, pending_names)
         sentence_target = unnamed_vector or vector
         nearest = _worker_result(nearest_job, "nearest rows")
-        kept = _kept_features(scope, model, vector, unnamed_vector, vectors)
+        kept = _kept_features(scope, vector, unnamed_vector, vectors) if vectors is not None else None
         if kept is not None:
             rows = kept.rows(depth, text_ids)
         else:
@@ -1266,9 +1263,14 @@ def _learned_rank(
         return []
     sentences_job = None
     model = pending[0] if pending is not None else ""
-    if kept is not None:
-        pass  # the sentences' similarities are read with the kept vectors' features
-    elif LEARNED_SENTENCE and sentence_target is not None and scope.sentences_sql and _concurrent_reads_safe():
+    # (With the kept vectors, the sentences' similarities came with their features.)
+    if (
+        kept is None
+        and LEARNED_SENTENCE
+        and sentence_target is not None
+        and scope.sentences_sql
+        and _concurrent_reads_safe()
+    ):
         # Read on the second connection while this one reads the facts (step 7's cost, mostly hidden).
         sentences_job = _worker_submit(
             _sentence_similarities, scope=scope, ids=list(pool), model=model, target=sentence_target
@@ -1363,20 +1365,16 @@ def search_workers_close() -> None:
 
 def _every_vector_feature(
     *, scope: _Scope, query: str, pending: tuple[str, Future[list[float]]], depth: int
-) -> tuple[list[tuple[int, float, float, float | None]] | kept_vectors.Features | None, list[float] | None]:
+) -> tuple[list[tuple[int, float, float, float | None]] | None, list[float] | None]:
     """On a worker thread: ``_vector_features`` of the scope's nearest ``max(depth, CONCURRENT_VECTOR_ROWS)`` rows,
-    nearest first, whatever the text ranking finds (every row's, with their sentences', from the vectors kept in
-    the process when they are), and the query's vector without names (the query's own when it names no one), which
-    the sentences are compared to (step 7); (None, None): no query vector."""
+    nearest first, whatever the text ranking finds, and the query's vector without names (the query's own when it
+    names no one), which the sentences are compared to (step 7); (None, None): no query vector."""
     pending_names = _named_vectors_start(scope, query)
     found = _query_vector_wait(pending)
     if found is None:
         return None, None
     model, vector = found
     unnamed_vector = _unnamed_vector(model, vector, pending_names)
-    kept = _kept_features(scope, model, vector, unnamed_vector)
-    if kept is not None:
-        return kept, unnamed_vector or vector
     rows = _vector_features(
         scope=scope,
         model=model,
@@ -1404,16 +1402,11 @@ def _kept_vectors(scope: _Scope, model: str) -> kept_vectors.Vectors | None:
 
 
 def _kept_features(
-    scope: _Scope,
-    model: str,
-    vector: list[float],
-    unnamed_vector: list[float] | None,
-    vectors: kept_vectors.Vectors | None = None,
+    scope: _Scope, vector: list[float], unnamed_vector: list[float] | None, vectors: kept_vectors.Vectors
 ) -> kept_vectors.Features | None:
-    """One customer's messages' vector features and best sentences from their vectors kept in the process
-    (``vectors`` when this search checked them already); None when they are not (``_kept_vectors``)."""
-    vectors = vectors or _kept_vectors(scope, model)
-    if vectors is None or scope.postings is None:
+    """One customer's messages' vector features and best sentences from their vectors kept in the process, as this
+    search checked them (``_kept_vectors``)."""
+    if scope.postings is None:
         return None
     return vectors.features(
         vector=vector,
