@@ -186,13 +186,31 @@ def query_embed(text: str, *, embedder: Embedder | None = None) -> list[float]:
     cached = _query_cached(embedder.name, text)
     if cached is not None:
         return cached
-    key = (embedder.name, text)
     vector = _checked(embedder.embed([text]), 1)[0]
-    with _QUERY_CACHE_LOCK:
-        _QUERY_CACHE[key] = vector
-        while len(_QUERY_CACHE) > QUERY_CACHE_SIZE:
-            _QUERY_CACHE.popitem(last=False)
+    _query_cache_put(embedder.name, text, vector)
     return vector
+
+
+def query_embed_prepare(text: str, *, embedder: Embedder | None = None) -> Callable[[], list[float]]:
+    """``query_embed`` in two halves: what holds the GIL before the model's run (the cache, tokenising) now; the
+    run and the rest when the returned function is called. A backend without ``prepare_one`` embeds in the call."""
+    embedder = embedder or embedder_get()
+    cached = _query_cached(embedder.name, text)
+    if cached is not None:
+        return lambda: cached
+    prepare = getattr(embedder, "prepare_one", None)
+    run: Callable[[], list[float]] = (
+        prepare(text) if prepare is not None else lambda: _checked(embedder.embed([text]), 1)[0]
+    )
+
+    def finish() -> list[float]:
+        vector = run()
+        if len(vector) != EMBEDDING_DIMENSIONS:
+            raise EmbeddingError(f"The embedder returned a vector of {len(vector)} floats, want 384.")
+        _query_cache_put(embedder.name, text, vector)
+        return vector
+
+    return finish
 
 
 def query_embed_start(text: str, *, embedder: Embedder | None = None) -> Future[list[float]]:
@@ -216,6 +234,13 @@ def _query_cached(model: str, text: str) -> list[float] | None:
         if cached is not None:
             _QUERY_CACHE.move_to_end((model, text))
         return cached
+
+
+def _query_cache_put(model: str, text: str, vector: list[float]) -> None:
+    with _QUERY_CACHE_LOCK:
+        _QUERY_CACHE[(model, text)] = vector
+        while len(_QUERY_CACHE) > QUERY_CACHE_SIZE:
+            _QUERY_CACHE.popitem(last=False)
 
 
 def query_cache_clear() -> None:

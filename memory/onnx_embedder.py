@@ -29,7 +29,7 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,16 @@ class OnnxEmbedder:
         for (chunk, _), output in zip(feeds, outputs, strict=True):
             vectors[chunk] = output
         return vectors.tolist()
+
+    def prepare_one(self, text: str) -> Callable[[], list[float]]:
+        """``embed([text])[0]`` in two halves: the tokenising now, the model's run (which releases the GIL) when the
+        returned function is called. A search tokenises its query before it starts Python work on another thread, so
+        that its run does not wait for that thread's GIL first (docs/performance.md, session 12)."""
+        import numpy as np
+
+        ids = np.array([self._tokenizer.encode_batch([text])[0].ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        return lambda: self._run(feed)[0].tolist()
 
     def _run(self, feed: dict[str, Any]) -> Any:
         (output,) = self._session.run(None, feed)

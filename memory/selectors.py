@@ -30,7 +30,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from memory import kept_vectors, postings
-from memory.embeddings import EmbeddingError, embedder_get, query_embed_start
+from memory.embeddings import EmbeddingError, embedder_get, query_embed_prepare, query_embed_start
 from memory.models import ArchivalPassage, MemoryBlock
 from memory.query_dates import query_periods
 from memory.query_parts import named_words, query_words
@@ -848,6 +848,37 @@ def _words_checked(scope: _Scope, query: str, hits_sql: str) -> postings.Checked
     return scope.checked if scope.checked.kept else None
 
 
+# Python work of a search that reads no database, run beside the model's run of its query (_embedded_beside).
+_beside_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it was made in, the pool)
+
+
+def _embedded_beside(query: str, work: Callable[[], T]) -> tuple[tuple[str, Future[list[float]]] | None, T]:
+    """The query embedded on this thread while ``work`` (Python that reads no database) runs on a thread of its own:
+    (what ``_query_vector_start`` would give, already done; ``work()``).
+
+    The query is tokenised before ``work`` starts and the model's run releases the GIL, so the two overlap. A model
+    run on a worker thread beside Python on this one waited for this thread's GIL before it could start: a query
+    took 4.7 ms instead of 2.7 beside 1.5 ms of Python (docs/performance.md, session 12)."""
+    global _beside_pool
+    try:
+        embedder = embedder_get()
+        finish = query_embed_prepare(query, embedder=embedder)
+    except EmbeddingError:
+        logger.warning("no embedding backend; searching by full text only", exc_info=True)
+        return None, work()
+    with _workers_lock:
+        if _beside_pool is None or _beside_pool[0] != os.getpid():  # a forked child makes its own threads
+            _beside_pool = (os.getpid(), ThreadPoolExecutor(CONCURRENT_WORKERS, thread_name_prefix="search-beside"))
+        pool = _beside_pool[1]
+    job = pool.submit(work)
+    done: Future[list[float]] = Future()
+    try:
+        done.set_result(finish())
+    except EmbeddingError as exc:  # _query_vector_wait logs it; the search goes on by full text
+        done.set_exception(exc)
+    return (embedder.name, done), job.result()
+
+
 def _or_tsquery(query: str) -> str | None:
     """The query's stemmed words OR-ed, as tsquery text ('refund' | 'router'); None when it has none."""
     with connection.cursor() as cursor:
@@ -1177,8 +1208,16 @@ def _learned_rank(
     """Candidates of both rankings scored by the learned linear ranker, best first, duplicates dropped."""
     # One customer's kept words (and vectors) are checked first: the statement took twice as long beside the model
     # run (docs/performance.md, session 11), which then overlaps the full-text scoring instead.
-    _words_checked(scope, query, hits_sql)
-    pending = _query_vector_start(query)  # embedded on a worker thread while full text is ranked here
+    checked = _words_checked(scope, query, hits_sql)
+    text_scores: list[tuple[int, float]] | None = None
+    if checked is not None and TEXT_WEIGHT > 0:
+        # Kept words are scored in Python, which holds the GIL: on a thread of its own, while this thread runs the
+        # model on the query. Else the statement ranks by full text here while a worker thread embeds the query.
+        pending, text_scores = _embedded_beside(
+            query, functools.partial(_text_scores, scope=scope, query=query, limit=MAX_RESULTS, hits_sql=hits_sql)
+        )
+    else:
+        pending = _query_vector_start(query)
     depth = min(max(limit, LEARNED_CANDIDATES), MAX_RESULTS)
     # One customer's vector features do not depend on the text ranking when every row's are read: they are read on
     # a second connection, after the query embedding (and its people's names), while this thread's connection ranks
@@ -1208,9 +1247,9 @@ def _learned_rank(
     candidates: dict[int, _Candidate] = {}
     if TEXT_WEIGHT > 0:
         # Every match's score (the SQL scores them all anyway): a vector candidate's words count too.
-        for place, (pk, score) in enumerate(
-            _text_scores(scope=scope, query=query, limit=MAX_RESULTS, hits_sql=hits_sql), 1
-        ):
+        if text_scores is None:
+            text_scores = _text_scores(scope=scope, query=query, limit=MAX_RESULTS, hits_sql=hits_sql)
+        for place, (pk, score) in enumerate(text_scores, 1):
             candidates[pk] = _Candidate(text=score, text_place=place if place <= depth else 0)
     text_ids = [pk for pk, c in candidates.items() if c.text_place]
     rows: list[tuple[int, float, float, float | None]] | None = None
@@ -1348,13 +1387,15 @@ def _worker_run(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
 
 def search_workers_close() -> None:
     """Stop the worker threads and close their connections (tests call it before the test database is dropped)."""
-    global _workers
+    global _workers, _beside_pool
     with _workers_lock:
         workers, _workers = _workers, None
+        beside_pool, _beside_pool = _beside_pool, None
         opened = list(_worker_connections)
         _worker_connections.clear()
-    if workers is not None:
-        workers[1].shutdown(wait=True)
+    for pool in (workers, beside_pool):
+        if pool is not None:
+            pool[1].shutdown(wait=True)
     for db in opened:  # the threads have ended: nothing uses these connections any more
         db.inc_thread_sharing()
         try:

@@ -133,6 +133,40 @@ def test_search_falls_back_to_full_text_when_the_query_cannot_be_embedded(actors
     assert [m.body[:13] for m in results] == ["My card reade", "Please update"]
 
 
+def test_a_query_embedding_that_fails_in_its_run_leaves_full_text_beside_kept_words(actors, settings):
+    """The kept words are scored on another thread while this one runs the model; a model that fails then (not when
+    it is made) leaves the search to full text, as when it cannot be made."""
+    from memory import selectors
+    from memory.embeddings import embedder_register, query_cache_clear
+
+    class FailsWhenRun:
+        name = "test/fails-when-run"
+
+        def embed(self, texts):
+            raise EmbeddingError("provider timed out")
+
+    embedder_register("fails-when-run", FailsWhenRun)
+    settings.SUPPORTMEM_EMBEDDINGS = "fails-when-run"
+    query_cache_clear()
+    assert selectors.POSTINGS_IN_PROCESS  # the path where the words are scored beside the model's run
+    results = selectors.message_search(customer=actors.customer, query="firmware").results
+    assert [m.body[:13] for m in results] == ["My card reade", "Please update"]
+
+
+def test_a_prepared_query_embedding_is_the_query_embedding_and_is_cached(settings):
+    from memory.embeddings import query_cache_clear, query_embed_prepare
+
+    fake = use_fake(settings)
+    query_cache_clear()
+    finish = query_embed_prepare("refund for a double charge")
+    assert fake.calls == []  # nothing embedded until the run is asked for
+    vector = finish()
+    assert vector == fake.embed(["refund for a double charge"])[0]
+    fake.calls.clear()
+    assert query_embed("refund for a double charge") == vector and fake.calls == []  # cached
+    assert query_embed_prepare("refund for a double charge")() == vector and fake.calls == []
+
+
 def test_message_embedding_text_names_the_author(actors):
     message = TicketMessage.objects.filter(customer=actors.customer).first()
     message.author_name = "Dana"

@@ -99,6 +99,16 @@ def test_batches_sorted_by_length_give_each_text_its_own_vector(converted):
     assert converted.embed([]) == []
 
 
+def test_a_prepared_query_is_tokenised_first_and_embeds_as_embed_does(converted, monkeypatch):
+    runs = [converted.prepare_one(text) for text in SENTENCES]  # tokenised here
+    monkeypatch.setattr(converted, "_tokenizer", None)  # the run needs the tokenizer no more
+    for text, run in zip(SENTENCES, runs, strict=True):
+        monkeypatch.undo()
+        expected = converted.embed([text])[0]
+        monkeypatch.setattr(converted, "_tokenizer", None)
+        assert run() == expected  # the same floats: one text runs alone either way
+
+
 def test_chunks_are_length_sorted_and_give_every_worker_one():
     lengths = [9, 3, 7, 3, 12, 1]
     chunks = length_sorted_chunks(lengths, 2)
