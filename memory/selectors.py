@@ -1186,7 +1186,7 @@ SELECT id, 1 - distance, 0.0, unnamed FROM (
 _SIMILARITIES_SQL = "SELECT m.id, 1 - ({distance}) FROM {table} WHERE m.embedding_model = %s AND m.id = ANY(%s)"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Candidate:
     text: float = 0.0  # BM25
     text_place: int = 0  # 0: not in the text ranking
@@ -1249,9 +1249,14 @@ def _learned_rank(
         # Every match's score (the SQL scores them all anyway): a vector candidate's words count too.
         if text_scores is None:
             text_scores = _text_scores(scope=scope, query=query, limit=MAX_RESULTS, hits_sql=hits_sql)
-        for place, (pk, score) in enumerate(text_scores, 1):
-            candidates[pk] = _Candidate(text=score, text_place=place if place <= depth else 0)
-    text_ids = [pk for pk, c in candidates.items() if c.text_place]
+        # Matches past ``depth`` count only for a vector candidate: their scores wait for the vector ranking.
+        candidates = {
+            pk: _Candidate(text=score, text_place=place) for place, (pk, score) in enumerate(text_scores[:depth], 1)
+        }
+        later_text = dict(text_scores[depth:])
+    else:
+        later_text = {}
+    text_ids = list(candidates)
     rows: list[tuple[int, float, float, float | None]] | None = None
     sentence_target: list[float] | None = None  # the vector a candidate's sentences are compared to (step 7)
     kept: kept_vectors.Features | None = None  # the features of every row, from the vectors kept in the process
@@ -1292,9 +1297,9 @@ def _learned_rank(
             )
     if rows is not None:
         for place, (pk, sim, near, unnamed_sim) in enumerate(rows, 1):
-            if pk not in candidates:
-                candidates[pk] = _Candidate()
-            candidate = candidates[pk]
+            candidate = candidates.get(pk)
+            if candidate is None:
+                candidate = candidates[pk] = _Candidate(text=later_text.get(pk, 0.0))
             candidate.sim, candidate.near, candidate.unnamed = sim, near, unnamed_sim
             candidate.vector_place = place if place <= depth else 0
     pool = {pk: c for pk, c in candidates.items() if c.text_place or c.vector_place}
