@@ -850,6 +850,7 @@ def _words_checked(scope: _Scope, query: str, hits_sql: str) -> postings.Checked
 
 # Python work of a search that reads no database, run beside the model's run of its query (_embedded_beside).
 _beside_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it was made in, the pool)
+_beside_busy = 0  # how many of its threads are taken: when all are, a search does both halves on its own thread
 
 
 def _embedded_beside(query: str, work: Callable[[], T]) -> tuple[tuple[str, Future[list[float]]] | None, T]:
@@ -859,7 +860,7 @@ def _embedded_beside(query: str, work: Callable[[], T]) -> tuple[tuple[str, Futu
     The query is tokenised before ``work`` starts and the model's run releases the GIL, so the two overlap. A model
     run on a worker thread beside Python on this one waited for this thread's GIL before it could start: a query
     took 4.7 ms instead of 2.7 beside 1.5 ms of Python (docs/performance.md, session 12)."""
-    global _beside_pool
+    global _beside_pool, _beside_busy
     try:
         embedder = embedder_get()
         finish = query_embed_prepare(query, embedder=embedder)
@@ -869,14 +870,27 @@ def _embedded_beside(query: str, work: Callable[[], T]) -> tuple[tuple[str, Futu
     with _workers_lock:
         if _beside_pool is None or _beside_pool[0] != os.getpid():  # a forked child makes its own threads
             _beside_pool = (os.getpid(), ThreadPoolExecutor(CONCURRENT_WORKERS, thread_name_prefix="search-beside"))
+            _beside_busy = 0
         pool = _beside_pool[1]
-    job = pool.submit(work)
+        free = _beside_busy < CONCURRENT_WORKERS
+        _beside_busy += free
+    # With every thread taken by other searches, waiting for one would cost more than the overlap gains.
+    job = pool.submit(_beside_run, work) if free else None
     done: Future[list[float]] = Future()
     try:
         done.set_result(finish())
     except EmbeddingError as exc:  # _query_vector_wait logs it; the search goes on by full text
         done.set_exception(exc)
-    return (embedder.name, done), job.result()
+    return (embedder.name, done), job.result() if job is not None else work()
+
+
+def _beside_run(work: Callable[[], T]) -> T:
+    global _beside_busy
+    try:
+        return work()
+    finally:
+        with _workers_lock:
+            _beside_busy -= 1
 
 
 def _or_tsquery(query: str) -> str | None:

@@ -226,3 +226,23 @@ def test_the_second_connection_is_on_by_default():
     from django.conf import settings
 
     assert settings.SUPPORTMEM_SEARCH_CONCURRENT_READS is True
+
+
+def test_kept_words_are_scored_on_another_thread_while_this_one_runs_the_model(settings, monkeypatch):
+    """``_embedded_beside``: the query's vector is done when it returns, the Python work ran on a thread of its own;
+    with every such thread taken by other searches, both run here one after the other."""
+    import threading
+
+    fake = use_fake(settings)
+    query_cache_clear()
+    caller = threading.current_thread()
+    pending, ran_on = selectors._embedded_beside("refund for a double charge", threading.current_thread)
+    assert pending is not None and pending[1].done()
+    assert pending[1].result() == fake.embed(["refund for a double charge"])[0]
+    assert ran_on is not caller
+    assert selectors._beside_busy == 0  # the thread is given back
+
+    monkeypatch.setattr(selectors, "_beside_busy", selectors.CONCURRENT_WORKERS)  # all taken
+    pending, ran_on = selectors._embedded_beside("printer offline", threading.current_thread)
+    assert ran_on is caller and pending is not None and pending[1].done()
+    assert selectors._beside_busy == selectors.CONCURRENT_WORKERS
