@@ -571,28 +571,30 @@ def _rows_by_id(model: type[Any], ids: list[int]) -> dict[int, Any]:
     """``model.objects.in_bulk(ids)`` through one prepared statement per model: the ORM's compiling of the query
     cost more than the query itself (about half of a page's time)."""
     fields = model._meta.concrete_fields
-    statement = _ROWS_BY_ID.get(model)
-    if statement is None:
+    known = _ROWS_BY_ID.get(model)
+    if known is None:
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         table, key = connection.ops.quote_name(model._meta.db_table), connection.ops.quote_name(model._meta.pk.column)
         statement = f"SELECT {columns} FROM {table} WHERE {key} = ANY(%s)"  # noqa: S608  (names from the model)
-        _ROWS_BY_ID[model] = statement
-    converters = [(i, f.get_db_converters(connection)) for i, f in enumerate(fields)]
-    names = [f.attname for f in fields]
+        # Only the fields that convert what the database returns (JSON, say): the others are taken as they come.
+        converting = [(i, converters) for i, f in enumerate(fields) if (converters := f.get_db_converters(connection))]
+        known = _ROWS_BY_ID[model] = (statement, [f.attname for f in fields], converting)
+    statement, names, converting = known
     rows = {}
     with connection.cursor() as cursor:
         cursor.execute(statement, [ids])
         for row in cursor.fetchall():
             values = list(row)
-            for i, field_converters in converters:
-                for convert in field_converters:
+            for i, converters in converting:
+                for convert in converters:
                     values[i] = convert(values[i], fields[i], connection)
             instance = model.from_db(connection.alias, names, values)
             rows[instance.pk] = instance
     return rows
 
 
-_ROWS_BY_ID: dict[type[Any], str] = {}
+# Per model: the statement, the fields' attribute names in its column order, and the fields that convert values.
+_ROWS_BY_ID: dict[type[Any], tuple[str, list[str], list[tuple[int, list[Callable[..., Any]]]]]] = {}
 
 
 def _hybrid_rank(
