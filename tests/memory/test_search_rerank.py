@@ -80,20 +80,32 @@ def test_identical_messages_are_shown_once(actors, fake):
     assert page.total == len(found)
 
 
-def test_a_query_is_embedded_once_and_not_on_the_request_thread(actors, fake, monkeypatch):
+def test_a_query_is_embedded_once_on_the_request_thread_while_its_words_are_scored_beside_it(
+    actors, fake, monkeypatch
+):
+    """The customer's words are kept: they are scored on a "search-beside" thread while the request's own thread runs
+    the model (the model's run releases the GIL; the scoring would hold it)."""
     import threading
 
     threads = []
+    scored_on = []
     original = fake.embed
+    original_scores = selectors._text_scores
 
     def embed(texts):
         threads.append(threading.current_thread().name)
         return original(texts)
 
+    def text_scores(**kwargs):
+        scored_on.append(threading.current_thread().name)
+        return original_scores(**kwargs)
+
     monkeypatch.setattr(fake, "embed", embed)
+    monkeypatch.setattr(selectors, "_text_scores", text_scores)
     for _ in range(3):  # the agent pages and repeats itself
         message_search(customer=actors.customer, query="firmware reboot")
-    assert len(threads) == 1 and threads[0].startswith("query-embed")
+    assert threads == [threading.current_thread().name]  # once: the repeats find it cached
+    assert len(scored_on) == 3 and all(name.startswith("search-beside") for name in scored_on)
     assert query_embed("firmware reboot") == original(["firmware reboot"])[0]
 
 
