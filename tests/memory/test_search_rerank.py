@@ -80,9 +80,7 @@ def test_identical_messages_are_shown_once(actors, fake):
     assert page.total == len(found)
 
 
-def test_a_query_is_embedded_once_on_the_request_thread_while_its_words_are_scored_beside_it(
-    actors, fake, monkeypatch
-):
+def test_a_query_is_embedded_once_on_the_request_thread_while_its_words_are_scored_beside_it(actors, fake, monkeypatch):
     """The customer's words are kept: they are scored on a "search-beside" thread while the request's own thread runs
     the model (the model's run releases the GIL; the scoring would hold it)."""
     import threading
