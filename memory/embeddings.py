@@ -182,13 +182,7 @@ _QUERY_CACHE_LOCK = threading.Lock()
 
 def query_embed(text: str, *, embedder: Embedder | None = None) -> list[float]:
     """The vector of a search query, by the configured backend (or ``embedder``), cached per model."""
-    embedder = embedder or embedder_get()
-    cached = _query_cached(embedder.name, text)
-    if cached is not None:
-        return cached
-    vector = _checked(embedder.embed([text]), 1)[0]
-    _query_cache_put(embedder.name, text, vector)
-    return vector
+    return query_embed_prepare(text, embedder=embedder)()
 
 
 def query_embed_prepare(text: str, *, embedder: Embedder | None = None) -> Callable[[], list[float]]:
