@@ -483,6 +483,16 @@ def named_authors(query: str, authors: set[str]) -> set[str]:
 PASSAGE_RERANK = True
 
 
+# One customer's passages are read through a bitmap of the customer index, not an index scan. An index scan reads the
+# heap one page at a time, waiting for each; a bitmap heap scan visits the pages in file order and asks the OS for
+# the next ``effective_io_concurrency`` of them ahead (support_agent/embedded_pg.py sets it). From a cold cache, at
+# 1,000,000 passages on a disk with slow random reads, the full-text statement over one customer's 250 pages took
+# 20-32 ms at the median through the index scan, 14-20 with the bitmap (docs/performance.md, session 13). PostgreSQL
+# plans an index scan for ``customer_id = X`` on rows stored in customer order and has no per-statement hint; an OR
+# with an id no customer has (ids start at 1) can only be served by a bitmap.
+ONE_CUSTOMER_BITMAP = "(m.customer_id = %s OR m.customer_id = -1)"
+
+
 @SEARCH_SECONDS.labels("passages").time()
 def passage_search(
     *,
@@ -528,7 +538,7 @@ def passage_search(
     )
     scope.add("m.organization_id = %s", organization.pk)
     if customer is not None:
-        scope.add("m.customer_id = %s", customer.pk)
+        scope.add(ONE_CUSTOMER_BITMAP, customer.pk)
     if not include_invalidated:
         scope.add("m.invalidated_at IS NULL")
     if not include_staff_only:
@@ -713,15 +723,13 @@ own AS (
 {near_postings},
 """ + _BM25_SCORES_SQL.replace("{rows}", "hits")  # noqa: S608  (this module's own SQL)
 
-# The query's words in the turns around each hit (messages). Passages have no neighbours: organisation-wide, scanning
-# the empty ``near`` of 5,000 hits cost as much as reading their own words, so that search skips it. (One customer's
-# passages still scan it: skipping it changed the plan, which changed the order of BM25's float sums and so broke
-# some exact ties differently from before; LoCoMo recall@5 moved by 0.001.)
-_NEAR_POSTINGS_SQL = """near AS (
-    SELECT h.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float AS tf
-    FROM hits h, term_list t, unnest(ts_filter(setweight(h.near, 'A', t.lexemes), '{a}')) u
-    WHERE u.lexeme IN (SELECT lexeme FROM terms)
-)"""
+# Passages have no neighbours, so their ``near`` postings are empty. Organisation-wide the planner is told so (``WHERE
+# false``): scanning the empty ``near`` of 5,000 hits cost as much as reading their own words. One customer's passages
+# scan the query's own postings with a filter no posting passes (each counts at least once), which keeps the plan's
+# shape; it used to cut each hit's empty neighbour words to the query's terms, about 1 of the statement's 5 ms over
+# 1,000 passages (session 13). Exact ties in BM25's float sums can break the other way than before: 39 of LoCoMo's
+# 1,531 archival pages changed order, recall@5/10/25 did not move.
+_PASSAGE_NEAR_POSTINGS_SQL = "near AS (SELECT id, lexeme, tf FROM own WHERE tf < 0)"
 _NO_NEAR_POSTINGS_SQL = "near AS (SELECT id, lexeme, tf FROM own WHERE false)"
 
 # Messages, one statement of their own: a row's neighbours' words come from a window over the whole scope (one
@@ -833,7 +841,7 @@ def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> lis
         tsquery="%s",
     )
     with connection.cursor() as cursor:
-        near = _NO_NEAR_POSTINGS_SQL if hits_sql is _ORGANIZATION_PASSAGE_HITS_SQL else _NEAR_POSTINGS_SQL
+        near = _NO_NEAR_POSTINGS_SQL if hits_sql is _ORGANIZATION_PASSAGE_HITS_SQL else _PASSAGE_NEAR_POSTINGS_SQL
         sql = _BM25_SQL.format(hits_and_stats=hits, near_postings=near)
         cursor.execute(sql, [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
         return [(row[0], float(row[1])) for row in cursor.fetchall()]

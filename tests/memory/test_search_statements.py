@@ -15,6 +15,7 @@ from django.db import connection
 from memory import selectors
 from memory.embeddings import message_embeddings_compute
 from memory.models import MessageEmbedding
+from memory.selectors import passage_search
 from memory.services import Provenance, passage_insert
 from support_agent.merge import customer_merge
 from tests.memory.fake_embedder import use_fake
@@ -85,10 +86,13 @@ def _plain_bm25(monkeypatch):
     cut = "unnest(ts_filter(setweight(h.doc, 'A', t.lexemes), '{{a}}')) u"
     assert cut in selectors._BM25_SQL
     monkeypatch.setattr(selectors, "_BM25_SQL", selectors._BM25_SQL.replace(cut, "unnest(h.doc) u"))
-    near = "unnest(ts_filter(setweight(h.near, 'A', t.lexemes), '{a}')) u"
-    assert near in selectors._NEAR_POSTINGS_SQL
-    monkeypatch.setattr(selectors, "_NEAR_POSTINGS_SQL", selectors._NEAR_POSTINGS_SQL.replace(near, "unnest(h.near) u"))
-    monkeypatch.setattr(selectors, "_NO_NEAR_POSTINGS_SQL", selectors._NEAR_POSTINGS_SQL)  # passages: '' near
+    # Every hit's neighbour words (a passage's are none), unnested whole and matched to the terms.
+    near = """near AS (
+        SELECT h.id, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float AS tf
+        FROM hits h, unnest(h.near) u WHERE u.lexeme IN (SELECT lexeme FROM terms)
+    )"""
+    monkeypatch.setattr(selectors, "_PASSAGE_NEAR_POSTINGS_SQL", near)
+    monkeypatch.setattr(selectors, "_NO_NEAR_POSTINGS_SQL", near)
 
 
 def _message_scope(customer):
@@ -105,7 +109,7 @@ def _passage_scope(actors, customer):
     scope = selectors._Scope(table="memory_archivalpassage m")
     scope.add("m.organization_id = %s", actors.org.pk)
     if customer is not None:
-        scope.add("m.customer_id = %s", customer.pk)
+        scope.add(selectors.ONE_CUSTOMER_BITMAP, customer.pk)  # as passage_search scopes one customer's passages
     return scope
 
 
@@ -141,6 +145,51 @@ def test_bm25_reads_only_the_query_terms_and_scores_as_the_plain_statement(actor
         assert [pk for pk, _ in ranked] == [pk for pk, _ in expected]
         for (_, score), (_, plain) in zip(ranked, expected, strict=True):
             assert score == pytest.approx(plain, rel=1e-12)
+
+
+def test_one_customers_passages_are_read_through_a_bitmap_that_prefetches_the_heap(
+    actors, fake, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        for index in range(5):
+            for customer in (actors.customer, actors.other_customer):
+                passage_insert(
+                    organization=actors.org,
+                    customer=customer,
+                    text=f"Router note {index} of {customer.name}: refund for the outage",
+                    provenance=Provenance(reason="test"),
+                )
+    ran = []
+
+    def capture(execute, sql, params, many, context):
+        ran.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        page = passage_search(organization=actors.org, customer=actors.customer, query="router refund")
+    assert {passage.customer_id for passage in page.results} == {actors.customer.pk} and page.total == 5
+    # The full-text statement and the vector features' scope the customer so.
+    assert sum(selectors.ONE_CUSTOMER_BITMAP in sql for sql in ran) == 2
+
+    def plan(clause: str, *, bitmaps: bool) -> str:
+        with connection.cursor() as cursor:
+            # A handful of rows would be read whole; a large table is not.
+            cursor.execute("SET enable_seqscan = off")
+            cursor.execute(f"SET enable_bitmapscan = {'on' if bitmaps else 'off'}")
+            try:
+                cursor.execute(
+                    f"EXPLAIN SELECT m.id FROM memory_archivalpassage m WHERE {clause}", [actors.customer.pk]
+                )
+                return "\n".join(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.execute("RESET enable_seqscan")
+                cursor.execute("RESET enable_bitmapscan")
+
+    # Equality alone can be served by an index scan, which reads the heap page by page, without prefetching; the
+    # clause cannot (without bitmaps the planner falls back to reading the table), so a bitmap serves it.
+    assert "Index Scan using" in plan("m.customer_id = %s", bitmaps=False)
+    assert "Index Scan using" not in plan(selectors.ONE_CUSTOMER_BITMAP, bitmaps=False)
+    assert "Bitmap Heap Scan on memory_archivalpassage m" in plan(selectors.ONE_CUSTOMER_BITMAP, bitmaps=True)
 
 
 def test_message_similarities_read_the_customers_embeddings_and_follow_a_merge(actors, fake):

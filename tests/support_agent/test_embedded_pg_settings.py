@@ -19,6 +19,7 @@ def test_a_24_gib_two_core_machine_gets_a_quarter_for_buffers_and_room_for_an_hn
     assert settings["maintenance_work_mem"] == "6144MB"  # a 1M-passage HNSW graph (about 3 GB) fits
     assert settings["autovacuum_work_mem"] == "768MB"
     assert settings["max_parallel_maintenance_workers"] == "1"
+    assert settings["effective_io_concurrency"] == "128"  # a bitmap heap scan asks for pages ahead
 
 
 def test_small_and_large_machines_stay_within_bounds():
@@ -57,7 +58,13 @@ def test_the_running_test_server_uses_the_machine_settings():
     # The test session's PostgreSQL was initialised fresh and restarted once with the computed settings.
     expected = machine_settings()
     with connection.cursor() as cursor:
-        for name in ("shared_buffers", "work_mem", "maintenance_work_mem", "max_parallel_maintenance_workers"):
+        for name in (
+            "shared_buffers",
+            "work_mem",
+            "maintenance_work_mem",
+            "max_parallel_maintenance_workers",
+            "effective_io_concurrency",
+        ):
             cursor.execute(f"SELECT setting, unit FROM pg_settings WHERE name = '{name}'")
             setting, unit = cursor.fetchone()
             cursor.execute("SELECT pg_size_bytes(%s) / 1024, pg_size_bytes(%s)", [expected[name], expected[name]])
