@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 SETTINGS_FILE = "supportmem.conf"  # in pgdata, included by postgresql.conf; ALTER SYSTEM still overrides it
 _INCLUDE_LINE = f"include_if_exists = '{SETTINGS_FILE}'"
 _MB = 1024 * 1024
-# Each sized setting can be overridden by SUPPORTMEM_PG_<NAME> (a PostgreSQL value such as "2GB" or "64MB").
+# Each setting can be overridden by SUPPORTMEM_PG_<NAME> (a PostgreSQL value such as "2GB", "64MB" or "2").
 _SIZED = (
     "shared_buffers",
     "effective_cache_size",
@@ -33,6 +33,7 @@ _SIZED = (
     "autovacuum_work_mem",
     "max_parallel_maintenance_workers",
     "max_wal_size",
+    "effective_io_concurrency",
 )
 
 

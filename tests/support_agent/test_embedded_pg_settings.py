@@ -36,6 +36,8 @@ def test_the_environment_sizes_for_less_memory_or_sets_one_value():
     assert shared["shared_buffers"] == "1024MB" and shared["effective_cache_size"] == "3072MB"
     one = server_settings(ram_bytes=24 * GIB, cpus=2, environ={"SUPPORTMEM_PG_WORK_MEM": "16MB"})
     assert one["work_mem"] == "16MB" and one["shared_buffers"] == "6144MB"
+    spinning = server_settings(ram_bytes=24 * GIB, cpus=2, environ={"SUPPORTMEM_PG_EFFECTIVE_IO_CONCURRENCY": "2"})
+    assert spinning["effective_io_concurrency"] == "2" and spinning["work_mem"] == "48MB"
     with pytest.raises(ImproperlyConfigured, match="SUPPORTMEM_PG_RAM_MB"):
         server_settings(ram_bytes=GIB, cpus=1, environ={"SUPPORTMEM_PG_RAM_MB": "lots"})
     with pytest.raises(ImproperlyConfigured, match="too small"):
