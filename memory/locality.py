@@ -28,6 +28,22 @@ CLUSTERED_TABLES: tuple[tuple[str, str], ...] = (
 )
 
 
+def one_customer(column: str) -> str:
+    """``column = %s`` (one customer's rows) written so that PostgreSQL reads them through a bitmap of the index.
+
+    An index scan reads the heap one page at a time, waiting for each; a bitmap heap scan visits the pages in file
+    order and asks the OS for the next ``effective_io_concurrency`` of them ahead (``posix_fadvise``; the embedded
+    server sets it: support_agent/embedded_pg.py). PostgreSQL plans an index scan for ``customer_id = X`` when the
+    rows lie in customer order (``CLUSTER`` above) and has no per-statement hint; an OR over one column can only be
+    served by a bitmap, and no customer has the id -1. From a cold cache, at 1,000,000 passages, one customer's
+    full-text statement took 11.9-14.8 ms at the median and 45-47 at p95 through the index scan, 9.4-9.8 and 12-13
+    through the bitmap (docs/performance.md, session 13). One customer's messages keep the equality: their words'
+    fingerprint, read on every search, took 1.83 instead of 1.15 ms at the median through the bitmap (warm), and the
+    first search of a LoCoMo customer after a restart was no faster (its rows are few and read once per process).
+    """
+    return f"({column} = %s OR {column} = -1)"
+
+
 @dataclass(frozen=True)
 class ClusterOutcome:
     table: str

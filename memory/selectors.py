@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from memory import kept_vectors, postings
 from memory.embeddings import EmbeddingError, embedder_get, query_embed_prepare, query_embed_start
+from memory.locality import one_customer
 from memory.models import ArchivalPassage, MemoryBlock
 from memory.query_dates import query_periods
 from memory.query_parts import named_words, query_words
@@ -483,14 +484,8 @@ def named_authors(query: str, authors: set[str]) -> set[str]:
 PASSAGE_RERANK = True
 
 
-# One customer's passages are read through a bitmap of the customer index, not an index scan. An index scan reads the
-# heap one page at a time, waiting for each; a bitmap heap scan visits the pages in file order and asks the OS for
-# the next ``effective_io_concurrency`` of them ahead (support_agent/embedded_pg.py sets it). From a cold cache, at
-# 1,000,000 passages on a disk with slow random reads, the full-text statement over one customer's 250 pages took
-# 20-32 ms at the median through the index scan, 14-20 with the bitmap (docs/performance.md, session 13). PostgreSQL
-# plans an index scan for ``customer_id = X`` on rows stored in customer order and has no per-statement hint; an OR
-# with an id no customer has (ids start at 1) can only be served by a bitmap.
-ONE_CUSTOMER_BITMAP = "(m.customer_id = %s OR m.customer_id = -1)"
+# One customer's passages are read through a bitmap that prefetches the heap (memory.locality.one_customer).
+ONE_CUSTOMER_BITMAP = one_customer("m.customer_id")
 
 
 @SEARCH_SECONDS.labels("passages").time()
