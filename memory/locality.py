@@ -13,6 +13,8 @@ cluster_tables``), not a Celery beat task. New rows land at the end of the table
 from __future__ import annotations
 
 import os
+import random
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +108,47 @@ def page_cache_evict(pgdata: Path) -> int:
             finally:
                 os.close(fd)
     return evicted
+
+
+@dataclass(frozen=True)
+class DiskProbe:
+    reads: int
+    p50_us: float
+    p95_us: float
+    over_1ms: int  # reads that took longer than a millisecond
+
+
+def disk_probe(files: list[Path], *, reads: int = 200, seed: int = 0) -> DiskProbe:
+    """Time ``reads`` random 8 kB reads of these files, each from the disk (the file is dropped from the OS page cache
+    and read without readahead): how fast the disk answers the scattered reads of a cold search, right now. A virtual
+    disk's random reads can be ten times slower for minutes after a large write (docs/performance.md, session 13).
+    The files stay out of the page cache."""
+    rng = random.Random(seed)
+    handles = [os.open(path, os.O_RDONLY) for path in files]
+    try:
+        sized = [(fd, os.fstat(fd).st_size // 8192) for fd in handles]
+        sized = [(fd, pages) for fd, pages in sized if pages > 0]
+        if not sized:
+            raise ValueError("no file to read: every file is empty")
+        for fd, _ in sized:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        timings = []
+        for _ in range(reads):
+            fd, pages = rng.choice(sized)
+            started = time.perf_counter()
+            os.pread(fd, 8192, rng.randrange(pages) * 8192)
+            timings.append((time.perf_counter() - started) * 1e6)
+        for fd, _ in sized:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_NORMAL)
+    finally:
+        for fd in handles:
+            os.close(fd)
+    timings.sort()
+    return DiskProbe(
+        reads=reads,
+        p50_us=statistics.median(timings),
+        p95_us=timings[min(reads - 1, int(0.95 * reads))],
+        over_1ms=sum(1 for value in timings if value > 1000),
+    )

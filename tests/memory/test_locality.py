@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from memory.locality import tables_cluster
+from memory.locality import disk_probe, tables_cluster
 from memory.services import Provenance, passage_insert
 
 
@@ -43,3 +43,13 @@ def test_only_known_tables_can_be_clustered():
         tables_cluster(tables=("auth_user",))
     with pytest.raises(CommandError):
         call_command("cluster_tables", "--table", "auth_user", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_a_disk_probe_times_random_reads_of_the_files_it_is_given(tmp_path):
+    data = tmp_path / "16384"
+    data.write_bytes(bytes(range(256)) * 32 * 10)  # ten 8 kB pages
+    (tmp_path / "empty").write_bytes(b"")
+    probe = disk_probe([data, tmp_path / "empty"], reads=40)
+    assert probe.reads == 40 and 0 < probe.p50_us <= probe.p95_us and 0 <= probe.over_1ms <= 40
+    with pytest.raises(ValueError, match="every file is empty"):
+        disk_probe([tmp_path / "empty"])

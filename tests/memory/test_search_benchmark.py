@@ -75,6 +75,7 @@ def test_search_benchmark_keeps_a_load_and_measures_it_again(settings):
     call_command("search_benchmark", "--reuse", slug, "--queries", "2", "--cold", stdout=cold)
     text = cold.getvalue()
     assert "PostgreSQL restarted" in text and "dropped from the OS page cache" in text
+    assert "disk now: 200 random 8 kB reads of the passage table, p50 " in text
     assert "one customer, cold (first read of each customer): p50" in text and "after the cold pass: heap" in text
     assert ArchivalPassage.objects.count() == 200
     with pytest.raises(CommandError, match="--reuse"):

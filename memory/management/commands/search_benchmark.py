@@ -10,7 +10,8 @@ the p50/p95 of the whole call (embedding included) are printed, for one customer
 
 ``--reuse SLUG --cold`` measures a kept load from cold: the embedded PostgreSQL is restarted (empty shared
 buffers), its data files are dropped from the OS page cache, and nothing reads the table before the timed
-searches; how much of the table was resident before and after is printed.
+searches; how much of the table was resident before and after is printed, and how fast the disk answered 200 random
+8 kB reads of the table just before (a virtual disk's can change speed from one minute to the next).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from memory.embeddings import embedder_get, query_cache_clear, query_embed
-from memory.locality import embedded_restart, page_cache_evict, tables_cluster
+from memory.locality import disk_probe, embedded_restart, page_cache_evict, tables_cluster
 from memory.models import ArchivalPassage
 from memory.selectors import SearchPage, passage_search
 from memory.synthetic import PassagePlan, passages_copy
@@ -218,10 +219,14 @@ class Command(BaseCommand):
         started = time.perf_counter()
         embedded_restart(Path(pgdata))
         restarted = time.perf_counter() - started
+        # How fast the disk serves scattered reads now: a cold search's figures depend on it.
+        probe = disk_probe([path for kind, paths in _relation_files() if kind == "heap" for path in paths])
         files = page_cache_evict(Path(pgdata))
         self.stdout.write(
             f"  PostgreSQL restarted in {restarted:.1f}s (shared buffers empty); {files} data files dropped from "
-            f"the OS page cache; {_resident()}"
+            f"the OS page cache; {_resident()}\n"
+            f"  disk now: {probe.reads} random 8 kB reads of the passage table, p50 {probe.p50_us:,.0f} us, "
+            f"p95 {probe.p95_us:,.0f} us, {probe.over_1ms} over 1 ms"
         )
 
     def _one_size(
@@ -350,8 +355,8 @@ def _estimated_rows() -> int:
     return int(row[0]) if row else 0
 
 
-def _resident() -> str:
-    """How much of the passage table and its indexes is in the OS page cache (fincore), and in shared buffers."""
+def _relation_files() -> list[tuple[str, list[Path]]]:
+    """("heap" or "indexes", its files) for the passage table and each of its indexes."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('data_directory'), pg_relation_filepath(oid), relkind FROM pg_class "
@@ -359,22 +364,29 @@ def _resident() -> str:
             [TABLE, TABLE],
         )
         relations = cursor.fetchall()
-    fincore = shutil.which("fincore")
-    if fincore is None:
-        return "OS page cache residency unknown (no fincore)"
-    totals = {"heap": [0, 0], "indexes": [0, 0]}
+    found = []
     for data_dir, relpath, kind in relations:
         base = Path(data_dir) / relpath
         # A relation over 1 GB continues in segments named 16384.1, 16384.2, ...
         segments = [path for path in base.parent.glob(f"{base.name}.*") if path.suffix[1:].isdigit()]
-        files = [str(path) for path in [base, *segments]]
+        found.append(("heap" if kind == "r" else "indexes", [base, *segments]))
+    return found
+
+
+def _resident() -> str:
+    """How much of the passage table and its indexes is in the OS page cache (fincore), and in shared buffers."""
+    fincore = shutil.which("fincore")
+    if fincore is None:
+        return "OS page cache residency unknown (no fincore)"
+    totals = {"heap": [0, 0], "indexes": [0, 0]}
+    for kind, paths in _relation_files():
         output = subprocess.run(  # noqa: S603  (fincore on the server's own data files)
-            [fincore, "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE", *files],
+            [fincore, "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE", *map(str, paths)],
             capture_output=True,
             text=True,
             check=False,
         ).stdout
-        total = totals["heap" if kind == "r" else "indexes"]
+        total = totals[kind]
         for line in output.splitlines():
             resident, size = line.split()
             total[0] += int(resident)
