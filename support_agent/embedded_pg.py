@@ -37,6 +37,10 @@ _SIZED = (
 )
 
 
+# Whether PostgreSQL can ask this OS to read pages ahead (posix_fadvise: Linux, not macOS).
+CAN_PREFETCH = hasattr(os, "posix_fadvise")
+
+
 def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(value, high))
 
@@ -74,10 +78,10 @@ def server_settings(*, ram_bytes: int, cpus: int, environ: Mapping[str, str]) ->
         "max_parallel_maintenance_workers": str(_clamp(cpus - 1, 0, 4)),
         # A bulk load (history import, search_benchmark's COPY) should not checkpoint every gigabyte.
         "max_wal_size": "4GB",
-        # How many pages a bitmap heap scan asks the OS for ahead of reading them (one customer's rows: see
-        # memory.selectors.ONE_CUSTOMER_BITMAP). The default, 1, suits one spinning disk; SSDs and virtual disks serve
-        # many reads at once.
-        "effective_io_concurrency": "128",
+        # How many pages a bitmap heap scan asks the OS for ahead of reading them (one customer's passages: see
+        # memory.locality.one_customer). The default, 1, suits one spinning disk; SSDs and virtual disks serve many
+        # reads at once. Where the OS has no posix_fadvise (macOS), PostgreSQL refuses to start with anything but 0.
+        "effective_io_concurrency": "128" if CAN_PREFETCH else "0",
     }
     for name in _SIZED:
         override = environ.get(f"SUPPORTMEM_PG_{name.upper()}", "").strip()

@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
+from support_agent import embedded_pg
 from support_agent.embedded_pg import SETTINGS_FILE, machine_settings, server_settings, settings_write
 
 GIB = 1024**3
@@ -20,6 +21,12 @@ def test_a_24_gib_two_core_machine_gets_a_quarter_for_buffers_and_room_for_an_hn
     assert settings["autovacuum_work_mem"] == "768MB"
     assert settings["max_parallel_maintenance_workers"] == "1"
     assert settings["effective_io_concurrency"] == "128"  # a bitmap heap scan asks for pages ahead
+
+
+def test_without_posix_fadvise_nothing_is_read_ahead(monkeypatch):
+    # PostgreSQL refuses to start with effective_io_concurrency above 0 where the OS cannot read ahead (macOS).
+    monkeypatch.setattr(embedded_pg, "CAN_PREFETCH", False)
+    assert server_settings(ram_bytes=24 * GIB, cpus=2, environ={})["effective_io_concurrency"] == "0"
 
 
 def test_small_and_large_machines_stay_within_bounds():
