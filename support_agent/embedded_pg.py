@@ -25,7 +25,7 @@ SETTINGS_FILE = "supportmem.conf"  # in pgdata, included by postgresql.conf; ALT
 _INCLUDE_LINE = f"include_if_exists = '{SETTINGS_FILE}'"
 _MB = 1024 * 1024
 # Each setting can be overridden by SUPPORTMEM_PG_<NAME> (a PostgreSQL value such as "2GB", "64MB" or "2").
-_SIZED = (
+_OVERRIDABLE = (
     "shared_buffers",
     "effective_cache_size",
     "work_mem",
@@ -83,7 +83,7 @@ def server_settings(*, ram_bytes: int, cpus: int, environ: Mapping[str, str]) ->
         # reads at once. Where the OS has no posix_fadvise (macOS), PostgreSQL refuses to start with anything but 0.
         "effective_io_concurrency": "128" if CAN_PREFETCH else "0",
     }
-    for name in _SIZED:
+    for name in _OVERRIDABLE:
         override = environ.get(f"SUPPORTMEM_PG_{name.upper()}", "").strip()
         if override:
             if "'" in override or "\n" in override:
