@@ -108,7 +108,9 @@ def _event_process(event_id: int) -> str:
     try:
         with transaction.atomic():
             event = (
-                WebhookEvent.objects.select_for_update().select_related("integration__organization").get(pk=event_id)
+                WebhookEvent.objects.select_for_update(of=("self",))
+                .select_related("integration__organization")
+                .get(pk=event_id)
             )
             if event.status not in OPEN_STATUSES:
                 return event.status  # a concurrent run finished it while we waited for the lock
