@@ -58,7 +58,9 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Each worker loads the embedding model before it takes requests, so the first reply is not the slow one."""
-    from support_agent.warmup import service_warm_up
+    """Each worker loads the embedding model and the views before it takes requests, so the first reply is not the
+    slow one, then freezes what it loaded so the collector's full passes stop walking it (``heap_freeze``)."""
+    from support_agent.warmup import heap_freeze, service_warm_up
 
     service_warm_up()
+    heap_freeze()

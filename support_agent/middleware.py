@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from telemetry.logs import log_enter, log_exit
-
-# A proxy's X-Request-ID is kept when it looks like an id; anything else gets a fresh one.
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+from telemetry.logs import log_enter, log_exit, request_id_for
 
 
 class RequestContextMiddleware:
@@ -19,8 +14,7 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        given = request.headers.get("X-Request-ID", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         token = log_enter({"request_id": request_id})
         try:
             response = self.get_response(request)

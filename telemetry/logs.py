@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -19,6 +21,15 @@ from typing import Any
 FIELDS = ("request_id", "organization", "customer", "event_id", "run_id", "delivery_id")
 
 _context: ContextVar[dict[str, Any]] = ContextVar("supportmem_log_context", default={})  # noqa: B039 (never mutated)
+
+
+# A proxy's X-Request-ID is kept when it looks like an id; anything else gets a fresh one.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_for(given: str) -> str:
+    """The id a request's log lines and its X-Request-ID answer carry: the proxy's, or a fresh one."""
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 def log_context() -> dict[str, Any]:
