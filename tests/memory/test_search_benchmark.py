@@ -26,7 +26,8 @@ def test_search_benchmark_small_run_reports_latency_and_leaves_nothing(settings)
     out = io.StringIO()
     call_command("search_benchmark", "--sizes", "300", "--per-customer", "100", "--queries", "3", "--yes", stdout=out)
     text = out.getvalue()
-    assert "300 passages, 3 customers (customer order)" in text and "HNSW build" in text and "rows/s" in text
+    assert "300 passages, 3 customers (customer order, random vectors)" in text
+    assert "HNSW build" in text and "rows/s" in text
     assert "one customer, first pass: p50" in text and "organisation-wide: p50" in text
     assert "(warm): p50" in text
     # 100 passages of about 1.9 kB fill 25 pages (one more when a page freed by an earlier test is reused).
@@ -36,6 +37,19 @@ def test_search_benchmark_small_run_reports_latency_and_leaves_nothing(settings)
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'passage_embedding_hnsw'")
         assert cursor.fetchone() is not None  # the index is back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_search_benchmark_can_load_the_texts_embeddings(settings):
+    fake = use_fake(settings)
+    out = io.StringIO()
+    args = ["--sizes", "200", "--per-customer", "100", "--queries", "2", "--vectors", "model", "--yes", "--keep"]
+    call_command("search_benchmark", *args, stdout=out)
+    assert "200 passages, 2 customers (customer order, their texts' embeddings)" in out.getvalue()
+    assert "of which embedding" in out.getvalue()
+    passage = ArchivalPassage.objects.order_by("pk").first()
+    assert passage is not None and passage.text in [text for call in fake.calls for text in call]
+    assert list(passage.embedding) == pytest.approx(fake.embed([passage.text])[0], abs=1e-6)
 
 
 def test_search_benchmark_refuses_without_consent_and_bad_sizes(db):
@@ -88,7 +102,7 @@ def test_search_benchmark_interleaved_load_spreads_each_customer_until_clustered
     out = io.StringIO()
     args = ["--sizes", "400", "--per-customer", "100", "--queries", "2", "--yes"]
     call_command("search_benchmark", *args, "--interleaved", stdout=out)
-    assert "(interleaved)" in out.getvalue() and min(_pages_per_customer(out.getvalue())) >= 99
+    assert "(interleaved, random vectors)" in out.getvalue() and min(_pages_per_customer(out.getvalue())) >= 99
     clustered = io.StringIO()
     call_command("search_benchmark", *args, "--interleaved", "--cluster", stdout=clustered)
     assert "CLUSTER" in clustered.getvalue() and max(_pages_per_customer(clustered.getvalue())) <= 26

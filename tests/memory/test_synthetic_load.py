@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from django.db import connection
 
 from memory.models import ArchivalPassage
 from memory.synthetic import PassagePlan, copy_chunks, passages_copy
+from tests.memory.fake_embedder import FakeEmbedder
 from tickets.models import Customer, Organization
 
 WORDS = ["refund", "router", "invoice", "password"]
@@ -69,3 +72,28 @@ def test_the_stream_is_framed_and_a_bad_plan_is_refused():
         list(
             copy_chunks(PassagePlan(organization_id=1, customer_ids=[], size=3, per_customer=1, model="m", words=WORDS))
         )
+
+
+@pytest.mark.django_db
+def test_rows_can_carry_their_texts_embeddings_instead_of_random_vectors():
+    org = Organization.objects.create(name="Load", slug="load")
+    customers = [Customer.objects.create(organization=org, name=f"c{i}") for i in range(2)]
+    fake = FakeEmbedder()
+    plan = _plan(org, customers, interleaved=False)
+    passages_copy(dataclasses.replace(plan, embed=fake.embed))
+    passages = list(ArchivalPassage.objects.order_by("created_at"))
+    assert [text for call in fake.calls for text in call] == [p.text for p in passages]  # each text once, in order
+    for passage in passages:
+        assert np.asarray(passage.embedding) == pytest.approx(np.asarray(fake._one(passage.text)), abs=1e-6)
+    # The same texts as the random-vector plan's: the two loads differ only in their vectors.
+    random_texts = [p.text for p in passages]
+    ArchivalPassage.objects.all().delete()
+    passages_copy(plan)
+    assert [p.text for p in ArchivalPassage.objects.order_by("created_at")] == random_texts
+
+
+def test_an_embedder_that_returns_the_wrong_shape_is_refused():
+    plan = PassagePlan(organization_id=1, customer_ids=[5], size=3, per_customer=10, model="m", words=WORDS)
+    plan = dataclasses.replace(plan, embed=lambda texts: [[1.0]])
+    with pytest.raises(ValueError, match="vectors for 3 texts"):
+        list(copy_chunks(plan))

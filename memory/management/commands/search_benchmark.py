@@ -1,8 +1,9 @@
 """Latency of hybrid archival search at 10k / 100k / 1M passages in one organisation.
 
-For each size: a throwaway organisation gets that many synthetic passages (random unit vectors, text drawn
-from a support vocabulary) spread over customers of ``--per-customer`` passages each, loaded with binary COPY
-(``memory/synthetic.py``) in customer order, or round-robin with ``--interleaved``. The table's secondary
+For each size: a throwaway organisation gets that many synthetic passages (text drawn from a support
+vocabulary; random unit vectors, or with ``--vectors model`` each text's embedding by the configured model)
+spread over customers of ``--per-customer`` passages each, loaded with binary COPY (``memory/synthetic.py``)
+in customer order, or round-robin with ``--interleaved``. The table's secondary
 indexes are dropped for the load and rebuilt after it, the passage HNSW index last (each time is reported):
 that is why the command wants ``--yes`` and belongs on a scratch database. Then ``--queries`` searches run
 through ``memory.selectors.passage_search``, each with a fresh query embedded by the configured model, and
@@ -152,6 +153,13 @@ class Command(BaseCommand):
             help="write the rows round-robin across customers (arrival order) instead of customer by customer",
         )
         parser.add_argument(
+            "--vectors",
+            choices=("random", "model"),
+            default="random",
+            help="random unit vectors (fast to make; the worst case for HNSW, whose search finds no neighbourhoods "
+            "in them) or each passage's text embedded by the configured model (about 30 minutes a million)",
+        )
+        parser.add_argument(
             "--cluster",
             action="store_true",
             help="after the load, CLUSTER the passages by organisation/customer (manage.py cluster_tables) before "
@@ -185,6 +193,7 @@ class Command(BaseCommand):
                 keep=options["keep"],
                 cluster=options["cluster"],
                 interleaved=options["interleaved"],
+                model_vectors=options["vectors"] == "model",
             )
 
     def _reuse(self, slug: str, queries: int, *, cold: bool) -> None:
@@ -230,13 +239,22 @@ class Command(BaseCommand):
         )
 
     def _one_size(
-        self, size: int, per_customer: int, queries: int, *, keep: bool, cluster: bool, interleaved: bool
+        self,
+        size: int,
+        per_customer: int,
+        queries: int,
+        *,
+        keep: bool,
+        cluster: bool,
+        interleaved: bool,
+        model_vectors: bool,
     ) -> None:
         organization = Organization.objects.create(
             name="search benchmark", slug=f"search-bench-{uuid.uuid4().hex[:10]}"
         )
         try:
             customers = _customers(organization, max(1, size // per_customer))
+            embedding = _Timed(embedder_get().embed) if model_vectors else None
             plan = PassagePlan(
                 organization_id=organization.pk,
                 customer_ids=[customer.pk for customer in customers],
@@ -246,8 +264,11 @@ class Command(BaseCommand):
                 words=WORDS,
                 seed=size,
                 interleaved=interleaved,
+                embed=embedding,
             )
             timings = _load(plan)
+            if embedding is not None:  # part of COPY's time: the rows were embedded as they were written
+                timings["of which embedding"] = embedding.seconds
             if cluster:  # before the HNSW build, which CLUSTER would otherwise rebuild
                 (outcome,) = tables_cluster(tables=(TABLE,))
                 timings["CLUSTER"] = outcome.seconds
@@ -255,8 +276,9 @@ class Command(BaseCommand):
             _build_index()
             timings["HNSW build"] = time.perf_counter() - started
             order = "interleaved" if interleaved else "customer order"
+            vectors = "their texts' embeddings" if model_vectors else "random vectors"
             self.stdout.write(
-                f"{size} passages, {len(customers)} customers ({order}): "
+                f"{size} passages, {len(customers)} customers ({order}, {vectors}): "
                 + ", ".join(f"{label} {seconds:.1f}s" for label, seconds in timings.items())
                 + f"; COPY {size / timings['COPY']:,.0f} rows/s"
             )
@@ -434,6 +456,21 @@ def _secondary_indexes() -> list[tuple[str, str]]:
             [TABLE],
         )
         return [(name, definition) for name, definition in cursor.fetchall()]
+
+
+class _Timed:
+    """An embedder's ``embed`` that adds up the seconds it took."""
+
+    def __init__(self, embed: Callable[[list[str]], list[list[float]]]) -> None:
+        self.embed = embed
+        self.seconds = 0.0
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        started = time.perf_counter()
+        try:
+            return self.embed(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 def _load(plan: PassagePlan) -> dict[str, float]:
