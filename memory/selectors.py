@@ -550,7 +550,7 @@ def passage_search(
         limit=offset + page_size + CANDIDATE_MARGIN,
         vector_sql=("SELECT m.id FROM memory_archivalpassage m WHERE m.embedding_model = %s AND {where}"),
         distance="m.embedding <=> %s::vector",
-        hits_sql=_PASSAGE_HITS_SQL if customer is not None else _ORGANIZATION_PASSAGE_HITS_SQL,
+        hits_sql=_PASSAGE_HITS_SQL if customer is not None else _ORGANIZATION_PASSAGE_BM25_SQL,
         facts_sql=_PASSAGE_FACTS_SQL,
     )
     if PASSAGE_RERANK and not LEARNED_RANKING:
@@ -718,14 +718,12 @@ own AS (
 {near_postings},
 """ + _BM25_SCORES_SQL.replace("{rows}", "hits")  # noqa: S608  (this module's own SQL)
 
-# Passages have no neighbours, so their ``near`` postings are empty. Organisation-wide the planner is told so (``WHERE
-# false``): scanning the empty ``near`` of 5,000 hits cost as much as reading their own words. One customer's passages
-# scan the query's own postings with a filter no posting passes (each counts at least once), which keeps the plan's
-# shape; it used to cut each hit's empty neighbour words to the query's terms, about 1 of the statement's 5 ms over
-# 1,000 passages (session 13). Exact ties in BM25's float sums can break the other way than before: 39 of LoCoMo's
-# 1,531 archival pages changed order, recall@5/10/25 did not move.
+# Passages have no neighbours, so their ``near`` postings are empty (organisation-wide, a statement of its own leaves
+# them out; below). One customer's passages scan the query's own postings with a filter no posting passes (each counts
+# at least once), which keeps the plan's shape; it used to cut each hit's empty neighbour words to the query's terms,
+# about 1 of the statement's 5 ms over 1,000 passages (session 13). Exact ties in BM25's float sums can break the other
+# way than before: 39 of LoCoMo's 1,531 archival pages changed order, recall@5/10/25 did not move.
 _PASSAGE_NEAR_POSTINGS_SQL = "near AS (SELECT id, lexeme, tf FROM own WHERE tf < 0)"
-_NO_NEAR_POSTINGS_SQL = "near AS (SELECT id, lexeme, tf FROM own WHERE false)"
 
 # Messages, one statement of their own: a row's neighbours' words come from a window over the whole scope (one
 # customer's rows, read once). Each row's text is cut to the query's terms in C (weighted A, then only A kept: every
@@ -790,19 +788,40 @@ hits AS (SELECT s.id, s.doc, ''::tsvector AS near, length(s.doc) AS len FROM sco
 # The query's tsquery is passed as a constant so that the planner can estimate how many rows match: common
 # words are read newest first through the primary key until enough match, rare ones through the GIN index.
 # Vector search still covers every passage. Counting every row for the IDF would read the table on each search,
-# so the planner's row estimate stands in for the count.
+# so the planner's row estimate stands in for the count. One statement of its own: each hit is cut to the query's
+# terms as it is read (no row's whole text is kept), carries its length into its postings, and its postings are
+# scored as they are, since passages have no neighbours to add (no second grouping, no join back to the hits):
+# 0.90 of the shared statement's time (27.7 against 30.9 ms at a million), the same scores (docs/performance.md,
+# session 15).
 ORGANIZATION_TEXT_CANDIDATES = 5000
-_ORGANIZATION_PASSAGE_HITS_SQL = """
+_ORGANIZATION_PASSAGE_BM25_SQL = """
+WITH terms AS (
+    SELECT DISTINCT lexeme FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme
+),
+term_list AS (SELECT array_agg(lexeme) AS lexemes FROM terms),
 hits AS MATERIALIZED (
-    SELECT m.id, m.search_vector AS doc, ''::tsvector AS near, length(m.search_vector) AS len FROM {table}, orq
-    WHERE {where} AND m.search_vector @@ to_tsquery('simple', {tsquery})
-    ORDER BY m.id DESC LIMIT {candidates}
+    SELECT m.id, length(m.search_vector) AS len, ts_filter(setweight(m.search_vector, 'A', t.lexemes), '{{a}}') AS cut
+    FROM {table}, term_list t
+    WHERE {where} AND m.search_vector @@ to_tsquery('simple', %s)
+    ORDER BY m.id DESC LIMIT %s
 ),
 stats AS MATERIALIZED (
     SELECT
         (SELECT greatest(reltuples, 1)::float FROM pg_class WHERE oid = 'memory_archivalpassage'::regclass) AS n,
-        greatest((SELECT avg(length(doc)) FROM hits), 1)::float AS avgdl
-)
+        greatest((SELECT avg(len) FROM hits), 1)::float AS avgdl
+),
+own AS MATERIALIZED (
+    SELECT h.id, h.len, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float AS tf
+    FROM hits h, unnest(h.cut) u
+    WHERE u.lexeme IN (SELECT lexeme FROM terms)
+),
+df AS (SELECT lexeme, count(*)::float AS n FROM own GROUP BY lexeme)
+SELECT o.id, sum(
+    ln(1 + (st.n - df.n + 0.5) / (df.n + 0.5))
+    * o.tf * %s / (o.tf + %s * (1 - %s + %s * o.len / st.avgdl))
+) AS score
+FROM own o JOIN df USING (lexeme) CROSS JOIN stats st
+GROUP BY o.id ORDER BY score DESC, o.id DESC LIMIT %s
 """
 
 
@@ -819,26 +838,23 @@ def _text_scores(*, scope: _Scope, query: str, limit: int, hits_sql: str) -> lis
         return postings.scores(checked.rows, checked.terms, rows_filter=scope.postings, weights=weights, limit=limit)
     params = [query, *scope.params * hits_sql.count("{where}")]
     bm25 = [BM25_K1 + 1, BM25_K1, BM25_B, BM25_B]
-    if hits_sql.lstrip().startswith("WITH"):  # a whole statement of its own (one customer's messages)
-        sql = hits_sql.format(table=scope.table, where=scope.sql_where, **_message_doc())
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
-            return [(row[0], float(row[1])) for row in cursor.fetchall()]
-    if "{tsquery}" in hits_sql:
+    if hits_sql is _ORGANIZATION_PASSAGE_BM25_SQL:
         tsquery = _or_tsquery(query)
         if tsquery is None:
             return []  # only stop words or symbols: no word to rank by
-        params.append(tsquery)
-    hits = hits_sql.format(
-        table=scope.table,
-        where=scope.sql_where,
-        candidates=int(ORGANIZATION_TEXT_CANDIDATES),
-        tsquery="%s",
-    )
+        sql = hits_sql.format(table=scope.table, where=scope.sql_where)
+        params += [tsquery, int(ORGANIZATION_TEXT_CANDIDATES), *bm25, limit]
+    elif hits_sql.lstrip().startswith("WITH"):  # a whole statement of its own (one customer's messages)
+        sql = hits_sql.format(table=scope.table, where=scope.sql_where, **_message_doc())
+        params += [NEIGHBOUR_WEIGHT, *bm25, limit]
+    else:
+        sql = _BM25_SQL.format(
+            hits_and_stats=hits_sql.format(table=scope.table, where=scope.sql_where),
+            near_postings=_PASSAGE_NEAR_POSTINGS_SQL,
+        )
+        params += [NEIGHBOUR_WEIGHT, *bm25, limit]
     with connection.cursor() as cursor:
-        near = _NO_NEAR_POSTINGS_SQL if hits_sql is _ORGANIZATION_PASSAGE_HITS_SQL else _PASSAGE_NEAR_POSTINGS_SQL
-        sql = _BM25_SQL.format(hits_and_stats=hits, near_postings=near)
-        cursor.execute(sql, [*params, NEIGHBOUR_WEIGHT, *bm25, limit])
+        cursor.execute(sql, params)
         return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 

@@ -120,7 +120,7 @@ def test_organisation_wide_full_text_ranks_a_bounded_window_and_still_fills_the_
             )
     monkeypatch.setattr(selectors, "ORGANIZATION_TEXT_CANDIDATES", 5)
     text_only = selectors._text_ranking(
-        scope=_org_scope(actors), query="router reset", limit=50, hits_sql=selectors._ORGANIZATION_PASSAGE_HITS_SQL
+        scope=_org_scope(actors), query="router reset", limit=50, hits_sql=selectors._ORGANIZATION_PASSAGE_BM25_SQL
     )
     assert len(text_only) == 5  # the newest five matches, not all thirty
     page = passage_search(organization=actors.org, customer=None, query="router reset", page_size=20)

@@ -92,7 +92,30 @@ def _plain_bm25(monkeypatch):
         FROM hits h, unnest(h.near) u WHERE u.lexeme IN (SELECT lexeme FROM terms)
     )"""
     monkeypatch.setattr(selectors, "_PASSAGE_NEAR_POSTINGS_SQL", near)
-    monkeypatch.setattr(selectors, "_NO_NEAR_POSTINGS_SQL", near)
+    monkeypatch.setattr(selectors, "_ORGANIZATION_PASSAGE_BM25_SQL", PLAIN_ORGANIZATION_BM25_SQL)
+
+
+# The organisation's newest matches as the shared statement scored them before the organisation-wide statement was
+# written: whole texts kept, every word unnested and matched to the terms, postings grouped with the (empty) neighbour
+# postings and joined back to the hits for their lengths.
+PLAIN_ORGANIZATION_BM25_SQL = (
+    selectors._BM25_SQL.replace("unnest(ts_filter(setweight(h.doc, 'A', t.lexemes), '{{a}}')) u", "unnest(h.doc) u")
+    .replace("{near_postings}", "near AS (SELECT id, lexeme, tf FROM own WHERE false)")
+    .replace(
+        "{hits_and_stats}",
+        """hits AS MATERIALIZED (
+    SELECT m.id, m.search_vector AS doc, ''::tsvector AS near, length(m.search_vector) AS len FROM {table}, orq
+    WHERE {where} AND m.search_vector @@ to_tsquery('simple', %s)
+    ORDER BY m.id DESC LIMIT %s
+),
+stats AS MATERIALIZED (
+    SELECT
+        (SELECT greatest(reltuples, 1)::float FROM pg_class WHERE oid = 'memory_archivalpassage'::regclass) AS n,
+        greatest((SELECT avg(length(doc)) FROM hits), 1)::float AS avgdl
+)""",
+    )
+    .replace("UNION ALL SELECT id, lexeme, %s * tf FROM near", "UNION ALL SELECT id, lexeme, tf FROM near")
+)
 
 
 def _message_scope(customer):
@@ -128,7 +151,7 @@ def test_bm25_reads_only_the_query_terms_and_scores_as_the_plain_statement(actor
         )
     searches = [(_message_scope(actors.customer), "_MESSAGE_HITS_SQL")]
     searches += [(_passage_scope(actors, actors.customer), "_PASSAGE_HITS_SQL")]
-    searches += [(_passage_scope(actors, None), "_ORGANIZATION_PASSAGE_HITS_SQL")]
+    searches += [(_passage_scope(actors, None), "_ORGANIZATION_PASSAGE_BM25_SQL")]
 
     def scores():
         return [
