@@ -169,6 +169,31 @@ def test_memory_eval_searches_archival_passages_made_from_the_turns(db, settings
     assert not Organization.objects.filter(slug__startswith="memory-eval").exists()
 
 
+def test_memory_eval_searches_the_whole_organisations_passages(db, settings, tmp_path, monkeypatch):
+    use_fake(settings)
+    from memory import selectors
+    from memory.management.commands import memory_eval
+
+    searched = []
+    original = selectors.passage_search
+
+    def spy(**kwargs):
+        page = original(**kwargs)
+        searched.append((kwargs["customer"], [p.customer_id for p in page.results]))
+        return page
+
+    monkeypatch.setattr(memory_eval, "passage_search", spy)
+    path = _two_conversation_file(tmp_path, count=2)
+    report = _eval(path, "--target", "organisation", "--k", "1,5")
+    assert report["target"] == "organisation" and report["questions"] == 2 * 2
+    assert all(customer is None for customer, _ in searched)  # asked of the organisation, not of a customer
+    assert any(len(set(owners)) == 2 for _, owners in searched)  # both conversations' passages compete
+    # The two conversations' puppy turns are the same text: the page keeps one of them (duplicates are dropped), so
+    # one conversation's question finds its own evidence and the other's finds only the other conversation's turn.
+    assert report["by_category"]["4"]["5"] == 0.5
+    assert not Organization.objects.filter(slug__startswith="memory-eval").exists()
+
+
 def test_memory_eval_keeps_and_reuses_the_ingested_organisation(db, settings, locomo_file):
     use_fake(settings)
     err = io.StringIO()

@@ -8,6 +8,8 @@ categories 1-4 is then asked of ``memory.selectors.message_search``, the search 
 
 ``--target archival`` also stores every turn as an archival passage of the customer (``passage_insert``,
 "<speaker>: <text>", dated like its session, pointing to its message) and asks ``passage_search`` instead.
+``--target organisation`` asks ``passage_search`` of the whole organisation, as staff search: every conversation's
+passages compete for each question (another conversation's passage takes a place and is never evidence).
 ``--split`` fixes which conversations are asked: ``tune`` (the first five) is where ranking constants are
 chosen, ``validate`` (the other five) where a change must also improve (docs/recall.md). ``--keep`` leaves the
 ingested, embedded organisation in the database (both targets) and ``--reuse SLUG`` asks its questions again
@@ -48,7 +50,7 @@ SESSION_DATE_FORMAT = "%I:%M %p on %d %B, %Y"
 MAX_K = 100
 # LoCoMo's ten conversations: constants are chosen on the first five and confirmed on the other five.
 SPLITS = {"tune": range(0, 5), "validate": range(5, 10), "all": range(0, 10_000)}
-TARGETS = ("messages", "archival")
+TARGETS = ("messages", "archival", "organisation")
 PASSAGE_EMBED_RECEIVER = "memory.embed_saved_passage"
 
 
@@ -82,7 +84,10 @@ class Command(BaseCommand):
             "--split", choices=sorted(SPLITS), default="all", help="tune: samples 1-5, validate: 6-10 (default all)"
         )
         parser.add_argument(
-            "--target", choices=TARGETS, default="messages", help="search recall memory or archival passages"
+            "--target",
+            choices=TARGETS,
+            default="messages",
+            help="search recall memory, one customer's archival passages, or the whole organisation's passages",
         )
         parser.add_argument("--keep", action="store_true", help="keep the ingested organisation; prints its slug")
         parser.add_argument("--reuse", metavar="SLUG", help="ask again on an organisation that --keep left")
@@ -111,7 +116,7 @@ class Command(BaseCommand):
                     quiet=options["json"],
                     chosen=chosen,
                     target=options["target"],
-                    passages=options["keep"] or options["target"] == "archival",
+                    passages=options["keep"] or options["target"] != "messages",
                 )
             finally:
                 if not options["keep"]:
@@ -339,6 +344,9 @@ def _search(sample: Sample, query: str, k: int, *, target: str) -> list[int]:
         customer = sample.customer
         page = passage_search(organization=customer.organization, customer=customer, query=query, page_size=k)
         return [sample.passages[p.pk] for p in page.results if p.pk in sample.passages]
+    if target == "organisation":
+        page = passage_search(organization=sample.customer.organization, customer=None, query=query, page_size=k)
+        return [p.source_message_id for p in page.results if p.source_message_id is not None]
     return [message.pk for message in message_search(customer=sample.customer, query=query, page_size=k).results]
 
 
