@@ -70,9 +70,12 @@ def test_search_benchmark_keeps_a_load_and_measures_it_again(settings):
     assert ArchivalPassage.objects.count() == 200
 
     again = io.StringIO()
-    call_command("search_benchmark", "--reuse", slug, "--queries", "2", stdout=again)
+    call_command("search_benchmark", "--reuse", slug, "--queries", "2", "--warm-up", "3", stdout=again)
     assert f"about 200 passages, 2 customers (reused {slug})" in again.getvalue()
     assert "one customer, first pass: p50" in again.getvalue()
+    assert "organisation-wide (after 3 untimed): p50" in again.getvalue()
+    with pytest.raises(CommandError, match="--warm-up"):
+        call_command("search_benchmark", "--reuse", slug, "--warm-up", "-1")
     assert ArchivalPassage.objects.count() == 200  # nothing loaded, nothing dropped
 
     with pytest.raises(CommandError, match="No benchmark organisation"):
