@@ -54,11 +54,14 @@ TEXT_WEIGHT = 1.0
 CANDIDATE_MARGIN = 50
 MAX_RESULTS = 500
 # Organisation-wide vector search uses the HNSW index, which filters after it searches: ef_search is
-# raised (per transaction) so that a filtered search still finds enough rows, and exact search is the
-# fallback when it does not.
+# raised (per transaction) so that a filtered search still finds enough rows. When the filter still leaves too few
+# (a date range, tags, superseded passages), the share it kept of the list sizes one more search at a larger
+# ef_search, if that stays within HNSW_EF_SEARCH_MAX; exact search is the fallback after that (an exact scan of a
+# million-passage organisation takes about a second).
 HNSW_EF_SEARCH_MIN = 100
 HNSW_EF_SEARCH_FACTOR = 2  # ef_search = this x the rows wanted
 HNSW_EF_SEARCH_MAX = 1000
+HNSW_RETRY_MARGIN = 1.25  # the second list is this much longer than the kept share says it needs
 
 
 @dataclass
@@ -947,13 +950,7 @@ def _vector_ranking(
     if scope.exact:
         # "+ 0" keeps the planner off the HNSW index: one customer's rows are few, so exact is fast and complete.
         return _fetch_ids(exact_sql, params)
-    with transaction.atomic():
-        _hnsw_ef_search_set(limit)
-        ids = _fetch_ids(f"{sql} ORDER BY {distance} LIMIT %s", params)
-    if len(ids) < limit:
-        # HNSW filters after it searches; a selective filter can leave too few rows. Exact search is complete.
-        ids = _fetch_ids(exact_sql, params)
-    return ids
+    return [row[0] for row in _nearest_rows(sql, distance, params, limit)]
 
 
 # A message's similarity is raised by its closest neighbouring turn's (the exact scan computes them all
@@ -976,11 +973,28 @@ SELECT id FROM (
 """.replace("{similarities}", _MESSAGE_SIMILARITIES_SQL)
 
 
-def _hnsw_ef_search_set(limit: int) -> None:
-    """Size the HNSW candidate list for ``limit`` rows, for the current transaction only."""
+def _nearest_rows(sql: str, distance: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
+    """``sql``'s rows nearest first, at most ``limit``: by the HNSW index, once more with a list sized by the share
+    of it the filter kept when that was too few, else exactly (complete, and as slow as the scope is large)."""
     ef_search = min(max(HNSW_EF_SEARCH_MIN, HNSW_EF_SEARCH_FACTOR * limit), HNSW_EF_SEARCH_MAX)
-    with connection.cursor() as cursor:
+    rows = _hnsw_rows(f"{sql} ORDER BY {distance} LIMIT %s", params, ef_search)
+    if 0 < len(rows) < limit and ef_search < HNSW_EF_SEARCH_MAX:
+        needed = math.ceil(ef_search * limit / len(rows) * HNSW_RETRY_MARGIN)
+        if needed <= HNSW_EF_SEARCH_MAX:
+            rows = _hnsw_rows(f"{sql} ORDER BY {distance} LIMIT %s", params, needed)
+    if len(rows) < limit:
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql} ORDER BY ({distance}) + 0 LIMIT %s", params)
+            rows = cursor.fetchall()
+    return rows
+
+
+def _hnsw_rows(sql: str, params: list[Any], ef_search: int) -> list[tuple[Any, ...]]:
+    """``sql`` with the HNSW candidate list at ``ef_search``, for this statement's transaction only."""
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _fetch_ids(sql: str, params: list[Any]) -> list[int]:
@@ -1798,14 +1812,5 @@ def _nearest_similarities(
         raise ValueError(f"unexpected vector query: {vector_sql[:40]!r}")
     rest = vector_sql.format(where=scope.sql_where).removeprefix(select)
     sql = f"SELECT m.id, 1 - ({distance}) FROM {rest}"  # noqa: S608  (this module's own SQL)
-    params = [literal, model, *scope.params, literal, limit]
-    with transaction.atomic():
-        _hnsw_ef_search_set(limit)
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql} ORDER BY {distance} LIMIT %s", params)
-            rows = cursor.fetchall()
-    if len(rows) < limit:  # as in _vector_ranking: a selective filter left too few; exact search is complete
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql} ORDER BY ({distance}) + 0 LIMIT %s", params)
-            rows = cursor.fetchall()
+    rows = _nearest_rows(sql, distance, [literal, model, *scope.params, literal, limit], limit)
     return [(row[0], float(row[1])) for row in rows]

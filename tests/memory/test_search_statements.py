@@ -11,12 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from memory import selectors
 from memory.embeddings import message_embeddings_compute
-from memory.models import MessageEmbedding
+from memory.models import ArchivalPassage, MessageEmbedding
 from memory.selectors import passage_search
 from memory.services import Provenance, passage_insert
+from memory.synthetic import PassagePlan, passages_copy
 from support_agent.merge import customer_merge
 from tests.memory.fake_embedder import use_fake
 from tickets.models import Customer, TicketMessage
@@ -427,3 +429,49 @@ def test_states_time_answers_as_splitting_every_text_into_words():
         text = "".join(part + rng.choice(separators) for part in parts)
         text = text.upper() if rng.random() < 0.1 else text
         assert selectors.states_time(text) is _states_time_by_words(text), text
+
+
+def test_a_filter_that_leaves_too_few_rows_gets_one_larger_hnsw_list_before_an_exact_scan(actors, fake):
+    plan = PassagePlan(
+        organization_id=actors.org.pk,
+        customer_ids=[actors.customer.pk, actors.other_customer.pk],
+        size=3000,
+        per_customer=1500,
+        model=fake.name,
+        words=["refund", "router", "invoice", "printer", "password", "modem"],
+        seed=3,
+    )
+    passages_copy(plan)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE memory_archivalpassage")
+    newest = ArchivalPassage.objects.order_by("-created_at").values_list("created_at", flat=True)[0]
+    scope = _passage_scope(actors, None)
+    scope.add("m.created_at >= %s", newest - timedelta(seconds=1200))  # the newest 40%: 1,200 of 3,000 rows
+    vector = fake.embed(["refund router"])[0]
+    limit = 60  # ef_search 120: about 48 of the first list's rows pass the filter
+
+    def nearest():
+        with CaptureQueriesContext(connection) as queries, connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")  # the table is small: make the planner take the index
+            rows = selectors._nearest_similarities(
+                scope=scope,
+                model=fake.name,
+                literal="[" + ",".join(f"{x:.7g}" for x in vector) + "]",
+                limit=limit,
+                vector_sql="SELECT m.id FROM memory_archivalpassage m WHERE m.embedding_model = %s AND {where}",
+                distance="m.embedding <=> %s::vector",
+            )
+            cursor.execute("RESET enable_seqscan")
+        lists = [int(q["sql"].split("=")[-1]) for q in queries.captured_queries if "hnsw.ef_search" in q["sql"]]
+        exact = any("+ 0 LIMIT" in q["sql"] for q in queries.captured_queries)
+        return rows, lists, exact
+
+    rows, lists, exact = nearest()
+    assert len(rows) == limit and not exact
+    assert lists[0] == 120 and len(lists) == 2 and 120 < lists[1] <= selectors.HNSW_EF_SEARCH_MAX
+    assert [s for _, s in rows] == sorted((s for _, s in rows), reverse=True)
+    # Fewer rows pass the filter than are wanted: whatever the lists, the exact scan ends it, complete.
+    scope.add("m.created_at >= %s", newest - timedelta(seconds=40))
+    rows, lists, exact = nearest()
+    kept = ArchivalPassage.objects.filter(created_at__gte=newest - timedelta(seconds=40)).count()
+    assert exact and len(rows) == kept < limit
