@@ -29,6 +29,7 @@ def test_search_benchmark_small_run_reports_latency_and_leaves_nothing(settings)
     assert "300 passages, 3 customers (customer order, random vectors)" in text
     assert "HNSW build" in text and "rows/s" in text
     assert "one customer, first pass: p50" in text and "organisation-wide: p50" in text
+    assert "organisation-wide, the newer half (start=): p50" in text
     assert "(warm): p50" in text
     # 100 passages of about 1.9 kB fill 25 pages (one more when a page freed by an earlier test is reused).
     assert all(25 <= pages <= 26 for pages in _pages_per_customer(text))
