@@ -146,22 +146,28 @@ def test_memory_eval_splits_tune_from_validate(db, settings, tmp_path):
     assert "1" not in tune["by_category"] and "1" in validate["by_category"]
 
 
-def test_memory_eval_searches_archival_passages_made_from_the_turns(db, settings, locomo_file, monkeypatch):
-    use_fake(settings)
+def _passage_searches(monkeypatch):
+    """What memory_eval's passage searches were asked (their keyword arguments) and found (their pages' passages)."""
     from memory import selectors
+    from memory.management.commands import memory_eval
 
     searched = []
     original = selectors.passage_search
 
     def spy(**kwargs):
         page = original(**kwargs)
-        searched.append([p.text for p in page.results])
+        searched.append((kwargs, list(page.results)))
         return page
 
-    from memory.management.commands import memory_eval
-
     monkeypatch.setattr(memory_eval, "passage_search", spy)
+    return searched
+
+
+def test_memory_eval_searches_archival_passages_made_from_the_turns(db, settings, locomo_file, monkeypatch):
+    use_fake(settings)
+    searches = _passage_searches(monkeypatch)
     report = _eval(locomo_file, "--target", "archival", "--k", "1,5")
+    searched = [[p.text for p in found] for _, found in searches]
     assert report["target"] == "archival" and report["questions"] == 3
     assert report["by_category"]["4"]["1"] == 1.0  # the passage "Ana: ... a puppy named Rex!" maps to D1:3
     assert report["recall"]["5"] == 1.0
@@ -171,20 +177,10 @@ def test_memory_eval_searches_archival_passages_made_from_the_turns(db, settings
 
 def test_memory_eval_searches_the_whole_organisations_passages(db, settings, tmp_path, monkeypatch):
     use_fake(settings)
-    from memory import selectors
-    from memory.management.commands import memory_eval
-
-    searched = []
-    original = selectors.passage_search
-
-    def spy(**kwargs):
-        page = original(**kwargs)
-        searched.append((kwargs["customer"], [p.customer_id for p in page.results]))
-        return page
-
-    monkeypatch.setattr(memory_eval, "passage_search", spy)
+    searches = _passage_searches(monkeypatch)
     path = _two_conversation_file(tmp_path, count=2)
     report = _eval(path, "--target", "organisation", "--k", "1,5")
+    searched = [(asked["customer"], [p.customer_id for p in found]) for asked, found in searches]
     assert report["target"] == "organisation" and report["questions"] == 2 * 2
     assert all(customer is None for customer, _ in searched)  # asked of the organisation, not of a customer
     assert any(len(set(owners)) == 2 for _, owners in searched)  # both conversations' passages compete
